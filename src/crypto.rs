@@ -1,0 +1,275 @@
+//! Key hierarchy and the primitives as packvault uses them (format-spec.md §6).
+//!
+//! * Hash and KDF: BLAKE3 (`keyed_hash`, `derive_key` with the context strings in
+//!   [`contexts`]).
+//! * AEAD: AES-256-GCM-SIV (RFC 8452), 96-bit nonce, 128-bit tag appended to the ciphertext.
+//!
+//! Every secret lives in a type that wipes itself on drop and prints as `[redacted]`.
+
+use std::fmt;
+
+use aes_gcm_siv::aead::{AeadInOut, KeyInit};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, Id, TreeId};
+
+/// Length of an AEAD nonce.
+pub(crate) const NONCE_LEN: usize = 12;
+/// Length of an AEAD tag.
+pub(crate) const TAG_LEN: usize = 16;
+
+/// BLAKE3 `derive_key` context strings (format-spec.md §6.1). Frozen: changing one changes
+/// every key of every repository.
+pub mod contexts {
+    /// master → chunk-id key.
+    pub const CHUNK_ID: &str = "packvault 2026-11-26 v1 chunk id";
+    /// master → tree-id key.
+    pub const TREE_ID: &str = "packvault 2026-11-26 v1 tree id";
+    /// master → seal key.
+    pub const SEAL: &str = "packvault 2026-11-26 v1 seal";
+    /// master → chunker key.
+    pub const CHUNKER: &str = "packvault 2026-11-26 v1 chunker";
+    /// master → metadata key.
+    pub const METADATA: &str = "packvault 2026-11-26 v1 metadata";
+    /// master → master id (public).
+    pub const MASTER_ID: &str = "packvault 2026-11-26 v1 master id";
+    /// seal key ‖ blob id → per-blob key.
+    pub const BLOB_KEY: &str = "packvault 2026-11-26 v1 blob key";
+    /// chunker key → gear table (extended output).
+    pub const GEAR: &str = "packvault 2026-11-26 v1 gear table";
+    /// keyslot KDF output → key-wrapping key.
+    pub const SLOT_WRAP: &str = "packvault 2026-11-26 v1 keyslot wrap";
+    /// keyslot KDF output → commitment key.
+    pub const SLOT_COMMIT: &str = "packvault 2026-11-26 v1 keyslot commitment";
+}
+
+/// A 32-byte secret key, wiped on drop, never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct SecretKey([u8; 32]);
+
+impl SecretKey {
+    /// Wraps raw key bytes.
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 32]) -> SecretKey {
+        SecretKey(bytes)
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// `derive_key(context, material)`.
+    pub(crate) fn derive(context: &str, material: &[u8]) -> SecretKey {
+        SecretKey(blake3::derive_key(context, material))
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+/// The repository's master key: 32 random bytes made at `init`, stored only wrapped in keyslots.
+///
+/// One master key is one dedup domain: chunk ids, seal keys and the chunker's gear table all
+/// derive from it.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey(SecretKey);
+
+impl MasterKey {
+    /// A fresh random master key.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the operating system's random source fails.
+    pub fn generate() -> Result<MasterKey> {
+        Ok(MasterKey(SecretKey(random_array()?)))
+    }
+
+    /// A master key from raw bytes. Only for test vectors and tools that already hold a key:
+    /// a real repository gets its master key from [`MasterKey::generate`].
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
+        MasterKey(SecretKey(bytes))
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        self.0.bytes()
+    }
+
+    /// The master key's public id: `derive_key(MASTER_ID, master)`. Keyslots and the config
+    /// carry it so a slot that unwraps to another repository's key is caught.
+    #[must_use]
+    pub fn id(&self) -> Id {
+        Id(blake3::derive_key(contexts::MASTER_ID, self.bytes()))
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey([redacted])")
+    }
+}
+
+/// The subkeys of one master key (format-spec.md §6.1).
+#[derive(Clone)]
+pub(crate) struct KeySet {
+    master_id: Id,
+    chunk_id: SecretKey,
+    tree_id: SecretKey,
+    seal: SecretKey,
+    chunker: SecretKey,
+    meta: SecretKey,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeySet(master id {}, [redacted])", self.master_id.short())
+    }
+}
+
+impl KeySet {
+    pub(crate) fn derive(master: &MasterKey) -> KeySet {
+        let m = master.bytes();
+        KeySet {
+            master_id: master.id(),
+            chunk_id: SecretKey::derive(contexts::CHUNK_ID, m),
+            tree_id: SecretKey::derive(contexts::TREE_ID, m),
+            seal: SecretKey::derive(contexts::SEAL, m),
+            chunker: SecretKey::derive(contexts::CHUNKER, m),
+            meta: SecretKey::derive(contexts::METADATA, m),
+        }
+    }
+
+    /// Id of a data chunk: BLAKE3 keyed with the chunk-id key.
+    pub(crate) fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
+        ChunkId(Id(*blake3::keyed_hash(self.chunk_id.bytes(), plaintext).as_bytes()))
+    }
+
+    /// Id of a tree blob: BLAKE3 keyed with the tree-id key.
+    pub(crate) fn tree_id(&self, plaintext: &[u8]) -> TreeId {
+        TreeId(Id(*blake3::keyed_hash(self.tree_id.bytes(), plaintext).as_bytes()))
+    }
+
+    /// The per-blob AEAD key: `derive_key(BLOB_KEY, seal_key ‖ id)`.
+    pub(crate) fn blob_key(&self, id: &Id) -> SecretKey {
+        let mut material = [0u8; 64];
+        material[..32].copy_from_slice(self.seal.bytes());
+        material[32..].copy_from_slice(&id.0);
+        let key = SecretKey::derive(contexts::BLOB_KEY, &material);
+        material.zeroize();
+        key
+    }
+
+    pub(crate) fn chunker_key(&self) -> &SecretKey {
+        &self.chunker
+    }
+
+    pub(crate) fn meta_key(&self) -> &SecretKey {
+        &self.meta
+    }
+}
+
+/// AES-256-GCM-SIV encryption in place: `buf` becomes `ciphertext ‖ tag`.
+pub(crate) fn aead_seal(key: &SecretKey, nonce: &[u8; NONCE_LEN], ad: &[u8], buf: &mut Vec<u8>) {
+    let cipher = Aes256GcmSiv::new(key.bytes().into());
+    let nonce = Nonce::from(*nonce);
+    // Lengths are bounded far below RFC 8452's P_MAX/A_MAX (2^36 bytes) by the callers'
+    // limits, so encryption cannot fail.
+    let tag = cipher
+        .encrypt_inout_detached(&nonce, ad, buf.as_mut_slice().into())
+        .expect("AES-GCM-SIV input within RFC 8452 limits");
+    buf.extend_from_slice(&tag);
+}
+
+/// AES-256-GCM-SIV decryption in place of `ciphertext ‖ tag`; on success `buf` holds the
+/// plaintext. On failure `buf` is wiped and nothing of the plaintext is handed out.
+pub(crate) fn aead_open(
+    key: &SecretKey,
+    nonce: &[u8; NONCE_LEN],
+    ad: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), AeadError> {
+    let Some(ct_len) = buf.len().checked_sub(TAG_LEN) else {
+        return Err(AeadError);
+    };
+    let cipher = Aes256GcmSiv::new(key.bytes().into());
+    let nonce = Nonce::from(*nonce);
+    let (ct, tag) = buf.split_at_mut(ct_len);
+    let tag = Tag::try_from(&*tag).map_err(|_| AeadError)?;
+    match cipher.decrypt_inout_detached(&nonce, ad, ct.into(), &tag) {
+        Ok(()) => {
+            buf.truncate(ct_len);
+            Ok(())
+        }
+        Err(_) => {
+            buf.zeroize();
+            buf.clear();
+            Err(AeadError)
+        }
+    }
+}
+
+/// An AEAD tag did not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AeadError;
+
+/// `N` bytes from the operating system's random source.
+pub(crate) fn random_array<const N: usize>() -> Result<[u8; N]> {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).map_err(|e| Error::Io(std::io::Error::other(format!("random source failed: {e}"))))?;
+    Ok(out)
+}
+
+/// Constant-time equality of two 32-byte values.
+pub(crate) fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    blake3::Hash::from_bytes(*a) == blake3::Hash::from_bytes(*b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_is_redacted() {
+        let m = MasterKey::from_bytes([7; 32]);
+        assert_eq!(format!("{m:?}"), "MasterKey([redacted])");
+        let ks = KeySet::derive(&m);
+        let dbg = format!("{ks:?}");
+        assert!(!dbg.contains("0707"), "{dbg}");
+        assert!(format!("{:?}", ks.meta_key()).contains("redacted"));
+    }
+
+    #[test]
+    fn subkeys_are_distinct() {
+        let ks = KeySet::derive(&MasterKey::from_bytes([1; 32]));
+        let all = [&ks.chunk_id, &ks.tree_id, &ks.seal, &ks.chunker, &ks.meta];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a.bytes(), b.bytes());
+            }
+        }
+        assert_ne!(ks.chunk_id(b"x").0, ks.tree_id(b"x").0);
+    }
+
+    #[test]
+    fn aead_round_trip_and_tamper() {
+        let key = SecretKey::from_bytes([3; 32]);
+        let mut buf = b"hello world".to_vec();
+        aead_seal(&key, &[0; 12], b"ad", &mut buf);
+        assert_eq!(buf.len(), 11 + TAG_LEN);
+        let sealed = buf.clone();
+        aead_open(&key, &[0; 12], b"ad", &mut buf).unwrap();
+        assert_eq!(buf, b"hello world");
+        let mut bad = sealed.clone();
+        bad[0] ^= 1;
+        assert_eq!(aead_open(&key, &[0; 12], b"ad", &mut bad), Err(AeadError));
+        assert!(bad.is_empty());
+        let mut bad_ad = sealed.clone();
+        assert!(aead_open(&key, &[0; 12], b"AD", &mut bad_ad).is_err());
+        let mut short = vec![0u8; 5];
+        assert!(aead_open(&key, &[0; 12], b"", &mut short).is_err());
+    }
+}

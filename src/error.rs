@@ -1,0 +1,228 @@
+//! The library's error type.
+//!
+//! Policy: the library has exactly one public error type, [`Error`]. Its variants keep the
+//! failure *classes* apart (malformed bytes, failed authentication, unsupported version, wrong
+//! key, missing object, I/O, exceeded limit) so that callers can react to the class without
+//! parsing messages. Context (which repository file, which pack and offset, which local path) is
+//! added by wrapping an error in [`Error::At`], never by formatting a new string, so the class of
+//! the innermost error survives (see [`Error::kind`]).
+//!
+//! Decoders never panic on input bytes: every length read from the repository is checked before
+//! it is used, and an error names the structure and, where it helps, the byte offset.
+//!
+//! Error messages never contain key material, passphrases or decrypted content.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::id::{Id, PackId, SnapshotId};
+
+/// `Result` with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in packvault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bytes read from the repository (or from a local cache) do not follow `format-spec.md`.
+    #[error("malformed {what}{}: {detail}", offset.map(|o| format!(" at offset {o}")).unwrap_or_default())]
+    Malformed {
+        /// The structure being decoded, e.g. "pack trailer".
+        what: &'static str,
+        /// Byte offset inside the structure, where known.
+        offset: Option<u64>,
+        /// What exactly is wrong.
+        detail: String,
+    },
+    /// An authentication tag, a chunk id or a content hash did not match: the data was changed
+    /// after it was written, or it belongs to another repository.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    /// A structure declares a format version this build cannot read.
+    #[error("unsupported {what} version {found} (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// The structure, e.g. "pack".
+        what: &'static str,
+        /// The version found on disk.
+        found: u16,
+        /// The version this build reads.
+        supported: u16,
+    },
+    /// No keyslot of the repository opens with the given credentials.
+    #[error("wrong passphrase: no keyslot of this repository opens with it")]
+    WrongPassphrase,
+    /// The store holds no repository at this location.
+    #[error("not a packvault repository: {0}")]
+    NotARepository(String),
+    /// A repository file, snapshot or path does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A create-only write found the name already taken.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// A value is larger than the format or a configured bound allows.
+    #[error("{what} is {found}, above the limit of {limit}")]
+    LimitExceeded {
+        /// What was too large.
+        what: &'static str,
+        /// The value found.
+        found: u64,
+        /// The bound.
+        limit: u64,
+    },
+    /// The caller passed an argument that cannot work (bad settings, an odd path, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An operating-system I/O error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Another error, with the place where it happened.
+    #[error("{at}: {source}")]
+    At {
+        /// Where the error happened.
+        at: Location,
+        /// The error itself.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+/// The class of an [`Error`], looking through [`Error::At`] wrappers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// See [`Error::Malformed`].
+    Malformed,
+    /// See [`Error::Integrity`].
+    Integrity,
+    /// See [`Error::UnsupportedVersion`].
+    UnsupportedVersion,
+    /// See [`Error::WrongPassphrase`].
+    WrongPassphrase,
+    /// See [`Error::NotARepository`].
+    NotARepository,
+    /// See [`Error::NotFound`].
+    NotFound,
+    /// See [`Error::AlreadyExists`].
+    AlreadyExists,
+    /// See [`Error::LimitExceeded`].
+    LimitExceeded,
+    /// See [`Error::InvalidArgument`].
+    InvalidArgument,
+    /// See [`Error::Io`].
+    Io,
+}
+
+impl Error {
+    /// The class of the innermost error.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Malformed { .. } => ErrorKind::Malformed,
+            Error::Integrity(_) => ErrorKind::Integrity,
+            Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
+            Error::WrongPassphrase => ErrorKind::WrongPassphrase,
+            Error::NotARepository(_) => ErrorKind::NotARepository,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::Io(_) => ErrorKind::Io,
+            Error::At { source, .. } => source.kind(),
+        }
+    }
+
+    /// True when stored data is damaged or forged: malformed bytes, a failed authentication
+    /// tag or hash, or a missing repository file that something else refers to.
+    #[must_use]
+    pub fn is_integrity(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Integrity | ErrorKind::Malformed)
+    }
+
+    /// Wraps the error with the place where it happened.
+    #[must_use]
+    pub fn at(self, at: Location) -> Error {
+        Error::At {
+            at,
+            source: Box::new(self),
+        }
+    }
+
+    pub(crate) fn malformed(what: &'static str, offset: Option<u64>, detail: impl Into<String>) -> Error {
+        Error::Malformed {
+            what,
+            offset,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Where an error happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// A file of the repository, by its store name (e.g. `index/ab12…`).
+    RepoFile(String),
+    /// A pack, and the offset of the blob inside it where known.
+    Pack {
+        /// The pack.
+        pack: PackId,
+        /// Offset of the blob inside the pack.
+        offset: Option<u64>,
+    },
+    /// A blob, by id.
+    Blob(Id),
+    /// A snapshot.
+    Snapshot(SnapshotId),
+    /// A local file or directory.
+    Path(PathBuf),
+    /// A path inside a snapshot.
+    SnapshotPath(String),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::RepoFile(name) => write!(f, "{name}"),
+            Location::Pack { pack, offset: None } => write!(f, "pack {pack}"),
+            Location::Pack { pack, offset: Some(o) } => write!(f, "pack {pack} at offset {o}"),
+            Location::Blob(id) => write!(f, "blob {id}"),
+            Location::Snapshot(id) => write!(f, "snapshot {}", id.short()),
+            Location::Path(p) => write!(f, "{}", p.display()),
+            Location::SnapshotPath(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Adds a [`Location`] to the error of a `Result`.
+pub(crate) trait ResultExt<T> {
+    /// Wraps an error with `at`.
+    fn at(self, at: impl FnOnce() -> Location) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
+    fn at(self, at: impl FnOnce() -> Location) -> Result<T> {
+        self.map_err(|e| e.into().at(at()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_looks_through_context() {
+        let e = Error::Integrity("tag".into())
+            .at(Location::RepoFile("index/00".into()))
+            .at(Location::Path("/tmp/x".into()));
+        assert_eq!(e.kind(), ErrorKind::Integrity);
+        assert!(e.is_integrity());
+        assert_eq!(e.to_string(), "/tmp/x: index/00: integrity check failed: tag");
+    }
+
+    #[test]
+    fn malformed_names_offset() {
+        let e = Error::malformed("pack trailer", Some(12), "bad magic");
+        assert_eq!(e.to_string(), "malformed pack trailer at offset 12: bad magic");
+    }
+}

@@ -1,0 +1,327 @@
+//! Sealed blobs (format-spec.md §5.3): compress → pad → AES-256-GCM-SIV under a per-blob key
+//! with an all-zero nonce. The same plaintext in the same repository always seals to the same
+//! bytes.
+
+use std::cell::RefCell;
+
+use crate::crypto::{self, KeySet, NONCE_LEN, TAG_LEN};
+use crate::error::{Error, Result};
+use crate::format::padding;
+use crate::format::{header, MAGIC_BLOB};
+use crate::id::Id;
+
+/// Largest plaintext of any blob (a tree blob; data chunks are bounded by the chunker's
+/// maximum, at most 16 MiB).
+pub const MAX_BLOB_RAW: u32 = 64 << 20;
+
+/// Largest sealed blob: the padded maximum plaintext plus its marker and tag.
+pub const MAX_BLOB_SEALED: u32 = MAX_BLOB_RAW + (MAX_BLOB_RAW >> 3) + TAG_LEN as u32;
+
+/// What a blob holds. Data and tree blobs live in separate packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum BlobKind {
+    /// A chunk of file content.
+    Data = 0,
+    /// An encoded directory tree.
+    Tree = 1,
+}
+
+impl BlobKind {
+    /// The kind for a stored byte; `None` for every other value.
+    #[must_use]
+    pub fn from_u8(b: u8) -> Option<BlobKind> {
+        match b {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+
+    /// Lowercase name, as shown by `packtool`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobKind::Data => "data",
+            BlobKind::Tree => "tree",
+        }
+    }
+}
+
+/// How a blob's plaintext is encoded before padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Codec {
+    /// Stored as is.
+    Raw = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+impl Codec {
+    /// The codec for a stored byte; `None` for every other value.
+    #[must_use]
+    pub fn from_u8(b: u8) -> Option<Codec> {
+        match b {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// A sealed blob, ready to be appended to a pack.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedBlob {
+    /// Blob id.
+    pub id: Id,
+    /// Blob kind.
+    pub kind: BlobKind,
+    /// Codec of the plaintext.
+    pub codec: Codec,
+    /// Length of the plaintext before compression.
+    pub raw_len: u32,
+    /// `ciphertext ‖ tag`.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedBlob")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("codec", &self.codec)
+            .field("raw_len", &self.raw_len)
+            .field("sealed_len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// The associated data of a blob: `header(PVBLOB) ‖ kind ‖ codec ‖ id ‖ u32 padded length`.
+fn associated_data(kind: BlobKind, codec: Codec, id: &Id, padded_len: u32) -> [u8; 46] {
+    let mut ad = [0u8; 46];
+    ad[..8].copy_from_slice(&header(MAGIC_BLOB));
+    ad[8] = kind as u8;
+    ad[9] = codec as u8;
+    ad[10..42].copy_from_slice(&id.0);
+    ad[42..].copy_from_slice(&padded_len.to_le_bytes());
+    ad
+}
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Compresses with a per-thread zstd context; `None` when compression does not shrink the data.
+fn compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, c) = slot.as_mut()?;
+        // Room for the marker, padding and tag, so sealing does not reallocate.
+        let mut out = Vec::with_capacity(raw.len() + raw.len() / 8 + TAG_LEN + 1);
+        match c.compress_to_buffer(raw, &mut out) {
+            Ok(n) if n < raw.len() => Some(out),
+            _ => None,
+        }
+    })
+}
+
+fn decompress(body: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+        }
+        let d = slot.as_mut().ok_or("no zstd context")?;
+        // The output buffer is exactly the declared length: a frame that decodes to more
+        // (a "zstd bomb") fails instead of growing the buffer.
+        let mut out = Vec::with_capacity(raw_len);
+        let n = d.decompress_to_buffer(body, &mut out).map_err(|e| e.to_string())?;
+        if n != raw_len {
+            return Err(format!("decompressed to {n} bytes, {raw_len} declared"));
+        }
+        Ok(out)
+    })
+}
+
+/// Seals `raw` as a blob of `kind` whose id is `id` (computed by the caller with the matching
+/// id key). `level` is the zstd level; `None` stores the plaintext uncompressed.
+pub(crate) fn seal(keys: &KeySet, kind: BlobKind, id: Id, raw: &[u8], level: Option<i32>) -> SealedBlob {
+    debug_assert!(raw.len() <= MAX_BLOB_RAW as usize);
+    let (codec, mut buf) = match level.and_then(|l| compress(raw, l)) {
+        Some(c) => (Codec::Zstd, c),
+        None => {
+            let mut b = Vec::with_capacity(raw.len() + raw.len() / 8 + TAG_LEN + 1);
+            b.extend_from_slice(raw);
+            (Codec::Raw, b)
+        }
+    };
+    padding::pad_marker(&mut buf);
+    let padded_len = u32::try_from(buf.len()).expect("blob below MAX_BLOB_RAW");
+    let ad = associated_data(kind, codec, &id, padded_len);
+    let key = keys.blob_key(&id);
+    crypto::aead_seal(&key, &[0u8; NONCE_LEN], &ad, &mut buf);
+    SealedBlob {
+        id,
+        kind,
+        codec,
+        raw_len: u32::try_from(raw.len()).expect("blob below MAX_BLOB_RAW"),
+        bytes: buf,
+    }
+}
+
+/// Opens a sealed blob and checks that its plaintext hashes to `id`. `codec` and `raw_len`
+/// come from the pack directory or index; a wrong value fails authentication or the length
+/// check, never yields plaintext.
+///
+/// # Errors
+/// [`Error::Malformed`] for impossible lengths, [`Error::Integrity`] when the tag, the padding,
+/// the decompressed length or the recomputed id does not match.
+pub(crate) fn open(
+    keys: &KeySet,
+    kind: BlobKind,
+    id: &Id,
+    codec: Codec,
+    raw_len: u32,
+    sealed: &[u8],
+) -> Result<Vec<u8>> {
+    if raw_len > MAX_BLOB_RAW {
+        return Err(Error::LimitExceeded {
+            what: "declared blob length",
+            found: u64::from(raw_len),
+            limit: u64::from(MAX_BLOB_RAW),
+        });
+    }
+    if sealed.len() <= TAG_LEN || sealed.len() > MAX_BLOB_SEALED as usize {
+        return Err(Error::malformed(
+            "blob",
+            None,
+            format!("sealed length {} out of range", sealed.len()),
+        ));
+    }
+    let padded_len = (sealed.len() - TAG_LEN) as u32;
+    let ad = associated_data(kind, codec, id, padded_len);
+    let key = keys.blob_key(id);
+    let mut buf = sealed.to_vec();
+    crypto::aead_open(&key, &[0u8; NONCE_LEN], &ad, &mut buf)
+        .map_err(|_| Error::Integrity(format!("{} blob {}: authentication failed", kind.name(), id.short())))?;
+    let body_len = padding::unpad_marker(&buf)
+        .ok_or_else(|| Error::Integrity(format!("blob {}: padding is not canonical", id.short())))?;
+    buf.truncate(body_len);
+    let plain = match codec {
+        Codec::Raw => {
+            if buf.len() != raw_len as usize {
+                return Err(Error::Integrity(format!(
+                    "blob {}: {} bytes stored, {raw_len} declared",
+                    id.short(),
+                    buf.len()
+                )));
+            }
+            buf
+        }
+        Codec::Zstd => decompress(&buf, raw_len as usize)
+            .map_err(|e| Error::Integrity(format!("blob {}: zstd: {e}", id.short())))?,
+    };
+    let actual = match kind {
+        BlobKind::Data => keys.chunk_id(&plain).0,
+        BlobKind::Tree => keys.tree_id(&plain).0,
+    };
+    if !crypto::ct_eq(&actual.0, &id.0) {
+        return Err(Error::Integrity(format!(
+            "blob {}: content does not hash to its id",
+            id.short()
+        )));
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    fn keys() -> KeySet {
+        KeySet::derive(&MasterKey::from_bytes([9; 32]))
+    }
+
+    #[test]
+    fn round_trip_both_codecs_and_convergence() {
+        let ks = keys();
+        let text = b"hello hello hello hello hello hello hello hello".repeat(20);
+        let id = ks.chunk_id(&text).0;
+        let a = seal(&ks, BlobKind::Data, id, &text, Some(3));
+        assert_eq!(a.codec, Codec::Zstd);
+        assert!(a.bytes.len() < text.len());
+        let b = seal(&ks, BlobKind::Data, id, &text, Some(3));
+        assert_eq!(a.bytes, b.bytes, "sealing is deterministic");
+        assert_eq!(
+            open(&ks, BlobKind::Data, &id, a.codec, a.raw_len, &a.bytes).unwrap(),
+            text
+        );
+
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let random: Vec<u8> = (0..5000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        let id = ks.chunk_id(&random).0;
+        let r = seal(&ks, BlobKind::Data, id, &random, Some(3));
+        assert_eq!(r.codec, Codec::Raw, "incompressible data is stored raw");
+        assert_eq!(
+            open(&ks, BlobKind::Data, &id, r.codec, r.raw_len, &r.bytes).unwrap(),
+            random
+        );
+    }
+
+    #[test]
+    fn wrong_metadata_is_rejected() {
+        let ks = keys();
+        let text = b"abcabcabcabcabcabcabcabcabcabc".repeat(10);
+        let id = ks.chunk_id(&text).0;
+        let s = seal(&ks, BlobKind::Data, id, &text, Some(1));
+        assert!(open(&ks, BlobKind::Tree, &id, s.codec, s.raw_len, &s.bytes).is_err());
+        assert!(open(&ks, BlobKind::Data, &id, Codec::Raw, s.raw_len, &s.bytes).is_err());
+        assert!(open(&ks, BlobKind::Data, &id, s.codec, s.raw_len - 1, &s.bytes).is_err());
+        assert!(open(&ks, BlobKind::Data, &id, s.codec, s.raw_len + 1, &s.bytes).is_err());
+        let other = ks.chunk_id(b"x").0;
+        assert!(open(&ks, BlobKind::Data, &other, s.codec, s.raw_len, &s.bytes).is_err());
+        let ks2 = KeySet::derive(&MasterKey::from_bytes([8; 32]));
+        assert!(open(&ks2, BlobKind::Data, &id, s.codec, s.raw_len, &s.bytes).is_err());
+        assert!(open(
+            &ks,
+            BlobKind::Data,
+            &id,
+            s.codec,
+            s.raw_len,
+            &s.bytes[..s.bytes.len() - 1]
+        )
+        .is_err());
+        assert!(open(&ks, BlobKind::Data, &id, s.codec, s.raw_len, &[]).is_err());
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_rejected() {
+        let ks = keys();
+        let text = b"The quick brown fox jumps over the lazy dog. ".repeat(40);
+        let id = ks.chunk_id(&text).0;
+        for level in [None, Some(3)] {
+            let s = seal(&ks, BlobKind::Data, id, &text, level);
+            for i in 0..s.bytes.len() {
+                for bit in [0x01u8, 0x80] {
+                    let mut bad = s.bytes.clone();
+                    bad[i] ^= bit;
+                    let err = open(&ks, BlobKind::Data, &id, s.codec, s.raw_len, &bad).unwrap_err();
+                    assert!(err.is_integrity(), "byte {i}: {err}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The one place that knows the record encoding of snapshots and trees (format-spec.md §5.7).
+//!
+//! The encoding is bincode 2's `standard()` configuration: little-endian, unsigned integers
+//! wider than a byte as a varint (a value below 251 is one byte; 251, 252 and 253 prefix a
+//! `u16`, `u32` or `u64`), signed integers zigzag-encoded first, sequences and strings as a
+//! varint length followed by the items, `Option` as a 0/1 byte, enums as a varint variant
+//! index, fixed arrays without a length. The crate is pinned at 2.0.1 (RUSTSEC-2025-0141 marks
+//! it unmaintained); swapping it means re-implementing these rules here and nowhere else.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Upper bound on what one decode may read, whatever lengths the input claims.
+const LIMIT: usize = 64 << 20;
+
+fn config(
+) -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<LIMIT>>
+{
+    bincode::config::standard().with_limit::<LIMIT>()
+}
+
+/// Encodes a record.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| Error::InvalidArgument(format!("record cannot be encoded: {e}")))
+}
+
+/// Decodes a record that must fill `bytes` exactly.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| Error::malformed(what, None, format!("record does not decode: {e}")))?;
+    if used != bytes.len() {
+        return Err(Error::malformed(
+            what,
+            Some(used as u64),
+            format!("{} trailing bytes after the record", bytes.len() - used),
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Sample {
+        a: u32,
+        b: u64,
+        c: i32,
+        d: [u8; 3],
+        e: String,
+        f: Option<u16>,
+    }
+
+    #[test]
+    fn documented_encoding() {
+        // The example from format-spec.md §5.7.
+        let s = Sample {
+            a: 1,
+            b: 300,
+            c: -2,
+            d: [1, 2, 3],
+            e: "hi".into(),
+            f: Some(7),
+        };
+        let bytes = encode(&s).unwrap();
+        assert_eq!(bytes, [1, 251, 0x2c, 0x01, 3, 1, 2, 3, 2, b'h', b'i', 1, 7]);
+        assert_eq!(decode::<Sample>(&bytes, "sample").unwrap(), s);
+    }
+
+    #[test]
+    fn rejects_trailing_and_truncated() {
+        let bytes = encode(&Sample {
+            a: 1,
+            b: 2,
+            c: 3,
+            d: [0; 3],
+            e: String::new(),
+            f: None,
+        })
+        .unwrap();
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode::<Sample>(&longer, "sample").is_err());
+        for n in 0..bytes.len() {
+            assert!(decode::<Sample>(&bytes[..n], "sample").is_err(), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn huge_claimed_length_is_refused_without_allocating() {
+        // A Vec<u64> claiming 2^40 items in 10 bytes of input.
+        let mut bytes = vec![253];
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        bytes.push(0);
+        assert!(decode::<Vec<u64>>(&bytes, "list").is_err());
+    }
+}

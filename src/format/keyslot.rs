@@ -1,0 +1,420 @@
+//! Keyslots (format-spec.md §5.9): the master key wrapped under a key derived from a
+//! credential.
+//!
+//! ```text
+//! 0       8   "PVKEYS" ‖ u16 version
+//! 8       16  repository id
+//! 24      16  slot id (the file name is its hex)
+//! 40      1   kind (1 = passphrase)
+//! 41      1   label length n (≤ 255)
+//! 42      2   kind-data length k (u16)
+//! 44      8   created, seconds since the Unix epoch (i64)
+//! 52      32  master id
+//! 84      n   label (UTF-8)
+//! 84+n    k   kind data (passphrase: u32 m_kib ‖ u32 t ‖ u32 p ‖ salt (32))
+//! H=84+n+k 12 nonce
+//! H+12    48  AES-256-GCM-SIV(wrap_key, nonce, AD = bytes[0..H], master)  (32 + tag 16)
+//! H+60    32  commitment = BLAKE3-keyed(commit_key, bytes[0..H+60])
+//! ```
+//! With `K = KDF(credential)`: `wrap_key = derive_key(SLOT_WRAP, K)`,
+//! `commit_key = derive_key(SLOT_COMMIT, K)`. The commitment is checked (in constant time)
+//! before decryption, and the unwrapped key's id must equal the slot's master id.
+
+use crate::crypto::{self, contexts, MasterKey, SecretKey, NONCE_LEN, TAG_LEN};
+use crate::error::{Error, Result};
+use crate::format::{check_header, header, ByteReader, HEADER_LEN, MAGIC_KEYSLOT};
+use crate::id::Id;
+
+/// Fixed part before the label.
+pub const FIXED_LEN: usize = 84;
+/// Length of the passphrase kind data.
+pub const PASSPHRASE_DATA_LEN: usize = 44;
+/// Largest keyslot file a reader accepts.
+pub const MAX_KEYSLOT_FILE: usize = 4096;
+
+/// Argon2id memory bounds in KiB accepted from a slot: 8 MiB to 4 GiB.
+pub const ARGON2_M_KIB: std::ops::RangeInclusive<u32> = 8 * 1024..=4 * 1024 * 1024;
+/// Argon2id pass bounds accepted from a slot.
+pub const ARGON2_T: std::ops::RangeInclusive<u32> = 1..=10;
+/// Argon2id lane bounds accepted from a slot.
+pub const ARGON2_P: std::ops::RangeInclusive<u32> = 1..=16;
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Passes.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl Default for Argon2Params {
+    /// 256 MiB, 3 passes, 1 lane.
+    fn default() -> Self {
+        Argon2Params {
+            m_kib: 256 * 1024,
+            t: 3,
+            p: 1,
+        }
+    }
+}
+
+impl Argon2Params {
+    /// Checks the bounds a reader accepts ([`ARGON2_M_KIB`], [`ARGON2_T`], [`ARGON2_P`]).
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] for a value above its bound, [`Error::InvalidArgument`] below.
+    pub fn check(&self) -> Result<()> {
+        for (what, v, range) in [
+            ("Argon2 memory (KiB)", self.m_kib, &ARGON2_M_KIB),
+            ("Argon2 passes", self.t, &ARGON2_T),
+            ("Argon2 lanes", self.p, &ARGON2_P),
+        ] {
+            if v > *range.end() {
+                return Err(Error::LimitExceeded {
+                    what,
+                    found: u64::from(v),
+                    limit: u64::from(*range.end()),
+                });
+            }
+            if v < *range.start() {
+                return Err(Error::InvalidArgument(format!(
+                    "{what} {v} is below the minimum {}",
+                    range.start()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The credential kind of a keyslot and its KDF inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotKdf {
+    /// Kind 1: Argon2id over a passphrase.
+    Passphrase {
+        /// Cost parameters.
+        params: Argon2Params,
+        /// Random salt.
+        salt: [u8; 32],
+    },
+}
+
+impl SlotKdf {
+    fn kind(&self) -> u8 {
+        match self {
+            SlotKdf::Passphrase { .. } => 1,
+        }
+    }
+
+    /// Name of the credential kind.
+    #[must_use]
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            SlotKdf::Passphrase { .. } => "passphrase",
+        }
+    }
+}
+
+/// A decoded keyslot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyslot {
+    /// Repository id.
+    pub repo_id: [u8; 16],
+    /// Slot id.
+    pub slot_id: [u8; 16],
+    /// Label chosen by the user.
+    pub label: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: i64,
+    /// Id of the wrapped master key.
+    pub master_id: Id,
+    /// Credential kind and KDF inputs.
+    pub kdf: SlotKdf,
+    nonce: [u8; NONCE_LEN],
+    wrapped: [u8; 32 + TAG_LEN],
+    commitment: [u8; 32],
+    /// `bytes[0..H]`: the associated data of the wrapped key.
+    authenticated: Vec<u8>,
+}
+
+/// The fields of a new keyslot.
+#[derive(Debug, Clone)]
+pub struct NewSlot {
+    /// Repository id.
+    pub repo_id: [u8; 16],
+    /// Slot id.
+    pub slot_id: [u8; 16],
+    /// Label (at most 255 bytes).
+    pub label: String,
+    /// Creation time.
+    pub created: i64,
+    /// Credential kind and KDF inputs.
+    pub kdf: SlotKdf,
+}
+
+fn slot_keys(kdf_output: &SecretKey) -> (SecretKey, SecretKey) {
+    (
+        SecretKey::derive(contexts::SLOT_WRAP, kdf_output.bytes()),
+        SecretKey::derive(contexts::SLOT_COMMIT, kdf_output.bytes()),
+    )
+}
+
+/// Encodes a keyslot wrapping `master` under `kdf_output` (the credential's KDF output).
+pub(crate) fn encode(
+    slot: &NewSlot,
+    master: &MasterKey,
+    kdf_output: &SecretKey,
+    nonce: &[u8; NONCE_LEN],
+) -> Result<Vec<u8>> {
+    let label = slot.label.as_bytes();
+    let label_len =
+        u8::try_from(label.len()).map_err(|_| Error::InvalidArgument("keyslot label longer than 255 bytes".into()))?;
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&header(MAGIC_KEYSLOT));
+    out.extend_from_slice(&slot.repo_id);
+    out.extend_from_slice(&slot.slot_id);
+    out.push(slot.kdf.kind());
+    out.push(label_len);
+    let kind_data = match &slot.kdf {
+        SlotKdf::Passphrase { params, salt } => {
+            params.check()?;
+            let mut d = Vec::with_capacity(PASSPHRASE_DATA_LEN);
+            d.extend_from_slice(&params.m_kib.to_le_bytes());
+            d.extend_from_slice(&params.t.to_le_bytes());
+            d.extend_from_slice(&params.p.to_le_bytes());
+            d.extend_from_slice(salt);
+            d
+        }
+    };
+    out.extend_from_slice(
+        &u16::try_from(kind_data.len())
+            .expect("kind data is small")
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&slot.created.to_le_bytes());
+    out.extend_from_slice(&master.id().0);
+    out.extend_from_slice(label);
+    out.extend_from_slice(&kind_data);
+    let (wrap_key, commit_key) = slot_keys(kdf_output);
+    let mut wrapped = master.bytes().to_vec();
+    crypto::aead_seal(&wrap_key, nonce, &out, &mut wrapped);
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(&wrapped);
+    let commitment = blake3::keyed_hash(commit_key.bytes(), &out);
+    out.extend_from_slice(commitment.as_bytes());
+    Ok(out)
+}
+
+/// Parses a keyslot without any key. Refuses KDF parameters outside the accepted bounds, so a
+/// hostile slot cannot make the reader spend gigabytes or hours.
+///
+/// # Errors
+/// [`Error::Malformed`] or [`Error::UnsupportedVersion`] for damaged slots,
+/// [`Error::LimitExceeded`] for KDF parameters above the bounds.
+pub fn decode(bytes: &[u8]) -> Result<Keyslot> {
+    const WHAT: &str = "keyslot";
+    if bytes.len() > MAX_KEYSLOT_FILE {
+        return Err(Error::malformed(
+            WHAT,
+            None,
+            format!("{} bytes is larger than any keyslot", bytes.len()),
+        ));
+    }
+    check_header(bytes, MAGIC_KEYSLOT, WHAT)?;
+    let mut r = ByteReader::new(bytes, WHAT);
+    r.take(HEADER_LEN)?;
+    let repo_id = r.array()?;
+    let slot_id = r.array()?;
+    let kind = r.u8()?;
+    let label_len = usize::from(r.u8()?);
+    let data_len = usize::from(r.u16()?);
+    let created = r.i64()?;
+    let master_id = Id(r.array()?);
+    let label = String::from_utf8(r.take(label_len)?.to_vec()).map_err(|_| r.err("label is not UTF-8"))?;
+    let data_at = r.pos();
+    let data = r.take(data_len)?;
+    let kdf = match kind {
+        1 => {
+            if data.len() != PASSPHRASE_DATA_LEN {
+                return Err(Error::malformed(
+                    WHAT,
+                    Some(data_at as u64),
+                    format!("passphrase data is {} bytes, not {PASSPHRASE_DATA_LEN}", data.len()),
+                ));
+            }
+            let mut d = ByteReader::new(data, WHAT);
+            let params = Argon2Params {
+                m_kib: d.u32()?,
+                t: d.u32()?,
+                p: d.u32()?,
+            };
+            params.check()?;
+            SlotKdf::Passphrase {
+                params,
+                salt: d.array()?,
+            }
+        }
+        other => {
+            return Err(Error::malformed(
+                WHAT,
+                Some(40),
+                format!("unknown keyslot kind {other}"),
+            ))
+        }
+    };
+    let authenticated = bytes[..r.pos()].to_vec();
+    let nonce = r.array()?;
+    let wrapped = r.array()?;
+    let commitment = r.array()?;
+    if r.remaining() != 0 {
+        return Err(r.err(format!("{} trailing bytes", r.remaining())));
+    }
+    Ok(Keyslot {
+        repo_id,
+        slot_id,
+        label,
+        created,
+        master_id,
+        kdf,
+        nonce,
+        wrapped,
+        commitment,
+        authenticated,
+    })
+}
+
+impl Keyslot {
+    /// Unwraps the master key with the credential's KDF output. Checks the commitment first
+    /// (constant time), then the AEAD tag, then the master id.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`] when the commitment does not match (the credential is not
+    /// this slot's); [`Error::Integrity`] when the commitment matches but the tag or the master
+    /// id does not (the slot was tampered with).
+    pub fn unwrap_master(&self, kdf_output: &SecretKey) -> Result<MasterKey> {
+        let (wrap_key, commit_key) = slot_keys(kdf_output);
+        let mut hasher = blake3::Hasher::new_keyed(commit_key.bytes());
+        hasher.update(&self.authenticated);
+        hasher.update(&self.nonce);
+        hasher.update(&self.wrapped);
+        if !crypto::ct_eq(hasher.finalize().as_bytes(), &self.commitment) {
+            return Err(Error::WrongPassphrase);
+        }
+        let mut buf = self.wrapped.to_vec();
+        crypto::aead_open(&wrap_key, &self.nonce, &self.authenticated, &mut buf)
+            .map_err(|_| Error::Integrity("keyslot: wrapped key fails authentication".into()))?;
+        let bytes: [u8; 32] = buf
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Integrity("keyslot: wrapped key length".into()))?;
+        zeroize::Zeroize::zeroize(&mut buf);
+        let master = MasterKey::from_bytes(bytes);
+        if master.id() != self.master_id {
+            return Err(Error::Integrity(
+                "keyslot: unwrapped key does not match the slot's master id".into(),
+            ));
+        }
+        Ok(master)
+    }
+
+    /// The slot id as 32 hex digits (the file name under `keys/`).
+    #[must_use]
+    pub fn id_hex(&self) -> String {
+        crate::id::hex_encode(&self.slot_id)
+    }
+}
+
+/// Argon2id over a passphrase: the KDF of passphrase slots (RFC 9106, version 0x13,
+/// 32-byte output, no secret, no associated data).
+///
+/// # Errors
+/// [`Error::LimitExceeded`] / [`Error::InvalidArgument`] for parameters out of bounds.
+pub fn argon2id(passphrase: &[u8], salt: &[u8; 32], params: Argon2Params) -> Result<SecretKey> {
+    params.check()?;
+    let p = argon2::Params::new(params.m_kib, params.t, params.p, Some(32))
+        .map_err(|e| Error::InvalidArgument(format!("Argon2 parameters: {e}")))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut out = zeroize::Zeroizing::new([0u8; 32]);
+    a.hash_password_into(passphrase, salt, &mut out[..])
+        .map_err(|e| Error::InvalidArgument(format!("Argon2: {e}")))?;
+    Ok(SecretKey::from_bytes(*out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: Argon2Params = Argon2Params {
+        m_kib: 8 * 1024,
+        t: 1,
+        p: 1,
+    };
+
+    fn slot() -> (NewSlot, MasterKey) {
+        (
+            NewSlot {
+                repo_id: [1; 16],
+                slot_id: [2; 16],
+                label: "laptop".into(),
+                created: 1_764_000_000,
+                kdf: SlotKdf::Passphrase {
+                    params: FAST,
+                    salt: [3; 32],
+                },
+            },
+            MasterKey::from_bytes([4; 32]),
+        )
+    }
+
+    #[test]
+    fn wrap_unwrap_and_wrong_passphrase() {
+        let (s, m) = slot();
+        let k = argon2id(b"correct horse", &[3; 32], FAST).unwrap();
+        let bytes = encode(&s, &m, &k, &[5; 12]).unwrap();
+        let parsed = decode(&bytes).unwrap();
+        assert_eq!(parsed.label, "laptop");
+        assert_eq!(parsed.unwrap_master(&k).unwrap().bytes(), m.bytes());
+        let wrong = argon2id(b"wrong horse", &[3; 32], FAST).unwrap();
+        assert!(matches!(parsed.unwrap_master(&wrong), Err(Error::WrongPassphrase)));
+    }
+
+    #[test]
+    fn any_change_is_caught() {
+        let (s, m) = slot();
+        let k = argon2id(b"pw", &[3; 32], FAST).unwrap();
+        let bytes = encode(&s, &m, &k, &[5; 12]).unwrap();
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x02;
+            if let Ok(slot) = decode(&bad) {
+                assert!(slot.unwrap_master(&k).is_err(), "flip at {i} accepted");
+            }
+        }
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn hostile_parameters_refused_before_any_work() {
+        let (mut s, m) = slot();
+        let k = argon2id(b"pw", &[3; 32], FAST).unwrap();
+        let mut bytes = encode(&s, &m, &k, &[5; 12]).unwrap();
+        let at = FIXED_LEN + s.label.len();
+        bytes[at..at + 4].copy_from_slice(&(100u32 << 20).to_le_bytes()); // 100 GiB
+                                                                          // decode() never runs the KDF, so the refusal costs nothing.
+        assert!(matches!(decode(&bytes), Err(Error::LimitExceeded { .. })));
+        s.kdf = SlotKdf::Passphrase {
+            params: Argon2Params {
+                m_kib: FAST.m_kib,
+                t: 1_000_000_000,
+                p: 1,
+            },
+            salt: [0; 32],
+        };
+        assert!(encode(&s, &m, &k, &[5; 12]).is_err());
+    }
+}

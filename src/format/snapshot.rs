@@ -1,0 +1,401 @@
+//! Trees and snapshot records (format-spec.md §5.6, §5.7).
+//!
+//! A tree is one directory: its entries sorted by name. It is stored as a tree blob whose
+//! plaintext is the record encoding of [`Tree`]. A snapshot file holds one
+//! [`SnapshotRecord`], encrypted under the metadata key and padded:
+//!
+//! ```text
+//! file  = "PVSNAP" ‖ u16 version ‖ nonce (12) ‖ AES-256-GCM-SIV(meta_key, nonce, AD = first 8 bytes, plain)
+//! plain = u32 record length L ‖ record (L bytes) ‖ zero padding (file length is a Padmé length)
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{SecretKey, NONCE_LEN, TAG_LEN};
+use crate::error::{Error, Result};
+use crate::format::encoding;
+use crate::format::padding::padme;
+use crate::format::{check_header, header, open_envelope, seal_envelope, ByteReader, HEADER_LEN, MAGIC_SNAPSHOT};
+use crate::id::{ChunkId, SnapshotId, TreeId};
+
+/// Longest file name in a tree.
+pub const MAX_NAME_LEN: usize = 1024;
+/// Longest symlink target.
+pub const MAX_LINK_TARGET: usize = 4096;
+/// Largest snapshot file a reader accepts.
+pub const MAX_SNAPSHOT_FILE: u64 = 16 << 20;
+/// Most strings (tags, paths) in a snapshot record, and longest of them.
+pub const MAX_SNAPSHOT_STRINGS: usize = 4096;
+
+/// Permission bits kept in [`Node::mode`].
+pub const MODE_MASK: u32 = 0o7777;
+
+/// One directory, with its entries sorted by name (bytewise, strictly ascending).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Tree {
+    /// The entries.
+    pub nodes: Vec<Node>,
+}
+
+/// One entry of a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// File name bytes: not empty, not `.` or `..`, no `/` and no NUL.
+    pub name: Vec<u8>,
+    /// Permission bits (`mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime_secs: i64,
+    /// Modification time, nanoseconds part (below 10^9).
+    pub mtime_nanos: u32,
+    /// What the entry is.
+    pub content: NodeContent,
+}
+
+/// What a [`Node`] is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeContent {
+    /// A regular file: its length and its chunks in order.
+    File {
+        /// Length in bytes; the sum of the chunks' lengths.
+        size: u64,
+        /// The chunks, in file order.
+        chunks: Vec<ChunkId>,
+    },
+    /// A directory and the id of its tree blob.
+    Dir {
+        /// The subdirectory's tree.
+        tree: TreeId,
+    },
+    /// A symbolic link, kept as a link.
+    Symlink {
+        /// The link target, as stored by the file system.
+        target: Vec<u8>,
+    },
+}
+
+impl Node {
+    /// The name as text (lossy for names that are not UTF-8).
+    #[must_use]
+    pub fn name_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.name).into_owned()
+    }
+}
+
+/// Checks a file name: not empty, not `.` or `..`, no `/`, no NUL, at most [`MAX_NAME_LEN`].
+#[must_use]
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name != b"."
+        && name != b".."
+        && !name.iter().any(|&b| b == b'/' || b == 0)
+}
+
+impl Tree {
+    /// Encodes the tree (the tree blob's plaintext).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the tree breaks a rule of [`Tree::decode`].
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        self.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        encoding::encode(self)
+    }
+
+    /// Decodes and checks a tree blob's plaintext.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] when the bytes do not decode or the tree breaks a rule: names must
+    /// be valid and strictly ascending, mtimes' nanoseconds below 10^9, modes within
+    /// `0o7777`, a file's size zero exactly when it has no chunks, symlink targets non-empty and
+    /// at most [`MAX_LINK_TARGET`] bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Tree> {
+        let tree: Tree = encoding::decode(bytes, "tree")?;
+        tree.validate()?;
+        Ok(tree)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |i: usize, d: String| Error::malformed("tree", None, format!("entry {i}: {d}"));
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !valid_name(&n.name) {
+                return Err(bad(i, format!("invalid name {:?}", n.name_lossy())));
+            }
+            if i > 0 && self.nodes[i - 1].name >= n.name {
+                return Err(bad(
+                    i,
+                    format!(
+                        "{:?} is not sorted after {:?}",
+                        n.name_lossy(),
+                        self.nodes[i - 1].name_lossy()
+                    ),
+                ));
+            }
+            if n.mtime_nanos >= 1_000_000_000 {
+                return Err(bad(i, "mtime nanoseconds out of range".into()));
+            }
+            if n.mode & !MODE_MASK != 0 {
+                return Err(bad(i, format!("mode {:o} has bits outside 0o7777", n.mode)));
+            }
+            match &n.content {
+                NodeContent::File { size, chunks } => {
+                    if (*size == 0) != chunks.is_empty() {
+                        return Err(bad(i, format!("size {size} with {} chunks", chunks.len())));
+                    }
+                    if chunks.len() as u64 > *size {
+                        return Err(bad(i, format!("{} chunks for {size} bytes", chunks.len())));
+                    }
+                }
+                NodeContent::Dir { .. } => {}
+                NodeContent::Symlink { target } => {
+                    if target.is_empty() || target.len() > MAX_LINK_TARGET || target.contains(&0) {
+                        return Err(bad(i, "invalid symlink target".into()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts stored in a snapshot record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Summary {
+    /// Regular files in the snapshot.
+    pub files: u64,
+    /// Directories in the snapshot, the root included.
+    pub dirs: u64,
+    /// Symbolic links in the snapshot.
+    pub symlinks: u64,
+    /// Sum of the file sizes.
+    pub total_bytes: u64,
+    /// Chunk references (with repeats) of all files.
+    pub chunks: u64,
+    /// Data blobs this backup added to the repository.
+    pub new_data_blobs: u64,
+    /// Tree blobs this backup added.
+    pub new_tree_blobs: u64,
+    /// Plaintext bytes of the added blobs.
+    pub new_raw_bytes: u64,
+    /// Stored (sealed) bytes of the added blobs.
+    pub new_stored_bytes: u64,
+    /// Packs this backup wrote.
+    pub new_packs: u64,
+    /// Bytes read from the source files.
+    pub bytes_read: u64,
+}
+
+/// A snapshot: one backup's root tree and what describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// Creation time, seconds since the Unix epoch.
+    pub time_secs: i64,
+    /// Creation time, nanoseconds part.
+    pub time_nanos: u32,
+    /// Host name of the machine that made the backup.
+    pub hostname: String,
+    /// User name that made the backup.
+    pub username: String,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// The source paths, as given to the backup.
+    pub paths: Vec<String>,
+    /// The root tree.
+    pub root: TreeId,
+    /// One more than the largest sequence number of the snapshots the writer knew.
+    pub sequence: u64,
+    /// Id of the snapshot with that largest sequence number, if any.
+    pub previous: Option<SnapshotId>,
+    /// Counts.
+    pub summary: Summary,
+    /// Bit 0: the snapshot was repaired (references to lost data were dropped). Other bits
+    /// are zero.
+    pub flags: u32,
+    /// The program that wrote the snapshot, e.g. `packvault 0.1.0`.
+    pub program: String,
+}
+
+/// [`SnapshotRecord::flags`] bit: the snapshot was repaired.
+pub const FLAG_REPAIRED: u32 = 1;
+
+impl SnapshotRecord {
+    fn validate(&self) -> Result<()> {
+        let bad = |d: &str| Error::malformed("snapshot", None, d.to_string());
+        if self.time_nanos >= 1_000_000_000 {
+            return Err(bad("time nanoseconds out of range"));
+        }
+        if self.flags & !FLAG_REPAIRED != 0 {
+            return Err(bad("unknown flag bits"));
+        }
+        if self.tags.len() + self.paths.len() > MAX_SNAPSHOT_STRINGS
+            || self
+                .tags
+                .iter()
+                .chain(&self.paths)
+                .any(|s| s.len() > MAX_SNAPSHOT_STRINGS)
+        {
+            return Err(bad("too many or too long tags or paths"));
+        }
+        Ok(())
+    }
+}
+
+/// Encrypts a snapshot file.
+pub(crate) fn encode(meta_key: &SecretKey, record: &SnapshotRecord, nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>> {
+    record.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let body = encoding::encode(record)?;
+    let mut plain = Vec::with_capacity(body.len() + 64);
+    plain.extend_from_slice(
+        &u32::try_from(body.len())
+            .map_err(|_| Error::InvalidArgument("snapshot record too large".into()))?
+            .to_le_bytes(),
+    );
+    plain.extend_from_slice(&body);
+    let unpadded = (HEADER_LEN + NONCE_LEN + plain.len() + TAG_LEN) as u64;
+    if unpadded > MAX_SNAPSHOT_FILE {
+        return Err(Error::LimitExceeded {
+            what: "snapshot file length",
+            found: unpadded,
+            limit: MAX_SNAPSHOT_FILE,
+        });
+    }
+    plain.resize(plain.len() + (padme(unpadded) - unpadded) as usize, 0);
+    Ok(seal_envelope(meta_key, &header(MAGIC_SNAPSHOT), nonce, plain))
+}
+
+/// Decrypts and checks a snapshot file.
+///
+/// # Errors
+/// [`Error::Malformed`], [`Error::UnsupportedVersion`], [`Error::Integrity`] or
+/// [`Error::LimitExceeded`] when the file is damaged, of another version, forged, or too big.
+pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<SnapshotRecord> {
+    const WHAT: &str = "snapshot";
+    if bytes.len() as u64 > MAX_SNAPSHOT_FILE {
+        return Err(Error::LimitExceeded {
+            what: "snapshot file length",
+            found: bytes.len() as u64,
+            limit: MAX_SNAPSHOT_FILE,
+        });
+    }
+    check_header(bytes, MAGIC_SNAPSHOT, WHAT)?;
+    let plain = open_envelope(meta_key, bytes, HEADER_LEN, WHAT)?;
+    decode_plaintext(&plain)
+}
+
+/// Decodes the decrypted body of a snapshot file.
+pub(crate) fn decode_plaintext(plain: &[u8]) -> Result<SnapshotRecord> {
+    let mut r = ByteReader::new(plain, "snapshot");
+    let len = r.u32()? as usize;
+    let body = r.take(len)?;
+    let rest = r.remaining();
+    r.zeros(rest, "padding")?;
+    let record: SnapshotRecord = encoding::decode(body, "snapshot")?;
+    record.validate()?;
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{KeySet, MasterKey};
+    use crate::id::Id;
+
+    fn file(name: &str, size: u64, chunks: usize) -> Node {
+        Node {
+            name: name.as_bytes().to_vec(),
+            mode: 0o644,
+            mtime_secs: 1_700_000_000,
+            mtime_nanos: 5,
+            content: NodeContent::File {
+                size,
+                chunks: (0..chunks).map(|i| ChunkId(Id([i as u8; 32]))).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn tree_round_trip_and_rules() {
+        let t = Tree {
+            nodes: vec![
+                file("a", 10, 1),
+                Node {
+                    name: b"d".to_vec(),
+                    mode: 0o755,
+                    mtime_secs: -5,
+                    mtime_nanos: 0,
+                    content: NodeContent::Dir {
+                        tree: TreeId(Id([7; 32])),
+                    },
+                },
+                Node {
+                    name: b"l".to_vec(),
+                    mode: 0o777,
+                    mtime_secs: 0,
+                    mtime_nanos: 0,
+                    content: NodeContent::Symlink {
+                        target: b"../x".to_vec(),
+                    },
+                },
+            ],
+        };
+        let bytes = t.encode().unwrap();
+        assert_eq!(Tree::decode(&bytes).unwrap(), t);
+        for bad in [
+            Tree {
+                nodes: vec![file("b", 1, 1), file("a", 1, 1)],
+            },
+            Tree {
+                nodes: vec![file("a", 1, 1), file("a", 1, 1)],
+            },
+            Tree {
+                nodes: vec![file("..", 1, 1)],
+            },
+            Tree {
+                nodes: vec![file("a/b", 1, 1)],
+            },
+            Tree {
+                nodes: vec![file("", 1, 1)],
+            },
+            Tree {
+                nodes: vec![file("a", 0, 1)],
+            },
+            Tree {
+                nodes: vec![file("a", 5, 0)],
+            },
+        ] {
+            assert!(bad.encode().is_err(), "{bad:?}");
+            let raw = encoding::encode(&bad).unwrap();
+            assert!(Tree::decode(&raw).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_rejects() {
+        let ks = KeySet::derive(&MasterKey::from_bytes([3; 32]));
+        let rec = SnapshotRecord {
+            time_secs: 1_764_000_000,
+            time_nanos: 1,
+            hostname: "phone".into(),
+            username: "ana".into(),
+            tags: vec!["daily".into()],
+            paths: vec!["/data/chat".into()],
+            root: TreeId(Id([1; 32])),
+            sequence: 3,
+            previous: Some(SnapshotId(Id([2; 32]))),
+            summary: Summary {
+                files: 4,
+                ..Summary::default()
+            },
+            flags: 0,
+            program: "packvault test".into(),
+        };
+        let bytes = encode(ks.meta_key(), &rec, &[0; 12]).unwrap();
+        assert_eq!(bytes.len() as u64, padme(bytes.len() as u64));
+        assert_eq!(decode(ks.meta_key(), &bytes).unwrap(), rec);
+        for n in 0..bytes.len() {
+            assert!(decode(ks.meta_key(), &bytes[..n]).is_err());
+        }
+        let other = KeySet::derive(&MasterKey::from_bytes([4; 32]));
+        assert!(decode(other.meta_key(), &bytes).unwrap_err().is_integrity());
+    }
+}

@@ -1,0 +1,74 @@
+//! packvault: a deduplicating, content-addressed, encrypted archive format.
+//!
+//! Built for backups of end-to-end-encrypted chat histories on storage the user does not
+//! control: the storage provider learns how many packs there are, their (padded) sizes and
+//! when they were written, and nothing else.
+//!
+//! The pipeline: keyed FastCDC chunking ([`Chunker`]) → zstd → keyed BLAKE3 chunk ids →
+//! convergent AES-256-GCM-SIV sealing → immutable packs plus an index → snapshots.
+//! The byte layouts are specified in `format-spec.md`; the types in [`format`] implement them.
+//!
+//! Principal types:
+//! - [`Repository`]: [`init`](Repository::init), [`open`](Repository::open),
+//!   [`backup`](Repository::backup) (a [`BackupSession`]), [`snapshots`](Repository::snapshots),
+//!   [`restore`](Repository::restore), [`check`](Repository::check).
+//! - [`Store`]: where repository files live — [`LocalStore`] (a folder) or [`MemoryStore`].
+//! - [`Credentials`]: what opens a repository (a passphrase keyslot).
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use packvault::{Credentials, FileMeta, InitOptions, LocalStore, Repository, RestoreOptions};
+//! use packvault::format::keyslot::Argon2Params;
+//!
+//! # fn main() -> packvault::Result<()> {
+//! let dir = tempfile::tempdir()?;
+//! let store = Arc::new(LocalStore::create(dir.path().join("repo"))?);
+//! let creds = Credentials::passphrase("correct horse battery staple");
+//! // Cheap KDF settings for the example; the default is Argon2id with 256 MiB and 3 passes.
+//! let options = InitOptions { kdf: Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 }, ..InitOptions::default() };
+//! let mut repo = Repository::init(store, &creds, options)?;
+//!
+//! let mut backup = repo.backup();
+//! let meta = FileMeta { mode: 0o600, mtime_secs: 1_700_000_000, mtime_nanos: 0 };
+//! backup.add_stream("chats/alice.json", &b"[{\"text\":\"hi\"}]"[..], meta)?;
+//! let outcome = backup.commit(vec!["daily".into()])?;
+//!
+//! let snapshots = repo.snapshots()?;
+//! assert_eq!(snapshots.len(), 1);
+//! let target = dir.path().join("restored");
+//! let report = repo.restore(&outcome.record, &RestoreOptions { target: target.clone(), ..Default::default() })?;
+//! assert!(report.is_complete());
+//! assert_eq!(std::fs::read(target.join("chats/alice.json"))?, b"[{\"text\":\"hi\"}]");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Crate features
+//! None yet. The format is versioned (`format-spec.md` §6); the API is pre-1.0 and may change
+//! in minor releases.
+#![deny(rustdoc::broken_intra_doc_links)]
+#![warn(missing_docs)]
+#![cfg(unix)]
+
+mod chunker;
+mod crypto;
+mod error;
+pub mod format;
+mod id;
+mod index;
+mod pack;
+mod repo;
+mod store;
+
+pub use chunker::{gear_table, ChunkReader, Chunker};
+pub use crypto::{contexts, MasterKey, SecretKey};
+pub use error::{Error, ErrorKind, Location, Result};
+pub use id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId, ID_LEN};
+pub use index::{cache_path, BlobLocation, Index, PackInfo};
+pub use repo::{
+    BackupSession, CheckOptions, CheckReport, Credentials, FileMeta, InitOptions, OpenOptions, Passphrase, Problem,
+    Repository, RestoreOptions, RestoreReport,
+};
+pub use store::{FileKind, LocalStore, MemoryStore, Store};

@@ -1,0 +1,323 @@
+//! Check: structure (every snapshot's trees and chunks resolve through the index to packs that
+//! exist with the right size) and, with `read_data`, content (every pack hashes to its name,
+//! its directory decrypts and matches the index, every blob opens). Each problem names the
+//! snapshots and paths it affects.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rayon::prelude::*;
+
+use crate::error::Location;
+use crate::format::blob::{self, BlobKind};
+use crate::format::pack as pack_format;
+use crate::format::snapshot::{NodeContent, Tree};
+use crate::id::{Id, PackId, SnapshotId, TreeId};
+use crate::index::BlobLocation;
+use crate::repo::{join, Repository};
+use crate::store::{list_ids, FileKind};
+use crate::Result;
+
+/// What to check.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    /// Read every pack and open every blob.
+    pub read_data: bool,
+}
+
+/// One problem found by [`Repository::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What is wrong.
+    pub message: String,
+    /// The pack concerned, if any.
+    pub pack: Option<PackId>,
+    /// Offset of the damaged blob in the pack, if known.
+    pub offset: Option<u64>,
+    /// Affected snapshot paths, as `snapshot-short:path`.
+    pub affected: Vec<String>,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Distinct trees read.
+    pub trees: usize,
+    /// Packs the index names.
+    pub packs: usize,
+    /// Blobs opened (with `read_data`).
+    pub blobs_read: usize,
+    /// Packs in the store that no index names (left by an interrupted backup; prune removes
+    /// them). Not a problem.
+    pub unreferenced_packs: Vec<PackId>,
+    /// Problems, each with what it affects.
+    pub problems: Vec<Problem>,
+}
+
+impl CheckReport {
+    /// True when no problem was found.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Problems keyed by what they break, so the tree walk can attach affected paths.
+#[derive(Default)]
+struct Damage {
+    problems: Vec<Problem>,
+    by_pack: HashMap<PackId, usize>,
+    by_blob: HashMap<Id, usize>,
+    missing_chunks: BTreeMap<Id, usize>,
+}
+
+impl Damage {
+    fn add(&mut self, message: String, pack: Option<PackId>, offset: Option<u64>) -> usize {
+        self.problems.push(Problem {
+            message,
+            pack,
+            offset,
+            affected: Vec::new(),
+        });
+        self.problems.len() - 1
+    }
+
+    /// The problem a blob at `loc` suffers from, if any.
+    fn for_blob(&self, id: &Id, loc: &BlobLocation) -> Option<usize> {
+        self.by_blob.get(id).or_else(|| self.by_pack.get(&loc.pack)).copied()
+    }
+
+    fn affect(&mut self, problem: usize, what: String) {
+        let a = &mut self.problems[problem].affected;
+        if a.len() < 1000 && a.last() != Some(&what) {
+            a.push(what);
+        }
+    }
+}
+
+impl Repository {
+    /// Checks the repository. Problems are reported, not returned as errors.
+    ///
+    /// # Errors
+    /// Only when the store cannot be listed.
+    pub fn check(&self, options: CheckOptions) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        let mut damage = Damage::default();
+
+        // Packs: the index's view against the store's.
+        let in_store: HashSet<Id> = list_ids(self.store.as_ref(), FileKind::Pack)?.into_iter().collect();
+        let mut indexed: Vec<_> = self.index.packs().copied().collect();
+        indexed.sort_by_key(|p| p.id);
+        indexed.dedup_by_key(|p| p.id);
+        report.packs = indexed.len();
+        let indexed_ids: HashSet<Id> = indexed.iter().map(|p| p.id.0).collect();
+        report.unreferenced_packs = in_store
+            .iter()
+            .filter(|id| !indexed_ids.contains(id))
+            .map(|id| PackId(*id))
+            .collect();
+        report.unreferenced_packs.sort();
+        for p in &indexed {
+            if !in_store.contains(&p.id.0) {
+                let n = damage.add(format!("pack {} is missing", p.id), Some(p.id), None);
+                damage.by_pack.insert(p.id, n);
+                continue;
+            }
+            match self.store.size(FileKind::Pack, &p.id.to_hex()) {
+                Ok(len) if len == u64::from(p.len) => {}
+                Ok(len) => {
+                    let n = damage.add(
+                        format!("pack {} is {len} bytes, the index says {}", p.id, p.len),
+                        Some(p.id),
+                        None,
+                    );
+                    // Reading the data pins down which blobs are lost; without it, assume all.
+                    if !options.read_data {
+                        damage.by_pack.insert(p.id, n);
+                    }
+                }
+                Err(e) => {
+                    let n = damage.add(format!("pack {}: {e}", p.id), Some(p.id), None);
+                    damage.by_pack.insert(p.id, n);
+                }
+            }
+        }
+
+        if options.read_data {
+            self.read_all_data(&indexed, &mut damage, &mut report);
+        }
+
+        // Snapshots and trees: every file's chunks must resolve to a sound blob.
+        let mut trees: HashMap<TreeId, Option<Tree>> = HashMap::new();
+        for id in list_ids(self.store.as_ref(), FileKind::Snapshot)? {
+            let sid = SnapshotId(id);
+            match self.load_snapshot(&sid) {
+                Ok(rec) => {
+                    report.snapshots += 1;
+                    self.check_tree(&sid, "", rec.root, &mut trees, &mut damage);
+                }
+                Err(e) => {
+                    damage.add(format!("snapshot {}: {e}", sid.short()), None, None);
+                }
+            }
+        }
+        report.trees = trees.len();
+        report.problems = damage.problems;
+        Ok(report)
+    }
+
+    fn check_tree(
+        &self,
+        snap: &SnapshotId,
+        path: &str,
+        id: TreeId,
+        trees: &mut HashMap<TreeId, Option<Tree>>,
+        damage: &mut Damage,
+    ) {
+        let here = || format!("{}:{}", snap.short(), if path.is_empty() { "/" } else { path });
+        if !trees.contains_key(&id) {
+            let loaded = match self.index.lookup(&id.0) {
+                Ok(Some(loc)) if loc.kind == BlobKind::Tree => {
+                    if let Some(n) = damage.for_blob(&id.0, &loc) {
+                        damage.affect(n, here());
+                        trees.insert(id, None);
+                        return;
+                    }
+                    self.load_tree(&id)
+                }
+                Ok(_) => Err(crate::Error::NotFound(format!("tree {} is in no index", id.short()))),
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok(t) => {
+                    trees.insert(id, Some(t));
+                }
+                Err(e) => {
+                    let n = damage.add(format!("tree {}: {e}", id.short()), None, None);
+                    damage.affect(n, here());
+                    trees.insert(id, None);
+                }
+            }
+        }
+        let Some(Some(tree)) = trees.get(&id).cloned() else {
+            return;
+        };
+        for node in &tree.nodes {
+            let p = join(path, &node.name_lossy());
+            match &node.content {
+                NodeContent::Dir { tree } => self.check_tree(snap, &p, *tree, trees, damage),
+                NodeContent::File { chunks, .. } => {
+                    for c in chunks {
+                        let problem = match self.index.lookup(&c.0) {
+                            Ok(Some(loc)) if loc.kind == BlobKind::Data => damage.for_blob(&c.0, &loc),
+                            _ => Some(*damage.missing_chunks.entry(c.0).or_insert_with(|| {
+                                damage.problems.push(Problem {
+                                    message: format!("chunk {} is in no index", c.short()),
+                                    pack: None,
+                                    offset: None,
+                                    affected: Vec::new(),
+                                });
+                                damage.problems.len() - 1
+                            })),
+                        };
+                        if let Some(n) = problem {
+                            damage.affect(n, format!("{}:{p}", snap.short()));
+                        }
+                    }
+                }
+                NodeContent::Symlink { .. } => {}
+            }
+        }
+    }
+
+    /// Reads every pack: hash, directory, and every blob the index places in it.
+    fn read_all_data(&self, packs: &[crate::index::PackInfo], damage: &mut Damage, report: &mut CheckReport) {
+        let mut entries: HashMap<PackId, Vec<(Id, BlobLocation)>> = HashMap::new();
+        for item in self.index.iter() {
+            match item {
+                Ok((id, loc)) => entries.entry(loc.pack).or_default().push((id, loc)),
+                Err(e) => {
+                    damage.add(format!("index cache: {e}"), None, None);
+                }
+            }
+        }
+        let results: Vec<(PackId, Vec<(Option<(Id, u64)>, String)>, usize)> = packs
+            .par_iter()
+            .filter(|p| !damage.by_pack.contains_key(&p.id))
+            .map(|p| {
+                let mut found = Vec::new();
+                let at = |offset| Location::Pack { pack: p.id, offset };
+                let bytes = match self.store.get(FileKind::Pack, &p.id.to_hex()) {
+                    Ok(b) => b,
+                    Err(e) => return (p.id, vec![(None, e.at(at(None)).to_string())], 0),
+                };
+                if Id::hash_of(&bytes) != p.id.0 {
+                    found.push((None, format!("pack {}: content does not hash to its name", p.id)));
+                }
+                let mut blobs = entries.get(&p.id).cloned().unwrap_or_default();
+                blobs.sort_by_key(|(_, l)| l.offset);
+                match pack_format::decode_pack(self.keys.meta_key(), &bytes) {
+                    Ok(dir) => {
+                        let listed: HashSet<(Id, u32, u32)> =
+                            dir.entries.iter().map(|e| (e.id, e.offset, e.sealed_len)).collect();
+                        if dir.kind != p.kind {
+                            found.push((
+                                None,
+                                format!(
+                                    "pack {}: directory says {} blobs, the index says {}",
+                                    p.id,
+                                    dir.kind.name(),
+                                    p.kind.name()
+                                ),
+                            ));
+                        }
+                        if blobs
+                            .iter()
+                            .any(|(id, l)| !listed.contains(&(*id, l.offset, l.sealed_len)))
+                        {
+                            found.push((None, format!("pack {}: directory and index disagree", p.id)));
+                        }
+                    }
+                    Err(e) => found.push((None, e.at(at(None)).to_string())),
+                }
+                let mut opened = 0;
+                for (id, loc) in &blobs {
+                    let e = loc.entry(*id);
+                    let Some(sealed) = bytes.get(e.offset as usize..e.end() as usize) else {
+                        found.push((
+                            Some((*id, u64::from(e.offset))),
+                            format!("blob {} lies beyond the end of the pack", id.short()),
+                        ));
+                        continue;
+                    };
+                    opened += 1;
+                    if let Err(err) = blob::open(&self.keys, loc.kind, id, loc.codec, loc.raw_len, sealed) {
+                        found.push((
+                            Some((*id, u64::from(e.offset))),
+                            err.at(at(Some(u64::from(e.offset)))).to_string(),
+                        ));
+                    }
+                }
+                (p.id, found, opened)
+            })
+            .collect();
+        for (pack, found, opened) in results {
+            report.blobs_read += opened;
+            for (blob, message) in found {
+                match blob {
+                    Some((id, offset)) => {
+                        let n = damage.add(message, Some(pack), Some(offset));
+                        damage.by_blob.insert(id, n);
+                    }
+                    None => {
+                        // A damaged pack hash or directory alone does not stop a restore,
+                        // which reads blobs through the index: only blobs that fail to open
+                        // affect files.
+                        damage.add(message, Some(pack), None);
+                    }
+                }
+            }
+        }
+    }
+}

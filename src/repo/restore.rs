@@ -1,0 +1,505 @@
+//! Restore: plan every file, resolve all chunks through the index, group them by pack, read
+//! coalesced ranges and open blobs in parallel, write chunks with positioned writes into
+//! preallocated temporary files, then rename each complete file into place.
+//!
+//! A damaged pack or blob fails only the files that need it: every other file is restored,
+//! and the report names the failed ones. A file is never left under its final name unless it
+//! is complete.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{self, File, FileTimes, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Location, Result, ResultExt};
+use crate::format::blob::{self, BlobKind};
+use crate::format::snapshot::{Node, NodeContent, SnapshotRecord, Tree};
+use crate::id::{ChunkId, Id, PackId};
+use crate::index::BlobLocation;
+use crate::repo::{join, Repository};
+use crate::store::FileKind;
+
+/// Blobs closer than this in a pack are fetched with one read.
+const COALESCE_GAP: u64 = 256 << 10;
+/// Largest single read.
+const MAX_READ: u64 = 8 << 20;
+
+/// What to restore, and where.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Folder to restore into (created if missing). Paths of the snapshot land below it.
+    pub target: PathBuf,
+    /// Snapshot paths to restore (each with everything below it); empty means everything.
+    pub include: Vec<String>,
+    /// Replace files that already exist in the target (otherwise they are reported as
+    /// failures and left alone).
+    pub overwrite: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Default, Clone)]
+pub struct RestoreReport {
+    /// Files restored completely.
+    pub files: u64,
+    /// Folders created or updated.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes written into files.
+    pub bytes: u64,
+    /// Snapshot paths that could not be restored, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+impl RestoreReport {
+    /// True when every planned path was restored.
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+struct PlanNode {
+    /// Display path inside the snapshot.
+    path: String,
+    /// Relative local path (exact name bytes).
+    rel: PathBuf,
+    node: Node,
+}
+
+#[derive(Default)]
+struct Plan {
+    dirs: Vec<PlanNode>,
+    files: Vec<PlanNode>,
+    links: Vec<PlanNode>,
+    failed: Vec<(String, String)>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Plan {
+    fn push(&mut self, path: String, rel: PathBuf, node: Node) -> bool {
+        if !self.seen.insert(rel.clone()) {
+            return false;
+        }
+        let entry = PlanNode { path, rel, node };
+        match entry.node.content {
+            NodeContent::Dir { .. } => self.dirs.push(entry),
+            NodeContent::File { .. } => self.files.push(entry),
+            NodeContent::Symlink { .. } => self.links.push(entry),
+        }
+        true
+    }
+}
+
+struct Target {
+    file: usize,
+    offset: u64,
+}
+
+struct Need {
+    id: Id,
+    loc: BlobLocation,
+    targets: Vec<Target>,
+}
+
+fn dir_node(name: &str) -> Node {
+    Node {
+        name: name.as_bytes().to_vec(),
+        mode: 0o755,
+        mtime_secs: 0,
+        mtime_nanos: 0,
+        content: NodeContent::Dir {
+            tree: Default::default(),
+        },
+    }
+}
+
+fn mtime_of(node: &Node) -> SystemTime {
+    let d = Duration::new(node.mtime_secs.unsigned_abs(), node.mtime_nanos);
+    if node.mtime_secs >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH.checked_sub(d).unwrap_or(UNIX_EPOCH)
+    }
+}
+
+/// Creates `path` as a real folder; refuses to go through a symlink or a file.
+fn ensure_dir(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists and is not a folder",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir(path),
+        Err(e) => Err(e),
+    }
+}
+
+fn temp_path(final_path: &Path, n: usize) -> PathBuf {
+    final_path.with_file_name(format!(".pv-restore-{}-{n}", std::process::id()))
+}
+
+impl Repository {
+    /// Restores `snapshot` (or the paths in `options.include`) into `options.target`.
+    ///
+    /// Returns a report; files that could not be restored are listed in
+    /// [`RestoreReport::failed`] and every other file is restored.
+    ///
+    /// # Errors
+    /// Only for failures that stop everything: the root tree cannot be read, the target
+    /// cannot be created, or an include path does not exist.
+    pub fn restore(&self, snapshot: &SnapshotRecord, options: &RestoreOptions) -> Result<RestoreReport> {
+        let plan = self.plan(snapshot, &options.include)?;
+        let target = &options.target;
+        fs::create_dir_all(target).at(|| Location::Path(target.clone()))?;
+        let mut report = RestoreReport {
+            failed: plan.failed,
+            ..RestoreReport::default()
+        };
+
+        // Folders, parents first (the plan lists them in walk order).
+        let mut bad_dirs: Vec<String> = Vec::new();
+        let under_bad = |p: &str, bad: &[String]| {
+            bad.iter()
+                .any(|b| p.starts_with(b.as_str()) && p.as_bytes().get(b.len()) == Some(&b'/'))
+        };
+        let mut dirs_made = Vec::new();
+        for d in &plan.dirs {
+            if under_bad(&d.path, &bad_dirs) {
+                continue;
+            }
+            match ensure_dir(&target.join(&d.rel)) {
+                Ok(()) => dirs_made.push(d),
+                Err(e) => {
+                    report
+                        .failed
+                        .push((d.path.clone(), format!("cannot create folder: {e}")));
+                    bad_dirs.push(d.path.clone());
+                }
+            }
+        }
+
+        // Files: check, then create preallocated temporary files.
+        let failures: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
+        let fail = |file: usize, why: String| {
+            failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(file)
+                .or_insert(why);
+        };
+        let mut by_chunk: HashMap<Id, usize> = HashMap::new();
+        let mut needs: Vec<Need> = Vec::new();
+        for (i, f) in plan.files.iter().enumerate() {
+            if under_bad(&f.path, &bad_dirs) {
+                fail(i, "its folder could not be created".into());
+                continue;
+            }
+            let NodeContent::File { size, chunks } = &f.node.content else {
+                continue;
+            };
+            let final_path = target.join(&f.rel);
+            if !options.overwrite && fs::symlink_metadata(&final_path).is_ok() {
+                fail(i, "already exists in the target (not overwritten)".into());
+                continue;
+            }
+            match self.resolve_chunks(chunks, *size) {
+                Ok(locs) => {
+                    let tmp = temp_path(&final_path, i);
+                    if let Err(e) = File::create(&tmp).and_then(|f| f.set_len(*size)) {
+                        fail(i, format!("cannot create: {e}"));
+                        continue;
+                    }
+                    let mut offset = 0u64;
+                    for (id, loc) in chunks.iter().zip(locs) {
+                        let n = *by_chunk.entry(id.0).or_insert_with(|| {
+                            needs.push(Need {
+                                id: id.0,
+                                loc,
+                                targets: Vec::new(),
+                            });
+                            needs.len() - 1
+                        });
+                        needs[n].targets.push(Target { file: i, offset });
+                        offset += u64::from(loc.raw_len);
+                    }
+                }
+                Err(e) => fail(i, e.to_string()),
+            }
+        }
+
+        // Group by pack, sort by offset, read coalesced ranges in parallel.
+        let mut by_pack: HashMap<PackId, Vec<Need>> = HashMap::new();
+        for n in needs {
+            by_pack.entry(n.loc.pack).or_default().push(n);
+        }
+        let groups: Vec<(PackId, Vec<Need>)> = by_pack.into_iter().collect();
+        let written: u64 = groups
+            .into_par_iter()
+            .map(|(pack, mut needs)| {
+                needs.sort_by_key(|n| n.loc.offset);
+                let mut bytes = 0u64;
+                let mut start = 0;
+                while start < needs.len() {
+                    let first = u64::from(needs[start].loc.offset);
+                    let mut end = start + 1;
+                    let mut range_end = needs[start].loc.entry(needs[start].id).end();
+                    while end < needs.len() {
+                        let e = needs[end].loc.entry(needs[end].id);
+                        if u64::from(e.offset) > range_end + COALESCE_GAP || e.end() - first > MAX_READ {
+                            break;
+                        }
+                        range_end = range_end.max(e.end());
+                        end += 1;
+                    }
+                    bytes += self.restore_range(pack, first, range_end, &needs[start..end], &plan.files, target, &fail);
+                    start = end;
+                }
+                bytes
+            })
+            .sum();
+        report.bytes = written;
+
+        // Finish files: rename complete ones into place, remove the others.
+        let failures = failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (i, f) in plan.files.iter().enumerate() {
+            let final_path = target.join(&f.rel);
+            let tmp = temp_path(&final_path, i);
+            if let Some(why) = failures.get(&i) {
+                let _ = fs::remove_file(&tmp);
+                report.failed.push((f.path.clone(), why.clone()));
+                continue;
+            }
+            let finish = || -> std::io::Result<()> {
+                let file = OpenOptions::new().write(true).open(&tmp)?;
+                file.set_permissions(fs::Permissions::from_mode(f.node.mode))?;
+                file.set_times(FileTimes::new().set_modified(mtime_of(&f.node)))?;
+                drop(file);
+                fs::rename(&tmp, &final_path)
+            };
+            match finish() {
+                Ok(()) => report.files += 1,
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    report.failed.push((f.path.clone(), format!("cannot finish: {e}")));
+                }
+            }
+        }
+
+        // Symlinks, after the files so that nothing is written through them.
+        for l in &plan.links {
+            let NodeContent::Symlink { target: link } = &l.node.content else {
+                continue;
+            };
+            if under_bad(&l.path, &bad_dirs) {
+                report
+                    .failed
+                    .push((l.path.clone(), "its folder could not be created".into()));
+                continue;
+            }
+            let p = target.join(&l.rel);
+            if fs::symlink_metadata(&p).is_ok() {
+                if !options.overwrite || fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                    report
+                        .failed
+                        .push((l.path.clone(), "already exists in the target (not overwritten)".into()));
+                    continue;
+                }
+                let _ = fs::remove_file(&p);
+            }
+            match std::os::unix::fs::symlink(OsStr::from_bytes(link), &p) {
+                Ok(()) => report.symlinks += 1,
+                Err(e) => report
+                    .failed
+                    .push((l.path.clone(), format!("cannot create symlink: {e}"))),
+            }
+        }
+
+        // Folder modes and times last, deepest first (writing into a folder changes its mtime).
+        for d in dirs_made.iter().rev() {
+            let p = target.join(&d.rel);
+            let r = File::open(&p)
+                .and_then(|f| f.set_times(FileTimes::new().set_modified(mtime_of(&d.node))))
+                .and_then(|()| fs::set_permissions(&p, fs::Permissions::from_mode(d.node.mode)));
+            match r {
+                Ok(()) => report.dirs += 1,
+                Err(e) => report
+                    .failed
+                    .push((d.path.clone(), format!("cannot set folder metadata: {e}"))),
+            }
+        }
+        report.failed.sort();
+        Ok(report)
+    }
+
+    /// Reads one coalesced range of a pack and writes every blob in it to its targets.
+    #[allow(clippy::too_many_arguments)]
+    fn restore_range(
+        &self,
+        pack: PackId,
+        first: u64,
+        end: u64,
+        needs: &[Need],
+        files: &[PlanNode],
+        target: &Path,
+        fail: &(dyn Fn(usize, String) + Sync),
+    ) -> u64 {
+        let fail_all = |why: &str| {
+            for n in needs {
+                for t in &n.targets {
+                    fail(t.file, why.to_string());
+                }
+            }
+        };
+        let len = usize::try_from(end - first).unwrap_or(usize::MAX);
+        let data = match self.store.get_range(FileKind::Pack, &pack.to_hex(), first, len) {
+            Ok(d) => d,
+            Err(e) => {
+                fail_all(
+                    &e.at(Location::Pack {
+                        pack,
+                        offset: Some(first),
+                    })
+                    .to_string(),
+                );
+                return 0;
+            }
+        };
+        let mut bytes = 0;
+        for n in needs {
+            let e = n.loc.entry(n.id);
+            let s = (u64::from(e.offset) - first) as usize;
+            let sealed = &data[s..s + e.sealed_len as usize];
+            let plain = match blob::open(&self.keys, BlobKind::Data, &n.id, e.codec, e.raw_len, sealed) {
+                Ok(p) => p,
+                Err(err) => {
+                    let msg = err
+                        .at(Location::Pack {
+                            pack,
+                            offset: Some(u64::from(e.offset)),
+                        })
+                        .to_string();
+                    for t in &n.targets {
+                        fail(t.file, msg.clone());
+                    }
+                    continue;
+                }
+            };
+            for t in &n.targets {
+                let path = temp_path(&target.join(&files[t.file].rel), t.file);
+                match OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.write_all_at(&plain, t.offset))
+                {
+                    Ok(()) => bytes += plain.len() as u64,
+                    Err(err) => fail(t.file, format!("write failed: {err}")),
+                }
+            }
+        }
+        bytes
+    }
+
+    /// Looks up every chunk of a file; the lengths must add up to the file's size.
+    fn resolve_chunks(&self, chunks: &[ChunkId], size: u64) -> Result<Vec<BlobLocation>> {
+        let mut total = 0u64;
+        let mut out = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            let loc = self
+                .index
+                .lookup(&c.0)?
+                .filter(|l| l.kind == BlobKind::Data)
+                .ok_or_else(|| Error::NotFound(format!("chunk {} is in no index (lost data)", c.short())))?;
+            total += u64::from(loc.raw_len);
+            out.push(loc);
+        }
+        if total != size {
+            return Err(Error::Integrity(format!(
+                "chunks add up to {total} bytes, the tree says {size}"
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Lists what to restore. Unreadable subtrees become failures, not errors.
+    fn plan(&self, snapshot: &SnapshotRecord, include: &[String]) -> Result<Plan> {
+        let mut plan = Plan::default();
+        let root = self
+            .load_tree(&snapshot.root)
+            .at(|| Location::SnapshotPath("/".into()))?;
+        if include.is_empty() {
+            self.plan_tree("", Path::new(""), &root, &mut plan);
+            return Ok(plan);
+        }
+        for inc in include {
+            let parts: Vec<&str> = inc.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+            if parts.is_empty() {
+                self.plan_tree("", Path::new(""), &root, &mut plan);
+                continue;
+            }
+            let mut tree = root.clone();
+            let mut so_far = String::new();
+            let mut rel = PathBuf::new();
+            for (i, part) in parts.iter().enumerate() {
+                let node = tree
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == part.as_bytes())
+                    .cloned()
+                    .ok_or_else(|| Error::NotFound(format!("{inc} in the snapshot")))?;
+                so_far = join(&so_far, part);
+                rel.push(part);
+                let last = i + 1 == parts.len();
+                match &node.content {
+                    NodeContent::Dir { tree: t } => {
+                        let sub = self.load_tree(t).at(|| Location::SnapshotPath(so_far.clone()))?;
+                        if last {
+                            plan.push(so_far.clone(), rel.clone(), node.clone());
+                            self.plan_tree(&so_far, &rel, &sub, &mut plan);
+                        } else {
+                            plan.push(so_far.clone(), rel.clone(), dir_node(part));
+                        }
+                        tree = sub;
+                    }
+                    _ if last => {
+                        plan.push(so_far.clone(), rel.clone(), node);
+                    }
+                    _ => {
+                        return Err(Error::NotFound(format!(
+                            "{inc} in the snapshot ({so_far} is not a folder)"
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    fn plan_tree(&self, prefix: &str, prefix_rel: &Path, tree: &Tree, plan: &mut Plan) {
+        for node in &tree.nodes {
+            let path = join(prefix, &node.name_lossy());
+            let rel = prefix_rel.join(OsStr::from_bytes(&node.name));
+            let sub = if let NodeContent::Dir { tree } = &node.content {
+                Some(*tree)
+            } else {
+                None
+            };
+            if !plan.push(path.clone(), rel.clone(), node.clone()) {
+                continue;
+            }
+            if let Some(t) = sub {
+                match self.load_tree(&t) {
+                    Ok(subtree) => self.plan_tree(&path, &rel, &subtree, plan),
+                    Err(e) => plan.failed.push((path, format!("folder contents lost: {e}"))),
+                }
+            }
+        }
+    }
+}

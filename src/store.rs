@@ -1,0 +1,174 @@
+//! Where repository files live: the [`Store`] trait and its implementations.
+//!
+//! A store knows names and bytes, nothing of encryption or formats. Names are the paths of
+//! format-spec.md §4 (`config`, `keys/<id>`, `packs/<2 hex>/<id>`, `index/<id>`,
+//! `snapshots/<id>`, `locks/<id>`).
+//!
+//! Durability contract: when [`Store::put`] returns `Ok`, the file is complete and durable
+//! (local store: written to a temporary name, fsynced, linked into place, directory fsynced),
+//! and a reader never sees a partial file. `put` never overwrites: an existing name gives
+//! [`Error::AlreadyExists`].
+
+mod local;
+mod memory;
+
+pub use local::LocalStore;
+pub use memory::MemoryStore;
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+/// The kinds of repository files, each with its own folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// `config`.
+    Config,
+    /// `keys/<slot id>`.
+    Key,
+    /// `packs/<2 hex>/<pack id>`.
+    Pack,
+    /// `index/<id>`.
+    Index,
+    /// `snapshots/<id>`.
+    Snapshot,
+    /// `locks/<id>`.
+    Lock,
+}
+
+impl FileKind {
+    /// The folder of this kind (empty for the config).
+    #[must_use]
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Config => "",
+            FileKind::Key => "keys",
+            FileKind::Pack => "packs",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Lock => "locks",
+        }
+    }
+
+    /// The store path of a file of this kind named `name`.
+    #[must_use]
+    pub fn path(self, name: &str) -> String {
+        match self {
+            FileKind::Config => "config".to_string(),
+            FileKind::Pack => format!("packs/{}/{name}", name.get(..2).unwrap_or("xx")),
+            _ => format!("{}/{name}", self.dir()),
+        }
+    }
+}
+
+/// A place that holds repository files.
+pub trait Store: Send + Sync {
+    /// Creates `kind/name` with `data`, durably. Never overwrites.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] when the name is taken; [`Error::Io`] otherwise.
+    fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()>;
+
+    /// Reads a whole file.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist; [`Error::Io`].
+    fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>>;
+
+    /// Reads `len` bytes at `offset`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Malformed`] when the range runs past the end; [`Error::Io`].
+    fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+
+    /// Length of a file.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Io`].
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64>;
+
+    /// Names of all files of a kind (for packs, without the 2-hex folder), in any order.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    fn list(&self, kind: FileKind) -> Result<Vec<String>>;
+
+    /// Removes a file. Only maintenance (prune, unlock) calls this.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Io`].
+    fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
+
+    /// The local path of a file, for stores that have one (lets readers memory-map packs).
+    fn local_path(&self, _kind: FileKind, _name: &str) -> Option<PathBuf> {
+        None
+    }
+
+    /// A short description for messages, e.g. the folder.
+    fn describe(&self) -> String;
+}
+
+/// Lists the files of a kind whose names are 64-hex ids, skipping anything else (temporary
+/// files, foreign files).
+pub(crate) fn list_ids(store: &dyn Store, kind: FileKind) -> Result<Vec<Id>> {
+    let mut ids: Vec<Id> = store
+        .list(kind)?
+        .into_iter()
+        .filter_map(|n| Id::from_hex(&n).ok().filter(|id| id.to_hex() == n))
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+pub(crate) fn not_found(kind: FileKind, name: &str) -> Error {
+    Error::NotFound(kind.path(name))
+}
+
+/// Checks a requested range against a file length.
+pub(crate) fn check_range(kind: FileKind, name: &str, file_len: u64, offset: u64, len: usize) -> Result<()> {
+    if offset.checked_add(len as u64).is_none_or(|end| end > file_len) {
+        return Err(Error::malformed(
+            "repository file",
+            Some(offset),
+            format!(
+                "{}: range of {len} bytes at {offset} runs past the end ({file_len} bytes)",
+                kind.path(name)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The contract every store must keep.
+    pub(crate) fn exercise(store: &dyn Store) {
+        assert!(store.list(FileKind::Pack).unwrap().is_empty());
+        let name = "ab".repeat(32);
+        store.put(FileKind::Pack, &name, b"hello pack").unwrap();
+        assert_eq!(store.get(FileKind::Pack, &name).unwrap(), b"hello pack");
+        assert_eq!(store.size(FileKind::Pack, &name).unwrap(), 10);
+        assert_eq!(store.get_range(FileKind::Pack, &name, 6, 4).unwrap(), b"pack");
+        assert!(store.get_range(FileKind::Pack, &name, 6, 5).is_err());
+        assert!(store.get_range(FileKind::Pack, &name, u64::MAX, 5).is_err());
+        assert!(matches!(
+            store.put(FileKind::Pack, &name, b"other"),
+            Err(Error::AlreadyExists(_))
+        ));
+        assert_eq!(
+            store.get(FileKind::Pack, &name).unwrap(),
+            b"hello pack",
+            "put never overwrites"
+        );
+        assert_eq!(store.list(FileKind::Pack).unwrap(), vec![name.clone()]);
+        assert!(matches!(store.get(FileKind::Index, &name), Err(Error::NotFound(_))));
+        store.put(FileKind::Config, "config", b"cfg").unwrap();
+        assert_eq!(store.get(FileKind::Config, "config").unwrap(), b"cfg");
+        store.delete(FileKind::Pack, &name).unwrap();
+        assert!(store.list(FileKind::Pack).unwrap().is_empty());
+        assert!(matches!(store.delete(FileKind::Pack, &name), Err(Error::NotFound(_))));
+    }
+}

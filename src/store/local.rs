@@ -1,0 +1,223 @@
+//! A repository in a local folder.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Location, Result, ResultExt};
+use crate::id::hex_encode;
+use crate::store::{check_range, not_found, FileKind, Store};
+
+/// A store in a local folder. Writes go to a temporary file that is fsynced and then
+/// hard-linked into place (which fails instead of overwriting), and the folder is fsynced.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+const DIRS: [&str; 5] = ["keys", "packs", "index", "snapshots", "locks"];
+
+impl LocalStore {
+    /// Uses `root` as the repository folder; it must exist.
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`] when `root` is not a folder.
+    pub fn open(root: impl Into<PathBuf>) -> Result<LocalStore> {
+        let root = root.into();
+        if !root.is_dir() {
+            return Err(Error::NotARepository(format!("{} is not a folder", root.display())));
+        }
+        Ok(LocalStore { root })
+    }
+
+    /// Creates the repository folder layout at `root` (which may exist but must be empty).
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] when `root` holds files; [`Error::Io`].
+    pub fn create(root: impl Into<PathBuf>) -> Result<LocalStore> {
+        let root = root.into();
+        let loc = || Location::Path(root.clone());
+        if root.exists() {
+            if fs::read_dir(&root).at(loc)?.next().is_some() {
+                return Err(Error::AlreadyExists(format!("{} is not empty", root.display())));
+            }
+        } else {
+            fs::create_dir_all(&root).at(loc)?;
+        }
+        for d in DIRS {
+            fs::create_dir_all(root.join(d)).at(loc)?;
+        }
+        sync_dir(&root).at(loc)?;
+        Ok(LocalStore { root })
+    }
+
+    /// The repository folder.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, kind: FileKind, name: &str) -> Result<PathBuf> {
+        if name.is_empty() || name.starts_with('.') || name.contains('/') || name.contains('\0') {
+            return Err(Error::InvalidArgument(format!("bad repository file name {name:?}")));
+        }
+        Ok(self.root.join(kind.path(name)))
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn map_not_found(e: io::Error, kind: FileKind, name: &str) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        not_found(kind, name)
+    } else {
+        Error::Io(e)
+    }
+}
+
+impl Store for LocalStore {
+    fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.full(kind, name)?;
+        let loc = || Location::Path(path.clone());
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).at(loc)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).at(loc)?;
+            }
+        }
+        if path.exists() {
+            return Err(Error::AlreadyExists(kind.path(name)));
+        }
+        let tmp = dir.join(format!(".tmp-{}", hex_encode(&crate::crypto::random_array::<8>()?)));
+        let result = (|| -> io::Result<()> {
+            let mut f = File::options().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            fs::hard_link(&tmp, &path)
+        })();
+        let _ = fs::remove_file(&tmp);
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(kind.path(name))),
+            Err(e) => return Err(Error::Io(e).at(loc())),
+        }
+        sync_dir(&dir).at(loc)
+    }
+
+    fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        let path = self.full(kind, name)?;
+        fs::read(&path).map_err(|e| map_not_found(e, kind, name))
+    }
+
+    fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let path = self.full(kind, name)?;
+        let f = File::open(&path).map_err(|e| map_not_found(e, kind, name))?;
+        let file_len = f.metadata()?.len();
+        check_range(kind, name, file_len, offset, len)?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, offset).at(|| Location::Path(path.clone()))?;
+        Ok(buf)
+    }
+
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+        let path = self.full(kind, name)?;
+        Ok(fs::metadata(&path).map_err(|e| map_not_found(e, kind, name))?.len())
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<String>> {
+        let dir = self.root.join(kind.dir());
+        let loc = || Location::Path(dir.clone());
+        let mut out = Vec::new();
+        let names = |d: &Path, out: &mut Vec<String>| -> Result<()> {
+            let rd = match fs::read_dir(d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(Error::Io(e).at(Location::Path(d.to_path_buf()))),
+            };
+            for entry in rd {
+                let entry = entry.at(|| Location::Path(d.to_path_buf()))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with('.') || !entry.file_type().at(|| Location::Path(d.to_path_buf()))?.is_file() {
+                    continue;
+                }
+                out.push(name.to_string());
+            }
+            Ok(())
+        };
+        match kind {
+            FileKind::Config => {
+                if self.root.join("config").is_file() {
+                    out.push("config".into());
+                }
+            }
+            FileKind::Pack => {
+                let rd = match fs::read_dir(&dir) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(Error::Io(e).at(loc())),
+                };
+                for sub in rd {
+                    let sub = sub.at(loc)?;
+                    if sub.file_type().at(loc)?.is_dir() {
+                        names(&sub.path(), &mut out)?;
+                    }
+                }
+            }
+            _ => names(&dir, &mut out)?,
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+        let path = self.full(kind, name)?;
+        fs::remove_file(&path).map_err(|e| map_not_found(e, kind, name))?;
+        sync_dir(path.parent().unwrap_or(&self.root)).at(|| Location::Path(path.clone()))
+    }
+
+    fn local_path(&self, kind: FileKind, name: &str) -> Option<PathBuf> {
+        self.full(kind, name).ok()
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::create(dir.path().join("repo")).unwrap();
+        crate::store::tests::exercise(&store);
+        assert!(
+            LocalStore::create(dir.path().join("repo")).is_err(),
+            "refuses a non-empty folder"
+        );
+        // No temporary files are left behind.
+        let leftovers: Vec<_> = walk(store.root()).into_iter().filter(|p| p.contains(".tmp-")).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert!(store.put(FileKind::Index, "../x", b"").is_err());
+    }
+
+    fn walk(p: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+        out
+    }
+}
