@@ -143,6 +143,17 @@ impl KeySet {
         }
     }
 
+    /// The raw subkeys, by name (test vectors only, through `hazmat`).
+    pub(crate) fn export(&self) -> [(&'static str, [u8; 32]); 5] {
+        [
+            ("chunk id", *self.chunk_id.bytes()),
+            ("tree id", *self.tree_id.bytes()),
+            ("seal", *self.seal.bytes()),
+            ("chunker", *self.chunker.bytes()),
+            ("metadata", *self.meta.bytes()),
+        ]
+    }
+
     /// Id of a data chunk: BLAKE3 keyed with the chunk-id key.
     pub(crate) fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
         ChunkId(Id(*blake3::keyed_hash(self.chunk_id.bytes(), plaintext).as_bytes()))

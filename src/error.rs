@@ -74,16 +74,16 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// An operating-system I/O error.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// Another error, with the place where it happened.
-    #[error("{at}: {source}")]
+    /// Another error, with the place where it happened. The message includes the inner
+    /// error's, so the inner error is not repeated as a `source`.
+    #[error("{at}: {error}")]
     At {
         /// Where the error happened.
         at: Location,
         /// The error itself.
-        #[source]
-        source: Box<Error>,
+        error: Box<Error>,
     },
 }
 
@@ -128,7 +128,7 @@ impl Error {
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::Io(_) => ErrorKind::Io,
-            Error::At { source, .. } => source.kind(),
+            Error::At { error, .. } => error.kind(),
         }
     }
 
@@ -144,7 +144,7 @@ impl Error {
     pub fn at(self, at: Location) -> Error {
         Error::At {
             at,
-            source: Box::new(self),
+            error: Box::new(self),
         }
     }
 

@@ -56,6 +56,7 @@ mod chunker;
 mod crypto;
 mod error;
 pub mod format;
+pub mod hazmat;
 mod id;
 mod index;
 mod pack;
@@ -68,7 +69,7 @@ pub use error::{Error, ErrorKind, Location, Result};
 pub use id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId, ID_LEN};
 pub use index::{cache_path, BlobLocation, Index, PackInfo};
 pub use repo::{
-    BackupSession, CheckOptions, CheckReport, Credentials, FileMeta, InitOptions, OpenOptions, Passphrase, Problem,
-    Repository, RestoreOptions, RestoreReport,
+    BackupOutcome, BackupSession, CheckOptions, CheckReport, Credentials, FileMeta, InitOptions, OpenOptions,
+    Passphrase, Problem, Repository, RestoreOptions, RestoreReport,
 };
 pub use store::{FileKind, LocalStore, MemoryStore, Store};

@@ -5,7 +5,7 @@ mod backup;
 mod check;
 mod restore;
 
-pub use backup::{BackupSession, FileMeta};
+pub use backup::{BackupOutcome, BackupSession, FileMeta};
 pub use check::{CheckOptions, CheckReport, Problem};
 pub use restore::{RestoreOptions, RestoreReport};
 

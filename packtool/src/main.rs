@@ -1,1 +1,334 @@
-fn main() {}
+//! `packtool`: the command-line front end of packvault.
+//!
+//! It parses arguments, calls the library and prints; it has no format logic of its own.
+//! Exit codes: 0 success, 1 error, 2 usage error, 3 integrity problems found (by `check`, or
+//! files a `restore` could not restore).
+
+mod output;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand};
+use packvault::format::config::ChunkerParams;
+use packvault::format::keyslot::Argon2Params;
+use packvault::{
+    CheckOptions, Credentials, ErrorKind, InitOptions, LocalStore, OpenOptions, Repository, RestoreOptions, Store,
+};
+
+use crate::output::Out;
+
+const AFTER_HELP: &str = "\
+Environment:
+  PACKTOOL_REPO         repository folder (instead of --repo)
+  PACKTOOL_PASSPHRASE   passphrase (instead of --passphrase-file or the prompt)
+  PACKTOOL_CACHE_DIR    local cache folder (default: $XDG_CACHE_HOME/packvault or ~/.cache/packvault)
+
+Exit codes:
+  0  success
+  1  error (the message says what went wrong)
+  2  usage error
+  3  integrity problems found (check), or some files could not be restored (restore)";
+
+/// Back up, restore and inspect packvault repositories.
+#[derive(Parser, Debug)]
+#[command(name = "packtool", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// Repository folder.
+    #[arg(short = 'r', long, global = true, env = "PACKTOOL_REPO", value_name = "PATH")]
+    repo: Option<PathBuf>,
+    /// Read the passphrase from the first line of this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Local cache folder for the index.
+    #[arg(long, global = true, env = "PACKTOOL_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not use a local cache (the index is rebuilt in memory at every run).
+    #[arg(long, global = true)]
+    no_cache: bool,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print nothing on success.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up the contents of a folder as a new snapshot.
+    Backup {
+        /// Folder whose contents become the snapshot's root.
+        dir: PathBuf,
+        /// Tag for the snapshot (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+    },
+    /// List snapshots.
+    Snapshots,
+    /// List the files of a snapshot.
+    Ls {
+        /// Snapshot id (or unique prefix) or `latest`.
+        snapshot: String,
+        /// Path inside the snapshot.
+        path: Option<String>,
+        /// Long form: type, mode, size, modification time.
+        #[arg(short, long)]
+        long: bool,
+    },
+    /// Restore a snapshot into a folder.
+    Restore {
+        /// Snapshot id (or unique prefix) or `latest`.
+        snapshot: String,
+        /// Folder to restore into (created if missing).
+        #[arg(long, short)]
+        target: PathBuf,
+        /// Restore only this path of the snapshot (repeatable).
+        #[arg(long = "include", value_name = "PATH")]
+        include: Vec<String>,
+        /// Replace files that already exist in the target.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Check the repository's structure, and with --read-data every byte.
+    Check {
+        /// Read every pack and open every blob.
+        #[arg(long)]
+        read_data: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// Argon2id memory for the passphrase keyslot, in MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    kdf_memory: u32,
+    /// Argon2id passes for the passphrase keyslot.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    kdf_iterations: u32,
+    /// zstd compression level.
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
+    zstd_level: i32,
+    /// Target pack size in MiB.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pack_size: u32,
+    /// Average chunk size in KiB (minimum a quarter, maximum four times that).
+    #[arg(long, default_value_t = 64, value_name = "KIB")]
+    chunk_avg: u32,
+    /// Label of the first keyslot.
+    #[arg(long, default_value = "initial")]
+    label: String,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let out = Out::new(cli.global.json, cli.global.quiet);
+    match run(&cli, &out) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("packtool: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn repo_path(g: &Global) -> anyhow::Result<&Path> {
+    g.repo
+        .as_deref()
+        .ok_or_else(|| anyhow!("no repository given: use --repo PATH or set PACKTOOL_REPO"))
+}
+
+fn cache_dir(g: &Global) -> Option<PathBuf> {
+    if g.no_cache {
+        return None;
+    }
+    g.cache_dir.clone().or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("packvault"))
+    })
+}
+
+/// The passphrase from the environment, a file, or the terminal (asked twice when `confirm`).
+fn passphrase(g: &Global, confirm: bool) -> anyhow::Result<Credentials> {
+    if let Some(f) = &g.passphrase_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read passphrase file {}", f.display()))?;
+        let line = text.lines().next().unwrap_or("").to_string();
+        if line.is_empty() {
+            bail!("passphrase file {} is empty", f.display());
+        }
+        return Ok(Credentials::passphrase(line));
+    }
+    if let Ok(p) = std::env::var("PACKTOOL_PASSPHRASE") {
+        if p.is_empty() {
+            bail!("PACKTOOL_PASSPHRASE is set but empty");
+        }
+        return Ok(Credentials::passphrase(p));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no passphrase: set PACKTOOL_PASSPHRASE, use --passphrase-file, or run in a terminal");
+    }
+    let p = rpassword::prompt_password("passphrase: ").context("cannot read the passphrase")?;
+    if confirm {
+        let again = rpassword::prompt_password("repeat passphrase: ").context("cannot read the passphrase")?;
+        if again != p {
+            bail!("the passphrases differ");
+        }
+    }
+    if p.is_empty() {
+        bail!("the passphrase is empty");
+    }
+    Ok(Credentials::passphrase(p))
+}
+
+fn open(g: &Global) -> anyhow::Result<Repository> {
+    let path = repo_path(g)?;
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(path).map_err(explain)?);
+    let creds = passphrase(g, false)?;
+    Repository::open(
+        store,
+        &creds,
+        &OpenOptions {
+            cache_dir: cache_dir(g),
+        },
+    )
+    .map_err(explain)
+    .with_context(|| format!("cannot open repository {}", path.display()))
+}
+
+/// Library errors pass through unchanged; this names the common ones more plainly.
+fn explain(e: packvault::Error) -> anyhow::Error {
+    match e.kind() {
+        ErrorKind::WrongPassphrase => anyhow!("wrong passphrase: no keyslot of this repository opens with it"),
+        _ => anyhow::Error::new(e),
+    }
+}
+
+fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Init(a) => cmd_init(g, a, out),
+        Command::Backup { dir, tags } => cmd_backup(g, dir, tags, out),
+        Command::Snapshots => {
+            let repo = open(g)?;
+            let snaps = repo.snapshots().map_err(explain)?;
+            out.snapshots(&snaps)?;
+            Ok(0)
+        }
+        Command::Ls { snapshot, path, long } => {
+            let repo = open(g)?;
+            let (_, rec) = repo.find_snapshot(snapshot).map_err(explain)?;
+            let nodes = repo.list(&rec, path.as_deref().unwrap_or(""), true).map_err(explain)?;
+            out.listing(&nodes, *long)?;
+            Ok(0)
+        }
+        Command::Restore {
+            snapshot,
+            target,
+            include,
+            overwrite,
+        } => {
+            let repo = open(g)?;
+            let (id, rec) = repo.find_snapshot(snapshot).map_err(explain)?;
+            let report = repo
+                .restore(
+                    &rec,
+                    &RestoreOptions {
+                        target: target.clone(),
+                        include: include.clone(),
+                        overwrite: *overwrite,
+                    },
+                )
+                .map_err(explain)?;
+            out.restore(&id, target, &report)?;
+            Ok(if report.is_complete() { 0 } else { 3 })
+        }
+        Command::Check { read_data } => {
+            let repo = open(g)?;
+            let report = repo.check(CheckOptions { read_data: *read_data }).map_err(explain)?;
+            out.check(&report, *read_data)?;
+            Ok(if report.is_ok() { 0 } else { 3 })
+        }
+    }
+}
+
+fn cmd_init(g: &Global, a: &InitArgs, out: &Out) -> anyhow::Result<u8> {
+    let path = repo_path(g)?;
+    let creds = passphrase(g, true)?;
+    let avg = a.chunk_avg.checked_mul(1024).context("--chunk-avg too large")?;
+    let options = InitOptions {
+        chunker: ChunkerParams {
+            min_size: avg / 4,
+            avg_size: avg,
+            max_size: avg.saturating_mul(4),
+            ..ChunkerParams::default()
+        },
+        zstd_level: a.zstd_level,
+        pack_target_size: a.pack_size.checked_mul(1 << 20).context("--pack-size too large")?,
+        kdf: Argon2Params {
+            m_kib: a.kdf_memory.checked_mul(1024).context("--kdf-memory too large")?,
+            t: a.kdf_iterations,
+            p: 1,
+        },
+        label: a.label.clone(),
+        cache_dir: cache_dir(g),
+    };
+    let store = LocalStore::create(path)
+        .map_err(explain)
+        .with_context(|| format!("cannot create repository at {}", path.display()))?;
+    let repo = Repository::init(Arc::new(store), &creds, options).map_err(explain)?;
+    out.init(path, &repo)?;
+    Ok(0)
+}
+
+fn cmd_backup(g: &Global, dir: &Path, tags: &[String], out: &Out) -> anyhow::Result<u8> {
+    let mut repo = open(g)?;
+    let started = std::time::Instant::now();
+    let mut session = repo.backup();
+    session
+        .add_dir(dir, "")
+        .map_err(explain)
+        .with_context(|| format!("cannot back up {}", dir.display()))?;
+    let outcome = session.commit(tags.to_vec()).map_err(explain)?;
+    for (path, e) in &outcome.warnings {
+        eprintln!("packtool: warning: {}: {e}", path.display());
+    }
+    out.backup(&outcome, started.elapsed())?;
+    if !outcome.warnings.is_empty() {
+        eprintln!(
+            "packtool: error: snapshot {} saved, but {} files could not be read (listed above)",
+            outcome.snapshot.short(),
+            outcome.warnings.len()
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}

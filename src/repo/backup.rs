@@ -293,6 +293,8 @@ impl BackupSession<'_> {
     }
 
     fn add_file_inner(&mut self, at: &[Vec<u8>], name: Vec<u8>, mut reader: impl Read, meta: FileMeta) -> Result<()> {
+        // Refuse a path through a file before reading anything.
+        self.dir_at(at)?;
         let file = self.files.len();
         self.files.push(FileRecord {
             size: 0,

@@ -1,0 +1,326 @@
+//! Human and JSON output. Field names of the JSON documents are stable and documented in the
+//! README.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord};
+use packvault::{BackupOutcome, CheckReport, Repository, RestoreReport, SnapshotId};
+use serde_json::{json, Value};
+
+/// Where results go: text or JSON on stdout, nothing with `--quiet`.
+pub struct Out {
+    json: bool,
+    quiet: bool,
+}
+
+/// `1234567` → `1.2 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (H. Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn node_type(n: &Node) -> &'static str {
+    match n.content {
+        NodeContent::File { .. } => "file",
+        NodeContent::Dir { .. } => "dir",
+        NodeContent::Symlink { .. } => "symlink",
+    }
+}
+
+fn snapshot_json(id: &SnapshotId, r: &SnapshotRecord) -> Value {
+    let s = &r.summary;
+    json!({
+        "id": id.to_hex(),
+        "short_id": id.short(),
+        "time": utc(r.time_secs),
+        "hostname": r.hostname,
+        "username": r.username,
+        "tags": r.tags,
+        "paths": r.paths,
+        "sequence": r.sequence,
+        "previous": r.previous.map(|p| p.to_hex()),
+        "root": r.root.to_hex(),
+        "program": r.program,
+        "summary": {
+            "files": s.files,
+            "dirs": s.dirs,
+            "symlinks": s.symlinks,
+            "total_bytes": s.total_bytes,
+            "bytes_read": s.bytes_read,
+            "chunks": s.chunks,
+            "new_data_blobs": s.new_data_blobs,
+            "new_tree_blobs": s.new_tree_blobs,
+            "new_raw_bytes": s.new_raw_bytes,
+            "new_stored_bytes": s.new_stored_bytes,
+            "new_packs": s.new_packs,
+        },
+    })
+}
+
+impl Out {
+    pub fn new(json: bool, quiet: bool) -> Out {
+        Out { json, quiet }
+    }
+
+    fn json(&self, v: &Value) -> std::io::Result<()> {
+        let mut o = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut o, v)?;
+        writeln!(o)
+    }
+
+    fn text(&self, s: &str) -> std::io::Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
+        let mut o = std::io::stdout().lock();
+        writeln!(o, "{s}")
+    }
+
+    pub fn init(&self, path: &Path, repo: &Repository) -> std::io::Result<()> {
+        let id: String = repo.id().iter().map(|b| format!("{b:02x}")).collect();
+        if self.json {
+            return self.json(&json!({ "id": id, "path": path.display().to_string() }));
+        }
+        self.text(&format!("created repository {id} at {}", path.display()))?;
+        self.text("keep the passphrase safe: without it the data cannot be recovered")
+    }
+
+    pub fn backup(&self, o: &BackupOutcome, took: Duration) -> std::io::Result<()> {
+        let s = &o.record.summary;
+        if self.json {
+            let mut v = snapshot_json(&o.snapshot, &o.record);
+            v["duration_secs"] = json!(took.as_secs_f64());
+            v["warnings"] = json!(o
+                .warnings
+                .iter()
+                .map(|(p, e)| json!({"path": p.display().to_string(), "error": e.to_string()}))
+                .collect::<Vec<_>>());
+            return self.json(&v);
+        }
+        self.text(&format!(
+            "{} files, {} dirs, {} read in {:.1}s; added {} new chunks, {} stored ({} before compression) in {} packs",
+            s.files,
+            s.dirs,
+            human_bytes(s.bytes_read),
+            took.as_secs_f64(),
+            s.new_data_blobs + s.new_tree_blobs,
+            human_bytes(s.new_stored_bytes),
+            human_bytes(s.new_raw_bytes),
+            s.new_packs
+        ))?;
+        self.text(&format!("snapshot {} saved", o.snapshot.short()))
+    }
+
+    pub fn snapshots(&self, snaps: &[(SnapshotId, SnapshotRecord)]) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&Value::Array(
+                snaps.iter().map(|(id, r)| snapshot_json(id, r)).collect(),
+            ));
+        }
+        if self.quiet {
+            return Ok(());
+        }
+        let mut o = std::io::stdout().lock();
+        writeln!(
+            o,
+            "{:<8}  {:<20}  {:<12}  {:<12}  {:>8}  {:>10}  paths",
+            "id", "time", "host", "tags", "files", "size"
+        )?;
+        for (id, r) in snaps {
+            writeln!(
+                o,
+                "{:<8}  {:<20}  {:<12}  {:<12}  {:>8}  {:>10}  {}",
+                id.short(),
+                utc(r.time_secs),
+                r.hostname,
+                r.tags.join(","),
+                r.summary.files,
+                human_bytes(r.summary.total_bytes),
+                r.paths.join(" ")
+            )?;
+        }
+        writeln!(o, "{} snapshots", snaps.len())
+    }
+
+    pub fn listing(&self, nodes: &[(String, Node)], long: bool) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&Value::Array(
+                nodes
+                    .iter()
+                    .map(|(p, n)| {
+                        let mut v = json!({
+                            "path": p,
+                            "type": node_type(n),
+                            "mode": format!("{:04o}", n.mode),
+                            "mtime": utc(n.mtime_secs),
+                        });
+                        match &n.content {
+                            NodeContent::File { size, chunks } => {
+                                v["size"] = json!(size);
+                                v["chunks"] = json!(chunks.len());
+                            }
+                            NodeContent::Symlink { target } => v["target"] = json!(String::from_utf8_lossy(target)),
+                            NodeContent::Dir { tree } => v["tree"] = json!(tree.to_hex()),
+                        }
+                        v
+                    })
+                    .collect(),
+            ));
+        }
+        if self.quiet {
+            return Ok(());
+        }
+        let mut o = std::io::stdout().lock();
+        for (p, n) in nodes {
+            if long {
+                let size = match &n.content {
+                    NodeContent::File { size, .. } => *size,
+                    _ => 0,
+                };
+                let link = match &n.content {
+                    NodeContent::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
+                    _ => String::new(),
+                };
+                writeln!(
+                    o,
+                    "{:<7} {:04o} {:>12} {} {p}{link}",
+                    node_type(n),
+                    n.mode,
+                    size,
+                    utc(n.mtime_secs)
+                )?;
+            } else {
+                writeln!(o, "{p}")?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn restore(&self, id: &SnapshotId, target: &Path, r: &RestoreReport) -> std::io::Result<()> {
+        for (path, why) in &r.failed {
+            eprintln!("packtool: not restored: {path}: {why}");
+        }
+        if self.json {
+            return self.json(&json!({
+                "snapshot": id.to_hex(),
+                "target": target.display().to_string(),
+                "files": r.files,
+                "dirs": r.dirs,
+                "symlinks": r.symlinks,
+                "bytes": r.bytes,
+                "failed": r.failed.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            }));
+        }
+        if !r.failed.is_empty() {
+            eprintln!(
+                "packtool: {} paths could not be restored; everything else was",
+                r.failed.len()
+            );
+        }
+        self.text(&format!(
+            "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {}",
+            id.short(),
+            target.display(),
+            r.files,
+            r.dirs,
+            r.symlinks,
+            human_bytes(r.bytes)
+        ))
+    }
+
+    pub fn check(&self, r: &CheckReport, read_data: bool) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&json!({
+                "ok": r.is_ok(),
+                "read_data": read_data,
+                "snapshots": r.snapshots,
+                "trees": r.trees,
+                "packs": r.packs,
+                "blobs_read": r.blobs_read,
+                "unreferenced_packs": r.unreferenced_packs.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
+                "problems": r.problems.iter().map(|p| json!({
+                    "message": p.message,
+                    "pack": p.pack.map(|x| x.to_hex()),
+                    "offset": p.offset,
+                    "affected": p.affected,
+                })).collect::<Vec<_>>(),
+            }));
+        }
+        for p in &r.problems {
+            eprintln!("packtool: problem: {}", p.message);
+            for a in &p.affected {
+                eprintln!("    affects {a}");
+            }
+        }
+        if !r.unreferenced_packs.is_empty() {
+            self.text(&format!(
+                "{} packs are named by no index (left by an interrupted backup)",
+                r.unreferenced_packs.len()
+            ))?;
+        }
+        let what = if read_data {
+            format!(", {} blobs read", r.blobs_read)
+        } else {
+            String::new()
+        };
+        let summary = format!(
+            "checked {} snapshots, {} trees, {} packs{what}",
+            r.snapshots, r.trees, r.packs
+        );
+        if r.is_ok() {
+            self.text(&format!("{summary}: no problems found"))
+        } else {
+            eprintln!("packtool: {summary}: {} problems found", r.problems.len());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_and_bytes() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_764_115_200 + 3661), "2025-11-26T01:01:01Z");
+        assert_eq!(utc(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}

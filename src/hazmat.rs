@@ -1,0 +1,128 @@
+//! Sharp tools: the format's building blocks with every input explicit (keys, nonces).
+//!
+//! **Warning.** These functions exist for test vectors, fuzzing and tools that inspect
+//! repositories. Reusing a nonce with [`encode_index`], [`encode_snapshot`], [`encode_config`]
+//! or [`encode_keyslot`] under the same key breaks the confidentiality guarantees of
+//! format-spec.md §7; the [`Repository`](crate::Repository) API draws every nonce from the
+//! operating system's random source and never needs these functions.
+
+use crate::crypto::{KeySet, MasterKey, SecretKey};
+use crate::error::Result;
+use crate::format::blob::{self, BlobKind, Codec, SealedBlob};
+use crate::format::config::{self, ConfigFile};
+use crate::format::index::{self, IndexFile};
+use crate::format::keyslot::{self, NewSlot};
+use crate::format::pack::{self, BlobEntry};
+use crate::format::snapshot::{self, SnapshotRecord};
+use crate::id::{ChunkId, Id, TreeId};
+
+/// The subkeys of a master key (format-spec.md §6.1).
+#[derive(Clone, Debug)]
+pub struct Keys(KeySet);
+
+impl Keys {
+    /// Derives every subkey of `master`.
+    #[must_use]
+    pub fn derive(master: &MasterKey) -> Keys {
+        Keys(KeySet::derive(master))
+    }
+
+    /// The id of a data chunk.
+    #[must_use]
+    pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
+        self.0.chunk_id(plaintext)
+    }
+
+    /// The id of a tree blob.
+    #[must_use]
+    pub fn tree_id(&self, plaintext: &[u8]) -> TreeId {
+        self.0.tree_id(plaintext)
+    }
+
+    /// The metadata key.
+    #[must_use]
+    pub fn meta_key(&self) -> &SecretKey {
+        self.0.meta_key()
+    }
+
+    /// The chunker key.
+    #[must_use]
+    pub fn chunker_key(&self) -> &SecretKey {
+        self.0.chunker_key()
+    }
+
+    /// The raw bytes of the subkeys, by name: `chunk id`, `tree id`, `seal`, `chunker`,
+    /// `metadata`. For test vectors only.
+    #[must_use]
+    pub fn export(&self) -> [(&'static str, [u8; 32]); 5] {
+        self.0.export()
+    }
+
+    /// The per-blob key for `id`. For test vectors only.
+    #[must_use]
+    pub fn blob_key(&self, id: &Id) -> [u8; 32] {
+        *self.0.blob_key(id).bytes()
+    }
+}
+
+/// The raw bytes of a secret key. For test vectors only.
+#[must_use]
+pub fn key_bytes(key: &SecretKey) -> [u8; 32] {
+    *key.bytes()
+}
+
+/// Seals a blob; the id is computed from the plaintext with the key of `kind`.
+#[must_use]
+pub fn seal_blob(keys: &Keys, kind: BlobKind, plaintext: &[u8], zstd_level: Option<i32>) -> SealedBlob {
+    let id = match kind {
+        BlobKind::Data => keys.chunk_id(plaintext).0,
+        BlobKind::Tree => keys.tree_id(plaintext).0,
+    };
+    blob::seal(&keys.0, kind, id, plaintext, zstd_level)
+}
+
+/// Opens a sealed blob (format-spec.md §5.3).
+///
+/// # Errors
+/// As the repository's own blob reads: malformed lengths, failed authentication, bad padding,
+/// decompression past `raw_len`, or a plaintext that does not hash to `id`.
+pub fn open_blob(keys: &Keys, kind: BlobKind, id: &Id, codec: Codec, raw_len: u32, sealed: &[u8]) -> Result<Vec<u8>> {
+    blob::open(&keys.0, kind, id, codec, raw_len, sealed)
+}
+
+/// Assembles a pack from blobs, in the order given, with an explicit directory nonce.
+#[must_use]
+pub fn encode_pack(keys: &Keys, kind: BlobKind, blobs: &[SealedBlob], nonce: &[u8; 12]) -> (Vec<u8>, Vec<BlobEntry>) {
+    pack::encode(keys.meta_key(), kind, blobs, nonce)
+}
+
+/// Encrypts an index file with an explicit nonce.
+#[must_use]
+pub fn encode_index(keys: &Keys, file: &IndexFile, nonce: &[u8; 12]) -> Vec<u8> {
+    index::encode(keys.meta_key(), file, nonce)
+}
+
+/// Encrypts a snapshot file with an explicit nonce.
+///
+/// # Errors
+/// When the record breaks a rule of format-spec.md §5.7.
+pub fn encode_snapshot(keys: &Keys, record: &SnapshotRecord, nonce: &[u8; 12]) -> Result<Vec<u8>> {
+    snapshot::encode(keys.meta_key(), record, nonce)
+}
+
+/// Encrypts the config file with an explicit nonce.
+///
+/// # Errors
+/// When the settings are out of bounds.
+pub fn encode_config(keys: &Keys, config: &ConfigFile, nonce: &[u8; 12]) -> Result<Vec<u8>> {
+    config::encode(keys.meta_key(), config, nonce)
+}
+
+/// Encodes a keyslot wrapping `master` under the credential's KDF output, with an explicit
+/// nonce.
+///
+/// # Errors
+/// When the label is too long or the KDF parameters are out of bounds.
+pub fn encode_keyslot(slot: &NewSlot, master: &MasterKey, kdf_output: &SecretKey, nonce: &[u8; 12]) -> Result<Vec<u8>> {
+    keyslot::encode(slot, master, kdf_output, nonce)
+}

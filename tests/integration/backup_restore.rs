@@ -1,0 +1,242 @@
+//! Backup → restore round trips, dedup across days, partial restores, odd names.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use packvault::format::snapshot::NodeContent;
+use packvault::{Credentials, ErrorKind, FileMeta, MemoryStore, OpenOptions, Repository, RestoreOptions, Store};
+
+use crate::compare::assert_same_tree;
+use crate::history::{write_day, HistoryParams};
+use crate::{dir_size, fast_init, new_local_repo, reopen, PASS};
+
+#[test]
+fn message_history_round_trips_bit_exact_over_three_days() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, mut repo) = new_local_repo(tmp.path());
+    let p = HistoryParams::default();
+    let mut snaps = Vec::new();
+    for day in 1..=3 {
+        let src = tmp.path().join(format!("day{day}"));
+        write_day(&src, &p, day).unwrap();
+        let mut s = repo.backup();
+        s.add_dir(&src, "").unwrap();
+        let out = s.commit(vec![format!("day{day}")]).unwrap();
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        assert_eq!(out.record.summary.total_bytes, dir_size(&src));
+        assert_eq!(out.record.sequence, u64::from(day));
+        snaps.push(out);
+    }
+    assert_eq!(snaps[1].record.previous, Some(snaps[0].snapshot));
+
+    // Restore every day from a freshly opened repository, with and without a cache.
+    for cache in [Some(tmp.path().join("cache")), None] {
+        let repo = reopen(store.clone(), cache.as_deref());
+        assert_eq!(repo.snapshots().unwrap().len(), 3);
+        for (day, snap) in snaps.iter().enumerate() {
+            let target = tmp.path().join(format!("restore-{day}-{}", cache.is_some()));
+            let report = repo
+                .restore(
+                    &snap.record,
+                    &RestoreOptions {
+                        target: target.clone(),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            assert!(report.is_complete(), "{:?}", report.failed);
+            assert_same_tree(&tmp.path().join(format!("day{}", day + 1)), &target);
+        }
+    }
+    let report = repo.check(packvault::CheckOptions { read_data: true }).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(report.unreferenced_packs.is_empty());
+}
+
+#[test]
+fn unchanged_second_backup_adds_under_one_percent_and_changes_upload_only_new_chunks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, mut repo) = new_local_repo(tmp.path());
+    let p = HistoryParams::default();
+    let day1 = tmp.path().join("day1");
+    write_day(&day1, &p, 1).unwrap();
+    let input = dir_size(&day1);
+    let repo_size = || dir_size(store.root());
+
+    let mut s = repo.backup();
+    s.add_dir(&day1, "").unwrap();
+    s.commit(vec![]).unwrap();
+    let after_first = repo_size();
+
+    let mut s = repo.backup();
+    s.add_dir(&day1, "").unwrap();
+    let second = s.commit(vec![]).unwrap();
+    let growth = repo_size() - after_first;
+    assert!(
+        growth * 100 < input,
+        "unchanged backup grew the repository by {growth} bytes for {input} bytes of input"
+    );
+    assert_eq!(second.record.summary.new_data_blobs, 0);
+    assert_eq!(second.record.summary.new_tree_blobs, 0, "unchanged trees dedup");
+
+    // Day 2 rewrites a few pages of the database in place, appends pages, prepends messages
+    // to every JSON export and adds media: only the chunks that changed go up.
+    let day2 = tmp.path().join("day2");
+    write_day(&day2, &p, 2).unwrap();
+    let before = repo_size();
+    let mut s = repo.backup();
+    s.add_dir(&day2, "").unwrap();
+    let third = s.commit(vec![]).unwrap();
+    let sum = &third.record.summary;
+    assert!(
+        sum.new_raw_bytes < dir_size(&day2) / 2,
+        "day 2 re-stored {} of {} bytes",
+        sum.new_raw_bytes,
+        dir_size(&day2)
+    );
+    assert!(
+        repo_size() - before < sum.new_stored_bytes + 64 * 1024,
+        "only the new blobs and metadata were written"
+    );
+
+    let chunks_of = |rec: &packvault::format::snapshot::SnapshotRecord| match repo
+        .list(rec, "databases/msgstore.db", false)
+        .unwrap()
+        .pop()
+        .unwrap()
+        .1
+        .content
+    {
+        NodeContent::File { chunks, .. } => chunks,
+        _ => panic!("not a file"),
+    };
+    let old: HashSet<_> = chunks_of(&second.record).into_iter().collect();
+    let new = chunks_of(&third.record);
+    let fresh = new.iter().filter(|c| !old.contains(c)).count();
+    // 12 pages rewritten in place and 15 appended touch at most 12 + 2 chunks.
+    assert!(new.len() > 20, "the database is cut into {} chunks", new.len());
+    assert!(fresh <= 14, "{fresh} of {} database chunks are new", new.len());
+}
+
+#[test]
+fn wrong_passphrase_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, _) = new_local_repo(tmp.path());
+    let err = Repository::open(
+        store.clone(),
+        &Credentials::passphrase("not it"),
+        &OpenOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongPassphrase);
+    assert!(err.to_string().contains("wrong passphrase"), "{err}");
+    let empty = Arc::new(MemoryStore::new());
+    let err = Repository::open(empty, &Credentials::passphrase(PASS), &OpenOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotARepository, "{err}");
+    let err = Repository::init(store, &Credentials::passphrase(PASS), fast_init(None)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+}
+
+#[test]
+fn memory_store_streams_subtree_restore_and_odd_names() {
+    let store = Arc::new(MemoryStore::new());
+    let mut repo = Repository::init(store.clone(), &Credentials::passphrase(PASS), fast_init(None)).unwrap();
+    let meta = FileMeta {
+        mode: 0o640,
+        mtime_secs: 1_600_000_000,
+        mtime_nanos: 123,
+    };
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 16) as u8)
+        .collect();
+    let mut s = repo.backup();
+    s.add_stream("a/big.bin", &big[..], meta).unwrap();
+    s.add_stream("a/b/small.txt", &b"hello"[..], meta).unwrap();
+    s.add_stream("empty", &b""[..], meta).unwrap();
+    assert!(
+        s.add_stream("a/big.bin/x", &b""[..], meta).is_err(),
+        "a file cannot be a folder"
+    );
+    assert!(s.add_stream("../escape", &b""[..], meta).is_err(), "`..` is refused");
+    let out = s.commit(vec![]).unwrap();
+    assert_eq!(out.record.summary.files, 3);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("t");
+    let r = repo
+        .restore(
+            &out.record,
+            &RestoreOptions {
+                target: target.clone(),
+                include: vec!["a/b".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(r.is_complete());
+    assert_eq!(fs::read(target.join("a/b/small.txt")).unwrap(), b"hello");
+    assert!(!target.join("a/big.bin").exists(), "only the included subtree");
+    let r = repo
+        .restore(
+            &out.record,
+            &RestoreOptions {
+                target: target.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        r.failed.len(),
+        1,
+        "the existing file is not overwritten: {:?}",
+        r.failed
+    );
+    assert_eq!(fs::read(target.join("a/big.bin")).unwrap(), big);
+    assert_eq!(fs::read(target.join("empty")).unwrap(), b"");
+    let r = repo
+        .restore(
+            &out.record,
+            &RestoreOptions {
+                target: target.clone(),
+                overwrite: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(r.is_complete(), "{:?}", r.failed);
+    assert!(repo
+        .restore(
+            &out.record,
+            &RestoreOptions {
+                target,
+                include: vec!["nope".into()],
+                ..Default::default()
+            }
+        )
+        .is_err());
+
+    // Non-UTF-8 and unusual names survive a folder backup.
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9 \n\t name");
+    fs::write(src.join(odd), b"latin-1").unwrap();
+    fs::write(src.join("-dash"), b"").unwrap();
+    let mut s = repo.backup();
+    s.add_dir(&src, "").unwrap();
+    let out = s.commit(vec![]).unwrap();
+    let back = tmp.path().join("back");
+    assert!(repo
+        .restore(
+            &out.record,
+            &RestoreOptions {
+                target: back.clone(),
+                ..Default::default()
+            }
+        )
+        .unwrap()
+        .is_complete());
+    crate::compare::assert_same_tree(&src, &back);
+    assert!(store.list(packvault::FileKind::Snapshot).unwrap().len() == 2);
+}

@@ -1,0 +1,379 @@
+//! The known-answer test vectors of format-spec.md §11, built from fixed inputs.
+//!
+//! One source for both the generator (`cargo run --example gen_vectors`, which writes
+//! `tests/vectors/*.txt` and the hex dumps in format-spec.md) and the test that fails when the
+//! committed files are stale. Each file is self-describing: `name: value` header lines (the
+//! first is `expect:`), a blank line, then the raw bytes of the structure.
+
+#![allow(dead_code)]
+
+use packvault::format::blob::{BlobKind, Codec};
+use packvault::format::config::{ChunkerParams, ConfigFile, Settings};
+use packvault::format::index::{IndexFile, IndexPack};
+use packvault::format::keyslot::{self, Argon2Params, NewSlot, SlotKdf};
+use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord, Summary, Tree};
+use packvault::hazmat::{self, Keys};
+use packvault::{gear_table, MasterKey, PackId, SnapshotId};
+
+/// One vector file.
+pub struct Vector {
+    pub name: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Vector {
+    fn new(name: &'static str, expect: &str) -> Vector {
+        Vector {
+            name,
+            headers: vec![("expect".into(), expect.into())],
+            body: Vec::new(),
+        }
+    }
+
+    fn h(&mut self, k: &str, v: impl Into<String>) -> &mut Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn get(&self, k: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("{}: no header {k}", self.name))
+    }
+
+    pub fn get_all(&self, k: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, v) in &self.headers {
+            out.extend_from_slice(format!("{k}: {v}\n").as_bytes());
+        }
+        out.push(b'\n');
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    pub fn parse(name: &'static str, bytes: &[u8]) -> Vector {
+        let split = bytes
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .expect("blank line after the headers");
+        let head = std::str::from_utf8(&bytes[..split]).expect("UTF-8 headers");
+        let headers = head
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once(": ").expect("name: value");
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        Vector {
+            name,
+            headers,
+            body: bytes[split + 2..].to_vec(),
+        }
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+pub fn master() -> MasterKey {
+    MasterKey::from_bytes(std::array::from_fn(|i| i as u8))
+}
+
+pub const TEXT: &[u8] = b"{\"from\":\"ana\",\"text\":\"see you at 8\"}\n{\"from\":\"ben\",\"text\":\"see you at 8!\"}\n{\"from\":\"ana\",\"text\":\"see you at 8\"}\n";
+pub const PASSPHRASE: &str = "correct horse battery staple";
+pub const WRONG_PASSPHRASE: &str = "Tr0ub4dor&3";
+pub const REPO_ID: [u8; 16] = [0x0f; 16];
+pub const FAST_KDF: Argon2Params = Argon2Params {
+    m_kib: 8192,
+    t: 1,
+    p: 1,
+};
+
+pub fn random_bytes() -> Vec<u8> {
+    let mut x = 0x0123_4567_89ab_cdefu64;
+    (0..40)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+pub fn tree() -> Tree {
+    let keys = Keys::derive(&master());
+    Tree {
+        nodes: vec![
+            Node {
+                name: b"ana.json".to_vec(),
+                mode: 0o600,
+                mtime_secs: 1_764_115_200,
+                mtime_nanos: 500,
+                content: NodeContent::File {
+                    size: (TEXT.len() + random_bytes().len()) as u64,
+                    chunks: vec![keys.chunk_id(TEXT), keys.chunk_id(&random_bytes())],
+                },
+            },
+            Node {
+                name: b"latest".to_vec(),
+                mode: 0o777,
+                mtime_secs: 1_764_115_200,
+                mtime_nanos: 0,
+                content: NodeContent::Symlink {
+                    target: b"ana.json".to_vec(),
+                },
+            },
+        ],
+    }
+}
+
+pub fn snapshot_record() -> SnapshotRecord {
+    let keys = Keys::derive(&master());
+    SnapshotRecord {
+        time_secs: 1_764_115_200,
+        time_nanos: 0,
+        hostname: "phone".into(),
+        username: "ana".into(),
+        tags: vec!["daily".into()],
+        paths: vec!["/data/chats".into()],
+        root: keys.tree_id(&tree().encode().expect("valid tree")),
+        sequence: 1,
+        previous: None,
+        summary: Summary {
+            files: 1,
+            dirs: 1,
+            symlinks: 1,
+            total_bytes: (TEXT.len() + 40) as u64,
+            chunks: 2,
+            new_data_blobs: 2,
+            new_tree_blobs: 1,
+            new_raw_bytes: 0,
+            new_stored_bytes: 0,
+            new_packs: 2,
+            bytes_read: (TEXT.len() + 40) as u64,
+        },
+        flags: 0,
+        program: "packvault test vectors".into(),
+    }
+}
+
+/// Every vector, in the order format-spec.md prints them.
+pub fn all() -> Vec<Vector> {
+    let m = master();
+    let keys = Keys::derive(&m);
+    let mut out = Vec::new();
+
+    // Key derivations.
+    let mut v = Vector::new("keys.txt", "success");
+    v.h("master", hex(&std::array::from_fn::<u8, 32, _>(|i| i as u8)));
+    for (name, key) in keys.export() {
+        v.h(&format!("{} key", name), hex(&key));
+        v.body.extend_from_slice(&key);
+    }
+    v.h("master id", m.id().to_hex());
+    let gear = gear_table(keys.chunker_key());
+    v.h(
+        "gear[0..4]",
+        gear[..4]
+            .iter()
+            .map(|g| format!("{g:016x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    let text_id = keys.chunk_id(TEXT);
+    v.h(
+        "blob key of chunk id",
+        format!("{} {}", text_id, hex(&keys.blob_key(&text_id.0))),
+    );
+    out.push(v);
+
+    // Sealed blobs.
+    let text_blob = hazmat::seal_blob(&keys, BlobKind::Data, TEXT, Some(3));
+    let raw_blob = hazmat::seal_blob(&keys, BlobKind::Data, &random_bytes(), Some(3));
+    for (name, blob, plain) in [
+        ("blob-data-zstd.txt", &text_blob, TEXT.to_vec()),
+        ("blob-data-raw.txt", &raw_blob, random_bytes()),
+    ] {
+        let mut v = Vector::new(name, "success");
+        v.h("master", "keys.txt")
+            .h("kind", "data")
+            .h("codec", if blob.codec == Codec::Zstd { "zstd" } else { "raw" })
+            .h("raw length", blob.raw_len.to_string())
+            .h("id", blob.id.to_hex())
+            .h("plaintext", hex(&plain))
+            .h("plaintext blake3", hex(blake3::hash(&plain).as_bytes()));
+        v.body = blob.bytes.clone();
+        out.push(v);
+    }
+    let mut v = Vector::new("blob-flipped-tag-bit.txt", "integrity error");
+    v.h("master", "keys.txt")
+        .h("kind", "data")
+        .h("codec", "zstd")
+        .h("raw length", text_blob.raw_len.to_string())
+        .h("id", text_blob.id.to_hex())
+        .h("defect", "the last byte of blob-data-zstd.txt with bit 0 flipped");
+    v.body = text_blob.bytes.clone();
+    *v.body.last_mut().expect("non-empty") ^= 1;
+    out.push(v);
+
+    // A pack of both blobs (in id order, as the writer orders them).
+    let mut blobs = vec![text_blob.clone(), raw_blob.clone()];
+    blobs.sort_by_key(|b| b.id);
+    let (pack, entries) = hazmat::encode_pack(&keys, BlobKind::Data, &blobs, &[0x01; 12]);
+    let pack_id = PackId::from_bytes(*blake3::hash(&pack).as_bytes());
+    let mut v = Vector::new("pack.txt", "success");
+    v.h("master", "keys.txt")
+        .h("kind", "data")
+        .h("directory nonce", hex(&[0x01; 12]))
+        .h("pack id", pack_id.to_hex());
+    for e in &entries {
+        v.h(
+            "blob",
+            format!(
+                "{} offset={} sealed={} raw={} codec={}",
+                e.id, e.offset, e.sealed_len, e.raw_len, e.codec as u8
+            ),
+        );
+    }
+    v.body = pack.clone();
+    out.push(v);
+    let mut v = Vector::new("pack-truncated.txt", "malformed");
+    v.h("master", "keys.txt")
+        .h("defect", "pack.txt without its last byte (the trailer's version)");
+    v.body = pack[..pack.len() - 1].to_vec();
+    out.push(v);
+
+    // The index file naming that pack.
+    let index = IndexFile {
+        packs: vec![IndexPack {
+            pack: pack_id,
+            kind: BlobKind::Data,
+            pack_len: pack.len() as u32,
+            entries: entries.clone(),
+        }],
+    };
+    let index_bytes = hazmat::encode_index(&keys, &index, &[0x02; 12]);
+    let mut v = Vector::new("index.txt", "success");
+    v.h("master", "keys.txt")
+        .h("nonce", hex(&[0x02; 12]))
+        .h("index id", hex(blake3::hash(&index_bytes).as_bytes()))
+        .h(
+            "pack",
+            format!("{} kind=data length={} blobs={}", pack_id, pack.len(), entries.len()),
+        );
+    v.body = index_bytes;
+    out.push(v);
+
+    // A tree blob's plaintext (the record encoding).
+    let tree_bytes = tree().encode().expect("valid tree");
+    let mut v = Vector::new("tree.txt", "success");
+    v.h("master", "keys.txt")
+        .h("tree id", keys.tree_id(&tree_bytes).to_hex())
+        .h("entries", "ana.json (file, 2 chunks), latest (symlink to ana.json)");
+    v.body = tree_bytes;
+    out.push(v);
+
+    // A snapshot file.
+    let snap = hazmat::encode_snapshot(&keys, &snapshot_record(), &[0x03; 12]).expect("valid snapshot");
+    let mut v = Vector::new("snapshot.txt", "success");
+    v.h("master", "keys.txt")
+        .h("nonce", hex(&[0x03; 12]))
+        .h(
+            "snapshot id",
+            SnapshotId::from_bytes(*blake3::hash(&snap).as_bytes()).to_hex(),
+        )
+        .h(
+            "record",
+            "time 1764115200, host phone, user ana, tag daily, path /data/chats, sequence 1",
+        );
+    v.body = snap;
+    out.push(v);
+
+    // The config file.
+    let cfg = ConfigFile {
+        repo_id: REPO_ID,
+        settings: Settings {
+            master_id: m.id(),
+            chunker: ChunkerParams::default(),
+            zstd_level: 3,
+            pack_target_size: 16 << 20,
+        },
+    };
+    let mut v = Vector::new("config.txt", "success");
+    v.h("master", "keys.txt")
+        .h("repository id", hex(&REPO_ID))
+        .h("nonce", hex(&[0x04; 12]))
+        .h(
+            "settings",
+            "FastCDC 2020 16384/65536/262144 level 1, zstd 3, packs 16777216",
+        );
+    v.body = hazmat::encode_config(&keys, &cfg, &[0x04; 12]).expect("valid config");
+    out.push(v);
+
+    // A passphrase keyslot, and the same slot with a wrong passphrase.
+    let salt = [0x05; 32];
+    let kdf_out = keyslot::argon2id(PASSPHRASE.as_bytes(), &salt, FAST_KDF).expect("argon2");
+    let slot = NewSlot {
+        repo_id: REPO_ID,
+        slot_id: [0x06; 16],
+        label: "vector".into(),
+        created: 1_764_115_200,
+        kdf: SlotKdf::Passphrase { params: FAST_KDF, salt },
+    };
+    let slot_bytes = hazmat::encode_keyslot(&slot, &m, &kdf_out, &[0x07; 12]).expect("valid slot");
+    let mut v = Vector::new("keyslot-passphrase.txt", "success");
+    v.h("master", "keys.txt")
+        .h("passphrase", PASSPHRASE)
+        .h("argon2id", "m=8192 t=1 p=1")
+        .h("salt", hex(&salt))
+        .h("kdf output", hex(&hazmat::key_bytes(&kdf_out)))
+        .h("nonce", hex(&[0x07; 12]));
+    v.body = slot_bytes.clone();
+    out.push(v);
+    let mut v = Vector::new("keyslot-wrong-passphrase.txt", "wrong passphrase");
+    v.h("passphrase", WRONG_PASSPHRASE)
+        .h("defect", "keyslot-passphrase.txt opened with another passphrase");
+    v.body = slot_bytes;
+    out.push(v);
+    out
+}
+
+/// The vectors as format-spec.md prints them (between the markers of §11).
+pub fn spec_section(vectors: &[Vector]) -> String {
+    let mut s = String::new();
+    for v in vectors {
+        s.push_str(&format!("#### `tests/vectors/{}`\n\n```text\n", v.name));
+        for (k, val) in &v.headers {
+            s.push_str(&format!("{k}: {val}\n"));
+        }
+        s.push_str(&format!("\nbody ({} bytes):\n", v.body.len()));
+        for (i, line) in v.body.chunks(32).enumerate() {
+            s.push_str(&format!("{:05x}  {}\n", i * 32, hex(line)));
+        }
+        s.push_str("```\n\n");
+    }
+    s
+}
+
+pub const SPEC_BEGIN: &str = "<!-- vectors:begin (generated by `cargo run --example gen_vectors`; do not edit) -->\n";
+pub const SPEC_END: &str = "<!-- vectors:end -->";
