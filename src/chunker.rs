@@ -1,4 +1,4 @@
-//! Content-defined chunking: FastCDC 2020 with a keyed gear table (format-spec.md §5.2).
+//! Content-defined chunking: FastCDC 2020 with a keyed gear table (format-spec.md §5.3).
 //!
 //! The cut-point search is `fastcdc::v2020::cut_gear` (fastcdc 5.0.0); packvault supplies the
 //! gear table, derived from the repository's chunker key, so cut points differ between
@@ -238,7 +238,7 @@ mod tests {
     fn golden_cut_points_for_a_fixed_key() {
         // Master key 00 01 .. 1f (the test-vector key), default parameters, 1 MiB of xorshift
         // bytes with seed 1. A change here changes every repository's dedup: it must not happen
-        // silently (format-spec.md §5.2).
+        // silently (format-spec.md §5.3).
         let master = MasterKey::from_bytes(std::array::from_fn(|i| i as u8));
         let ks = KeySet::derive(&master);
         let chunker = Chunker::new(&ChunkerParams::default(), ks.chunker_key()).unwrap();

@@ -1,4 +1,4 @@
-//! Key hierarchy and the primitives as packvault uses them (format-spec.md §6).
+//! Key hierarchy and the primitives as packvault uses them (format-spec.md §7).
 //!
 //! * Hash and KDF: BLAKE3 (`keyed_hash`, `derive_key` with the context strings in
 //!   [`contexts`]).
@@ -20,7 +20,7 @@ pub(crate) const NONCE_LEN: usize = 12;
 /// Length of an AEAD tag.
 pub(crate) const TAG_LEN: usize = 16;
 
-/// BLAKE3 `derive_key` context strings (format-spec.md §6.1). Frozen: changing one changes
+/// BLAKE3 `derive_key` context strings (format-spec.md §7.1). Frozen: changing one changes
 /// every key of every repository.
 pub mod contexts {
     /// master → chunk-id key.
@@ -113,7 +113,7 @@ impl fmt::Debug for MasterKey {
     }
 }
 
-/// The subkeys of one master key (format-spec.md §6.1).
+/// The subkeys of one master key (format-spec.md §7.1).
 #[derive(Clone)]
 pub(crate) struct KeySet {
     master_id: Id,

@@ -3,7 +3,7 @@
 //! Every structure here has a section in `format-spec.md`, which this code must match byte for
 //! byte; `tests/vectors/` holds known-answer vectors for each. Integers are little-endian.
 //! Decoders take the whole structure as a byte slice, check every length before using it and
-//! return [`Error::Malformed`](crate::Error::Malformed) (naming the structure and offset) instead
+//! return [`Error::Malformed`] (naming the structure and offset) instead
 //! of panicking.
 //!
 //! Every stored file starts with an 8-byte header: a 6-byte ASCII magic followed by the format

@@ -3,7 +3,7 @@
 //! **Warning.** These functions exist for test vectors, fuzzing and tools that inspect
 //! repositories. Reusing a nonce with [`encode_index`], [`encode_snapshot`], [`encode_config`]
 //! or [`encode_keyslot`] under the same key breaks the confidentiality guarantees of
-//! format-spec.md §7; the [`Repository`](crate::Repository) API draws every nonce from the
+//! format-spec.md §7.2; the [`Repository`](crate::Repository) API draws every nonce from the
 //! operating system's random source and never needs these functions.
 
 use crate::crypto::{KeySet, MasterKey, SecretKey};
@@ -16,7 +16,7 @@ use crate::format::pack::{self, BlobEntry};
 use crate::format::snapshot::{self, SnapshotRecord};
 use crate::id::{ChunkId, Id, TreeId};
 
-/// The subkeys of a master key (format-spec.md §6.1).
+/// The subkeys of a master key (format-spec.md §7.1).
 #[derive(Clone, Debug)]
 pub struct Keys(KeySet);
 
@@ -81,7 +81,7 @@ pub fn seal_blob(keys: &Keys, kind: BlobKind, plaintext: &[u8], zstd_level: Opti
     blob::seal(&keys.0, kind, id, plaintext, zstd_level)
 }
 
-/// Opens a sealed blob (format-spec.md §5.3).
+/// Opens a sealed blob (format-spec.md §5.4).
 ///
 /// # Errors
 /// As the repository's own blob reads: malformed lengths, failed authentication, bad padding,
@@ -105,7 +105,7 @@ pub fn encode_index(keys: &Keys, file: &IndexFile, nonce: &[u8; 12]) -> Vec<u8> 
 /// Encrypts a snapshot file with an explicit nonce.
 ///
 /// # Errors
-/// When the record breaks a rule of format-spec.md §5.7.
+/// When the record breaks a rule of format-spec.md §5.9.
 pub fn encode_snapshot(keys: &Keys, record: &SnapshotRecord, nonce: &[u8; 12]) -> Result<Vec<u8>> {
     snapshot::encode(keys.meta_key(), record, nonce)
 }

@@ -1,7 +1,7 @@
 //! The merged index: blob id → (pack, offset, length), as one sorted fixed-width table.
 //!
 //! At open, every index file of the repository is merged into a table kept as a local cache
-//! file (format-spec.md §5.10; the cache is local, never stored in the repository) and
+//! file (format-spec.md §5.12; the cache is local, never stored in the repository) and
 //! memory-mapped, so a lookup is a binary search over the mapping, with no per-entry heap
 //! objects. Blobs added since the table was built sit in a small overlay until the next
 //! rebuild. The cache records which index files it covers: when new index files appear, only
@@ -585,8 +585,8 @@ mod tests {
         let full = merge(&repo, None, &[f1.clone(), f2.clone()], &[]).unwrap();
         let step = merge(
             &repo,
-            Some(&merge(&repo, None, &[f1.clone()], &[]).unwrap()),
-            &[f2.clone()],
+            Some(&merge(&repo, None, std::slice::from_ref(&f1), &[]).unwrap()),
+            std::slice::from_ref(&f2),
             &[],
         )
         .unwrap();
@@ -612,7 +612,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = [4u8; 16];
         let f1 = (IndexId(Id([1; 32])), file(1, 2, 40));
-        let idx = persist(merge(&repo, None, &[f1.clone()], &[]).unwrap(), &repo, Some(dir.path())).unwrap();
+        let idx = persist(
+            merge(&repo, None, std::slice::from_ref(&f1), &[]).unwrap(),
+            &repo,
+            Some(dir.path()),
+        )
+        .unwrap();
         assert!(idx.is_mapped());
         let e = &f1.1.packs[1].entries[7];
         assert_eq!(idx.lookup(&e.id).unwrap().unwrap().entry(e.id), *e);

@@ -6,7 +6,7 @@
 //!
 //! The pipeline: keyed FastCDC chunking ([`Chunker`]) → zstd → keyed BLAKE3 chunk ids →
 //! convergent AES-256-GCM-SIV sealing → immutable packs plus an index → snapshots.
-//! The byte layouts are specified in `format-spec.md`; the types in [`format`] implement them.
+//! The byte layouts are specified in `format-spec.md`; the types in [`format`](mod@format) implement them.
 //!
 //! Principal types:
 //! - [`Repository`]: [`init`](Repository::init), [`open`](Repository::open),

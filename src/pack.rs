@@ -55,7 +55,7 @@ impl PackWriter {
         }
         let mut blobs = std::mem::take(&mut self.blobs);
         self.bytes = 0;
-        blobs.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        blobs.sort_unstable_by_key(|b| b.id);
         let nonce = random_array()?;
         let (bytes, entries) = pack_format::encode(keys.meta_key(), self.kind, &blobs, &nonce);
         drop(blobs);

@@ -1,4 +1,4 @@
-//! Sealed blobs (format-spec.md §5.3): compress → pad → AES-256-GCM-SIV under a per-blob key
+//! Sealed blobs (format-spec.md §5.4): compress → pad → AES-256-GCM-SIV under a per-blob key
 //! with an all-zero nonce. The same plaintext in the same repository always seals to the same
 //! bytes.
 

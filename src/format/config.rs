@@ -1,4 +1,4 @@
-//! The repository config file (format-spec.md §5.8).
+//! The repository config file (format-spec.md §5.10).
 //!
 //! ```text
 //! config = "PVCONF" ‖ u16 version ‖ repo id (16) ‖ nonce (12) ‖ AES-256-GCM-SIV(meta_key, nonce, AD = first 24 bytes, settings)
@@ -18,7 +18,7 @@ pub const PREFIX_LEN: usize = HEADER_LEN + 16;
 /// Largest config file a reader accepts.
 pub const MAX_CONFIG_FILE: usize = 64 << 10;
 
-/// Chunker algorithm 1: FastCDC 2020 with a keyed gear table (format-spec.md §5.2).
+/// Chunker algorithm 1: FastCDC 2020 with a keyed gear table (format-spec.md §5.3).
 pub const CHUNKER_FASTCDC_2020: u8 = 1;
 
 /// How files are cut into chunks.
@@ -49,7 +49,7 @@ impl Default for ChunkerParams {
 }
 
 impl ChunkerParams {
-    /// Checks the parameters against the bounds of format-spec.md §5.2.
+    /// Checks the parameters against the bounds of format-spec.md §5.3.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming the broken bound.

@@ -1,4 +1,4 @@
-//! Index files (format-spec.md §5.5): which blobs each pack of one backup holds.
+//! Index files (format-spec.md §5.6): which blobs each pack of one backup holds.
 //!
 //! ```text
 //! file  = "PVINDX" ‖ u16 version ‖ nonce (12) ‖ AES-256-GCM-SIV(meta_key, nonce, AD = first 8 bytes, plain)

@@ -1,4 +1,4 @@
-//! Keyslots (format-spec.md §5.9): the master key wrapped under a key derived from a
+//! Keyslots (format-spec.md §5.11): the master key wrapped under a key derived from a
 //! credential.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Pack files (format-spec.md §5.4).
+//! Pack files (format-spec.md §5.5).
 //!
 //! ```text
 //! pack      = blob_0 ‖ … ‖ blob_{n-1} ‖ directory ‖ trailer
@@ -27,7 +27,7 @@ pub const MAX_PACK_LEN: u64 = 1 << 30;
 /// Smallest possible pack: an empty directory and the trailer.
 pub const MIN_PACK_LEN: u64 = (NONCE_LEN + DIR_HEADER_LEN + TAG_LEN + TRAILER_LEN) as u64;
 
-/// Where one blob sits in a pack, and how to open it (48 bytes on disk, format-spec.md §5.4.2).
+/// Where one blob sits in a pack, and how to open it (48 bytes on disk, format-spec.md §5.5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlobEntry {
     /// Blob id.

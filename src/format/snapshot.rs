@@ -1,4 +1,4 @@
-//! Trees and snapshot records (format-spec.md §5.6, §5.7).
+//! Trees and snapshot records (format-spec.md §5.8, §5.9).
 //!
 //! A tree is one directory: its entries sorted by name. It is stored as a tree blob whose
 //! plaintext is the record encoding of [`Tree`]. A snapshot file holds one

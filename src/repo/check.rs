@@ -63,6 +63,9 @@ impl CheckReport {
     }
 }
 
+/// What reading one pack found: (pack, [(damaged blob and its offset, message)], blobs opened).
+type PackFindings = (PackId, Vec<(Option<(Id, u64)>, String)>, usize);
+
 /// Problems keyed by what they break, so the tree walk can attach affected paths.
 #[derive(Default)]
 struct Damage {
@@ -242,7 +245,7 @@ impl Repository {
                 }
             }
         }
-        let results: Vec<(PackId, Vec<(Option<(Id, u64)>, String)>, usize)> = packs
+        let results: Vec<PackFindings> = packs
             .par_iter()
             .filter(|p| !damage.by_pack.contains_key(&p.id))
             .map(|p| {

@@ -1,0 +1,255 @@
+//! End-to-end tests of the `packtool` binary: exit codes, one-line errors, JSON output.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        Env { _tmp: tmp, dir }
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.join("repo")
+    }
+
+    fn run(&self, pass: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_packtool"))
+            .args(args)
+            .env("PACKTOOL_REPO", self.repo())
+            .env("PACKTOOL_PASSPHRASE", pass)
+            .env("PACKTOOL_CACHE_DIR", self.dir.join("cache"))
+            .env_remove("XDG_CACHE_HOME")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run("pw-cli-test", args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn init(&self) {
+        self.ok(&["init", "--kdf-memory", "8", "--kdf-iterations", "1"]);
+    }
+
+    fn source(&self) -> PathBuf {
+        let src = self.dir.join("src");
+        fs::create_dir_all(src.join("chats/ana")).unwrap();
+        fs::create_dir_all(src.join("media")).unwrap();
+        let text: String = (0..20_000)
+            .map(|i| format!("{{\"id\":{i},\"text\":\"message {}\"}}\n", i * 7 % 13))
+            .collect();
+        fs::write(src.join("chats/ana/messages.json"), text).unwrap();
+        let mut x = 1u64;
+        let media: Vec<u8> = (0..600_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        fs::write(src.join("media/photo.jpg"), &media).unwrap();
+        fs::write(src.join("empty.txt"), b"").unwrap();
+        std::os::unix::fs::symlink("chats/ana", src.join("ana")).unwrap();
+        src
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_one_clean_line(o: &Output, needle: &str) {
+    let e = stderr(o);
+    assert!(e.contains(needle), "stderr lacks {needle:?}: {e}");
+    assert!(!e.contains("panicked") && !e.contains("RUST_BACKTRACE"), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "one line expected: {e}");
+    assert!(e.starts_with("packtool: error: "), "{e}");
+}
+
+fn same_file(a: &Path, b: &Path) {
+    assert_eq!(fs::read(a).unwrap(), fs::read(b).unwrap(), "{}", b.display());
+}
+
+#[test]
+fn init_backup_list_restore_check() {
+    let env = Env::new();
+    env.init();
+    let src = env.source();
+    let out = env.ok(&["backup", src.to_str().unwrap(), "--tag", "first"]);
+    assert!(out.contains("snapshot ") && out.contains(" saved"), "{out}");
+    let second: serde_json::Value =
+        serde_json::from_str(&env.ok(&["backup", src.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(
+        second["summary"]["new_data_blobs"], 0,
+        "unchanged data is not stored again"
+    );
+    assert_eq!(second["summary"]["files"], 3);
+
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert_eq!(snaps[0]["tags"][0], "first");
+    assert_eq!(snaps[1]["sequence"], 2);
+    assert_eq!(snaps[1]["previous"], snaps[0]["id"]);
+    let table = env.ok(&["snapshots"]);
+    assert!(table.contains(snaps[0]["short_id"].as_str().unwrap()), "{table}");
+
+    let ls = env.ok(&["ls", "latest"]);
+    let paths: Vec<&str> = ls.lines().collect();
+    assert_eq!(
+        paths,
+        [
+            "ana",
+            "chats",
+            "chats/ana",
+            "chats/ana/messages.json",
+            "empty.txt",
+            "media",
+            "media/photo.jpg"
+        ]
+    );
+    let long = env.ok(&["ls", "latest", "media", "-l"]);
+    assert!(long.contains("600000") && long.contains("media/photo.jpg"), "{long}");
+    let ls_json: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "latest", "--json"])).unwrap();
+    assert_eq!(ls_json[0]["type"], "symlink");
+    assert_eq!(ls_json[0]["target"], "chats/ana");
+
+    let target = env.dir.join("restored");
+    let prefix = &snaps[0]["id"].as_str().unwrap()[..8];
+    env.ok(&["restore", prefix, "--target", target.to_str().unwrap()]);
+    same_file(
+        &src.join("chats/ana/messages.json"),
+        &target.join("chats/ana/messages.json"),
+    );
+    same_file(&src.join("media/photo.jpg"), &target.join("media/photo.jpg"));
+    assert_eq!(fs::read_link(target.join("ana")).unwrap(), Path::new("chats/ana"));
+
+    let partial = env.dir.join("partial");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        partial.to_str().unwrap(),
+        "--include",
+        "media",
+    ]);
+    assert!(partial.join("media/photo.jpg").exists() && !partial.join("chats").exists());
+
+    let check = env.ok(&["check", "--read-data"]);
+    assert!(check.contains("no problems found"), "{check}");
+}
+
+#[test]
+fn errors_are_one_clear_line_with_the_right_exit_code() {
+    let env = Env::new();
+    let o = env.run("x", &["snapshots"]);
+    assert_eq!(code(&o), 1);
+    assert_one_clean_line(&o, "not a packvault repository");
+
+    env.init();
+    let o = env.run("not the passphrase", &["snapshots"]);
+    assert_eq!(code(&o), 1);
+    assert_one_clean_line(&o, "wrong passphrase");
+
+    let o = env.run(
+        "pw-cli-test",
+        &["restore", "latest", "--target", env.dir.join("t").to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 1);
+    assert_one_clean_line(&o, "no snapshot");
+
+    let o = env.run("pw-cli-test", &["frobnicate"]);
+    assert_eq!(code(&o), 2, "usage errors exit with 2");
+
+    let o = env.run("pw-cli-test", &["init"]);
+    assert_eq!(code(&o), 1);
+    assert_one_clean_line(&o, "not empty");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_packtool"))
+        .args(["snapshots"])
+        .env("PACKTOOL_REPO", env.repo())
+        .env_remove("PACKTOOL_PASSPHRASE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1);
+    assert_one_clean_line(&o, "no passphrase");
+
+    let pass_file = env.dir.join("pass");
+    fs::write(&pass_file, "pw-cli-test\n").unwrap();
+    let o = env.run(
+        "wrong",
+        &["snapshots", "--passphrase-file", pass_file.to_str().unwrap()],
+    );
+    assert_eq!(
+        code(&o),
+        0,
+        "the passphrase file wins over the environment: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn damaged_pack_gives_exit_code_3_and_names_pack_and_file() {
+    let env = Env::new();
+    env.init();
+    let src = env.source();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    // Flip one byte in the middle of every data pack (tree packs are small and come last).
+    let mut packs = Vec::new();
+    for sub in fs::read_dir(env.repo().join("packs")).unwrap() {
+        for p in fs::read_dir(sub.unwrap().path()).unwrap() {
+            packs.push(p.unwrap().path());
+        }
+    }
+    let biggest = packs.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = fs::read(biggest).unwrap();
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0x04;
+    fs::write(biggest, &bytes).unwrap();
+    let pack_name = biggest.file_name().unwrap().to_str().unwrap().to_string();
+
+    let o = env.run("pw-cli-test", &["check", "--read-data"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains(&pack_name) && e.contains("offset"), "{e}");
+    assert!(e.contains("affects "), "{e}");
+    assert!(!e.contains("panicked"));
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&env.run("pw-cli-test", &["check", "--read-data", "--json"]).stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    assert!(json["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["pack"] == pack_name.as_str()));
+
+    let target = env.dir.join("restored");
+    let o = env.run(
+        "pw-cli-test",
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 3);
+    assert!(stderr(&o).contains("not restored: "), "{}", stderr(&o));
+    assert!(target.join("empty.txt").exists(), "unaffected files are restored");
+}
