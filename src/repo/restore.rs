@@ -213,7 +213,9 @@ impl Repository {
             match self.resolve_chunks(chunks, *size) {
                 Ok(locs) => {
                     let tmp = temp_path(&final_path, i);
-                    if let Err(e) = File::create(&tmp).and_then(|f| f.set_len(*size)) {
+                    // create_new: never follow a symlink or reuse a file planted at this name.
+                    let created = OpenOptions::new().write(true).create_new(true).open(&tmp);
+                    if let Err(e) = created.and_then(|f| f.set_len(*size)) {
                         fail(i, format!("cannot create: {e}"));
                         continue;
                     }
