@@ -43,6 +43,12 @@ pub mod contexts {
     pub const SLOT_WRAP: &str = "packvault 2026-11-26 v1 keyslot wrap";
     /// keyslot KDF output → commitment key.
     pub const SLOT_COMMIT: &str = "packvault 2026-11-26 v1 keyslot commitment";
+    /// salt ‖ recovery code → recovery-code slot KDF output.
+    pub const RECOVERY: &str = "packvault 2026-11-26 v1 recovery code";
+    /// Argon2id(PIN) → proof shown to the PIN vault.
+    pub const PIN_AUTH: &str = "packvault 2026-11-26 v1 pin vault auth";
+    /// Argon2id(PIN) ‖ vault secret → PIN slot KDF output.
+    pub const PIN_KEY: &str = "packvault 2026-11-26 v1 pin key";
 }
 
 /// A 32-byte secret key, wiped on drop, never printed.

@@ -51,6 +51,34 @@ pub enum Error {
     /// No keyslot of the repository opens with the given credentials.
     #[error("wrong passphrase: no keyslot of this repository opens with it")]
     WrongPassphrase,
+    /// No recovery-code keyslot opens with this (well-formed) recovery code: it belongs to
+    /// another repository or was revoked.
+    #[error("wrong recovery code: no keyslot of this repository opens with it (it may have been replaced)")]
+    WrongRecoveryCode,
+    /// A recovery code is mistyped: bad character, wrong length or checksum mismatch.
+    #[error("recovery code: {0}")]
+    RecoveryCodeInvalid(String),
+    /// The PIN is wrong; the vault counts the attempt.
+    #[error("wrong PIN ({attempts_left} attempts left before the PIN keyslot is destroyed)")]
+    WrongPin {
+        /// Attempts left before the vault destroys its secret.
+        attempts_left: u32,
+    },
+    /// The vault destroyed the PIN keyslot's secret (too many wrong PINs): this slot can never
+    /// open again.
+    #[error("the PIN keyslot is destroyed after too many wrong PINs; use a passphrase or the recovery code")]
+    PinDestroyed,
+    /// The repository shows an older state than this client has already seen: the provider
+    /// may be hiding newer snapshots.
+    #[error("repository rolled back: its newest snapshot has sequence {found}, but this client has seen sequence {seen} (snapshot {seen_snapshot}); pass --allow-rollback if this is expected")]
+    RolledBack {
+        /// Newest sequence number in the repository now.
+        found: u64,
+        /// Newest sequence number this client saw before.
+        seen: u64,
+        /// Short id of the snapshot seen with that sequence.
+        seen_snapshot: String,
+    },
     /// The store holds no repository at this location.
     #[error("not a packvault repository: {0}")]
     NotARepository(String),
@@ -99,6 +127,16 @@ pub enum ErrorKind {
     UnsupportedVersion,
     /// See [`Error::WrongPassphrase`].
     WrongPassphrase,
+    /// See [`Error::WrongRecoveryCode`].
+    WrongRecoveryCode,
+    /// See [`Error::RecoveryCodeInvalid`].
+    RecoveryCodeInvalid,
+    /// See [`Error::WrongPin`].
+    WrongPin,
+    /// See [`Error::PinDestroyed`].
+    PinDestroyed,
+    /// See [`Error::RolledBack`].
+    RolledBack,
     /// See [`Error::NotARepository`].
     NotARepository,
     /// See [`Error::NotFound`].
@@ -122,6 +160,11 @@ impl Error {
             Error::Integrity(_) => ErrorKind::Integrity,
             Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
             Error::WrongPassphrase => ErrorKind::WrongPassphrase,
+            Error::WrongRecoveryCode => ErrorKind::WrongRecoveryCode,
+            Error::RecoveryCodeInvalid(_) => ErrorKind::RecoveryCodeInvalid,
+            Error::WrongPin { .. } => ErrorKind::WrongPin,
+            Error::PinDestroyed => ErrorKind::PinDestroyed,
+            Error::RolledBack { .. } => ErrorKind::RolledBack,
             Error::NotARepository(_) => ErrorKind::NotARepository,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,

@@ -16,6 +16,7 @@ pub mod index;
 pub mod keyslot;
 pub mod pack;
 pub mod padding;
+pub mod recovery_code;
 pub mod snapshot;
 
 use crate::crypto::{self, SecretKey, NONCE_LEN, TAG_LEN};

@@ -62,14 +62,18 @@ mod index;
 mod pack;
 mod repo;
 mod store;
+mod vault;
 
 pub use chunker::{gear_table, ChunkReader, Chunker};
 pub use crypto::{contexts, MasterKey, SecretKey};
 pub use error::{Error, ErrorKind, Location, Result};
+pub use format::recovery_code::RecoveryCode;
 pub use id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId, ID_LEN};
 pub use index::{cache_path, BlobLocation, Index, PackInfo};
 pub use repo::{
-    BackupOutcome, BackupSession, CheckOptions, CheckReport, Credentials, FileMeta, InitOptions, OpenOptions,
-    Passphrase, Problem, Repository, RestoreOptions, RestoreReport,
+    check_passphrase_strength, check_pin, BackupOutcome, BackupSession, CheckOptions, CheckReport, Credentials,
+    FileMeta, InitOptions, KeyManager, KeyslotInfo, OpenOptions, Passphrase, Problem, Repository, RestoreOptions,
+    RestoreReport, MAX_SLOTS_TRIED,
 };
 pub use store::{FileKind, LocalStore, MemoryStore, Store};
+pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

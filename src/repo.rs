@@ -3,70 +3,32 @@
 
 mod backup;
 mod check;
+mod keys;
 mod restore;
+mod state;
 
 pub use backup::{BackupOutcome, BackupSession, FileMeta};
 pub use check::{CheckOptions, CheckReport, Problem};
+pub use keys::{
+    check_passphrase_strength, check_pin, Credentials, KeyManager, KeyslotInfo, Passphrase, MAX_SLOTS_TRIED,
+};
 pub use restore::{RestoreOptions, RestoreReport};
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use zeroize::Zeroizing;
-
 use crate::chunker::Chunker;
 use crate::crypto::{random_array, KeySet, MasterKey};
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::BlobKind;
 use crate::format::config::{self, ChunkerParams, ConfigFile, Settings};
-use crate::format::keyslot::{self, Argon2Params, Keyslot, NewSlot, SlotKdf};
+use crate::format::keyslot::Argon2Params;
 use crate::format::snapshot::{self, Node, NodeContent, SnapshotRecord, Tree};
 use crate::id::{Id, SnapshotId, TreeId};
 use crate::index::{self, Index};
 use crate::pack;
 use crate::store::{FileKind, Store};
-
-/// Most keyslots tried when opening (each costs one KDF run).
-pub const MAX_SLOTS_TRIED: usize = 32;
-
-/// A passphrase, wiped from memory on drop and never printed.
-#[derive(Clone)]
-pub struct Passphrase(Zeroizing<String>);
-
-impl Passphrase {
-    /// Wraps a passphrase.
-    #[must_use]
-    pub fn new(s: impl Into<String>) -> Passphrase {
-        Passphrase(Zeroizing::new(s.into()))
-    }
-
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl fmt::Debug for Passphrase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Passphrase([redacted])")
-    }
-}
-
-/// What opens a repository.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Credentials {
-    /// A passphrase, tried against every passphrase keyslot.
-    Passphrase(Passphrase),
-}
-
-impl Credentials {
-    /// Credentials from a passphrase.
-    #[must_use]
-    pub fn passphrase(s: impl Into<String>) -> Credentials {
-        Credentials::Passphrase(Passphrase::new(s))
-    }
-}
 
 /// Settings chosen at `init`.
 #[derive(Debug, Clone)]
@@ -83,6 +45,8 @@ pub struct InitOptions {
     pub label: String,
     /// Local cache folder for the index (see [`OpenOptions::cache_dir`]).
     pub cache_dir: Option<PathBuf>,
+    /// Local state folder (see [`OpenOptions::state_dir`]).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for InitOptions {
@@ -94,6 +58,7 @@ impl Default for InitOptions {
             kdf: Argon2Params::default(),
             label: "initial".into(),
             cache_dir: None,
+            state_dir: None,
         }
     }
 }
@@ -104,17 +69,27 @@ pub struct OpenOptions {
     /// Folder for the local index cache (one subfolder per repository). Without one, the
     /// index is rebuilt in memory at every open.
     pub cache_dir: Option<PathBuf>,
+    /// Folder for this client's small state file per repository: the newest snapshot
+    /// (sequence, id) it has seen, to detect a repository rolled back to an older state.
+    /// Without one, rollback detection is off.
+    pub state_dir: Option<PathBuf>,
+    /// Open even when the repository is older than the state says (after an intended
+    /// restore of the repository from an old copy).
+    pub allow_rollback: bool,
 }
 
 /// An open repository.
 pub struct Repository {
     store: Arc<dyn Store>,
+    master: MasterKey,
+    opened_slot: String,
     keys: KeySet,
     repo_id: [u8; 16],
     settings: Settings,
     chunker: Chunker,
     index: Index,
     cache_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for Repository {
@@ -136,7 +111,7 @@ pub(crate) fn now() -> (i64, u32) {
         })
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -163,8 +138,12 @@ impl Repository {
             pack_target_size: options.pack_target_size,
         };
         settings.validate()?;
-        let Credentials::Passphrase(pass) = credentials;
-        add_passphrase_slot(store.as_ref(), &repo_id, &master, pass, options.kdf, &options.label)?;
+        let first = match credentials {
+            Credentials::Passphrase(p) => keys::NewCredential::Passphrase(p, options.kdf),
+            Credentials::RecoveryCode(c) => keys::NewCredential::RecoveryCode(c),
+            Credentials::Pin { pin, vault } => keys::NewCredential::Pin(pin, vault.as_ref(), options.kdf),
+        };
+        keys::write_slot(store.as_ref(), &repo_id, &master, first, &options.label)?;
         let cfg = config::encode(keys.meta_key(), &ConfigFile { repo_id, settings }, &random_array()?)?;
         store.put(FileKind::Config, "config", &cfg)?;
         Repository::open(
@@ -172,6 +151,8 @@ impl Repository {
             credentials,
             &OpenOptions {
                 cache_dir: options.cache_dir,
+                state_dir: options.state_dir,
+                allow_rollback: false,
             },
         )
     }
@@ -194,7 +175,7 @@ impl Repository {
             Err(e) => return Err(e),
         };
         let repo_id = config::decode_prefix(&cfg_bytes).at(|| Location::RepoFile("config".into()))?;
-        let master = unlock(store.as_ref(), &repo_id, credentials)?;
+        let (master, opened_slot) = keys::unlock(store.as_ref(), &repo_id, credentials)?;
         let keys = KeySet::derive(&master);
         let cfg = config::decode(keys.meta_key(), &cfg_bytes).at(|| Location::RepoFile("config".into()))?;
         if cfg.settings.master_id != master.id() {
@@ -203,15 +184,23 @@ impl Repository {
         }
         let chunker = Chunker::new(&cfg.settings.chunker, keys.chunker_key())?;
         let index = index::load(store.as_ref(), keys.meta_key(), &repo_id, options.cache_dir.as_deref())?;
-        Ok(Repository {
+        let repo = Repository {
             store,
+            master,
+            opened_slot,
             keys,
             repo_id,
             settings: cfg.settings,
             chunker,
             index,
             cache_dir: options.cache_dir.clone(),
-        })
+            state_dir: options.state_dir.clone(),
+        };
+        if repo.state_dir.is_some() {
+            let newest = repo.newest_snapshot()?;
+            repo.check_rollback(newest, options.allow_rollback)?;
+        }
+        Ok(repo)
     }
 
     /// The store.
@@ -407,82 +396,4 @@ pub(crate) fn join(prefix: &str, name: &str) -> String {
     } else {
         format!("{prefix}/{name}")
     }
-}
-
-fn add_passphrase_slot(
-    store: &dyn Store,
-    repo_id: &[u8; 16],
-    master: &MasterKey,
-    pass: &Passphrase,
-    params: Argon2Params,
-    label: &str,
-) -> Result<String> {
-    if pass.as_bytes().is_empty() {
-        return Err(Error::InvalidArgument("the passphrase is empty".into()));
-    }
-    let salt = random_array()?;
-    let kdf_out = keyslot::argon2id(pass.as_bytes(), &salt, params)?;
-    let slot = NewSlot {
-        repo_id: *repo_id,
-        slot_id: random_array()?,
-        label: label.to_string(),
-        created: now_secs(),
-        kdf: SlotKdf::Passphrase { params, salt },
-    };
-    let bytes = keyslot::encode(&slot, master, &kdf_out, &random_array()?)?;
-    let name = crate::id::hex_encode(&slot.slot_id);
-    store.put(FileKind::Key, &name, &bytes)?;
-    Ok(name)
-}
-
-/// Loads every keyslot (bad ones are skipped; the error of the first is kept for reporting).
-pub(crate) fn load_slots(store: &dyn Store) -> Result<(Vec<Keyslot>, Option<Error>)> {
-    let mut names = store.list(FileKind::Key)?;
-    names.sort();
-    let mut slots = Vec::new();
-    let mut first_err = None;
-    for name in names {
-        let loc = || Location::RepoFile(FileKind::Key.path(&name));
-        match store.get(FileKind::Key, &name).and_then(|b| keyslot::decode(&b)) {
-            Ok(s) if s.id_hex() == name => slots.push(s),
-            Ok(_) => {
-                first_err.get_or_insert(
-                    Error::malformed("keyslot", Some(24), "slot id does not match the file name").at(loc()),
-                );
-            }
-            Err(e) => {
-                first_err.get_or_insert(e.at(loc()));
-            }
-        }
-    }
-    Ok((slots, first_err))
-}
-
-fn unlock(store: &dyn Store, repo_id: &[u8; 16], credentials: &Credentials) -> Result<MasterKey> {
-    let (slots, slot_err) = load_slots(store)?;
-    let Credentials::Passphrase(pass) = credentials;
-    let mut tried = 0;
-    let mut tamper_err = None;
-    for slot in slots.iter().filter(|s| s.repo_id == *repo_id) {
-        let SlotKdf::Passphrase { params, salt } = &slot.kdf;
-        if tried == MAX_SLOTS_TRIED {
-            break;
-        }
-        tried += 1;
-        let kdf_out = keyslot::argon2id(pass.as_bytes(), salt, *params)?;
-        match slot.unwrap_master(&kdf_out) {
-            Ok(m) => return Ok(m),
-            Err(Error::WrongPassphrase) => {}
-            Err(e) => {
-                tamper_err.get_or_insert(e.at(Location::RepoFile(FileKind::Key.path(&slot.id_hex()))));
-            }
-        }
-    }
-    if let Some(e) = tamper_err {
-        return Err(e);
-    }
-    if tried == 0 {
-        return Err(slot_err.unwrap_or_else(|| Error::NotFound("the repository has no usable keyslot".into())));
-    }
-    Err(Error::WrongPassphrase)
 }

@@ -20,6 +20,8 @@ mod vectors;
 mod backup_restore;
 #[path = "integration/damage.rs"]
 mod damage;
+#[path = "integration/keys.rs"]
+mod keys;
 #[path = "integration/known_answers.rs"]
 mod known_answers;
 
@@ -64,6 +66,7 @@ pub fn reopen(store: Arc<dyn Store>, cache: Option<&Path>) -> Repository {
         &Credentials::passphrase(PASS),
         &OpenOptions {
             cache_dir: cache.map(Path::to_path_buf),
+            ..OpenOptions::default()
         },
     )
     .unwrap()

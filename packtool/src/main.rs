@@ -16,16 +16,24 @@ use clap::{Args, Parser, Subcommand};
 use packvault::format::config::ChunkerParams;
 use packvault::format::keyslot::Argon2Params;
 use packvault::{
-    CheckOptions, Credentials, ErrorKind, InitOptions, LocalStore, OpenOptions, Repository, RestoreOptions, Store,
+    CheckOptions, Credentials, ErrorKind, FileVault, InitOptions, LocalStore, OpenOptions, Passphrase, Repository,
+    RestoreOptions, Store,
 };
 
 use crate::output::Out;
 
 const AFTER_HELP: &str = "\
+Credentials (the first one given is used; otherwise a passphrase prompt on a terminal):
+  --passphrase-file F, --recovery-code-file F, PACKTOOL_PASSPHRASE, PACKTOOL_RECOVERY_CODE,
+  PACKTOOL_PIN with --vault PATH
+
 Environment:
-  PACKTOOL_REPO         repository folder (instead of --repo)
-  PACKTOOL_PASSPHRASE   passphrase (instead of --passphrase-file or the prompt)
-  PACKTOOL_CACHE_DIR    local cache folder (default: $XDG_CACHE_HOME/packvault or ~/.cache/packvault)
+  PACKTOOL_REPO             repository folder (instead of --repo)
+  PACKTOOL_CACHE_DIR        local cache folder (default: $XDG_CACHE_HOME/packvault or ~/.cache/packvault)
+  PACKTOOL_STATE_DIR        local state folder for rollback detection
+                            (default: $XDG_STATE_HOME/packvault or ~/.local/state/packvault)
+  PACKTOOL_NEW_PASSPHRASE   new passphrase for `key add --passphrase` and `key passwd`
+  PACKTOOL_NEW_PIN          new PIN for `key add --pin` and `key passwd`
 
 Exit codes:
   0  success
@@ -51,6 +59,19 @@ struct Global {
     /// Read the passphrase from the first line of this file.
     #[arg(long, global = true, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
+    /// Read a recovery code from the first line of this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    recovery_code_file: Option<PathBuf>,
+    /// PIN vault file (with PACKTOOL_PIN, or for `key add --pin`). THIS IS A TEST VAULT, NOT AN
+    /// HSM: anyone who can read the file can guess the PIN offline.
+    #[arg(long, global = true, value_name = "PATH")]
+    vault: Option<PathBuf>,
+    /// Local state folder (newest snapshot seen, for rollback detection).
+    #[arg(long, global = true, env = "PACKTOOL_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Open a repository even if it is older than this client has seen before.
+    #[arg(long, global = true)]
+    allow_rollback: bool,
     /// Local cache folder for the index.
     #[arg(long, global = true, env = "PACKTOOL_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -108,6 +129,47 @@ enum Command {
         /// Read every pack and open every blob.
         #[arg(long)]
         read_data: bool,
+    },
+    /// Manage keyslots: the passphrases, recovery codes and PINs that open the repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// List keyslots (never shows secrets).
+    List,
+    /// Add a keyslot.
+    Add {
+        /// A passphrase slot (the new passphrase from PACKTOOL_NEW_PASSPHRASE or a prompt).
+        #[arg(long, group = "kind")]
+        passphrase: bool,
+        /// A recovery-code slot: a new code is printed once; write it down.
+        #[arg(long, group = "kind")]
+        recovery_code: bool,
+        /// A PIN slot enrolled in --vault (the PIN from PACKTOOL_NEW_PIN or a prompt).
+        #[arg(long, group = "kind")]
+        pin: bool,
+        /// Label shown by `key list`.
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Argon2id memory in MiB (passphrase and PIN slots).
+        #[arg(long, default_value_t = 256, value_name = "MIB")]
+        kdf_memory: u32,
+        /// Argon2id passes (passphrase and PIN slots).
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        kdf_iterations: u32,
+    },
+    /// Remove a keyslot (refused for the last one).
+    Remove {
+        /// Slot id or unique prefix.
+        id: String,
+    },
+    /// Change a slot's passphrase or PIN, or issue a new recovery code (the old one stops
+    /// working).
+    Passwd {
+        /// Slot id or unique prefix.
+        id: String,
     },
 }
 
@@ -176,52 +238,103 @@ fn cache_dir(g: &Global) -> Option<PathBuf> {
     })
 }
 
-/// The passphrase from the environment, a file, or the terminal (asked twice when `confirm`).
-fn passphrase(g: &Global, confirm: bool) -> anyhow::Result<Credentials> {
-    if let Some(f) = &g.passphrase_file {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("cannot read passphrase file {}", f.display()))?;
-        let line = text.lines().next().unwrap_or("").to_string();
-        if line.is_empty() {
-            bail!("passphrase file {} is empty", f.display());
-        }
-        return Ok(Credentials::passphrase(line));
+fn first_line(f: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {what} file {}", f.display()))?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        bail!("{what} file {} is empty", f.display());
     }
-    if let Ok(p) = std::env::var("PACKTOOL_PASSPHRASE") {
-        if p.is_empty() {
-            bail!("PACKTOOL_PASSPHRASE is set but empty");
-        }
-        return Ok(Credentials::passphrase(p));
+    Ok(line)
+}
+
+fn nonempty_env(name: &str) -> anyhow::Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) if v.is_empty() => bail!("{name} is set but empty"),
+        Ok(v) => Ok(Some(v)),
+        Err(_) => Ok(None),
     }
+}
+
+fn vault(g: &Global) -> anyhow::Result<Arc<FileVault>> {
+    let path = g.vault.as_ref().context("a PIN needs its vault: use --vault PATH")?;
+    Ok(Arc::new(FileVault::new(path)))
+}
+
+/// A secret asked on the terminal (twice when `confirm`).
+fn prompt(what: &str, confirm: bool) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
-        bail!("no passphrase: set PACKTOOL_PASSPHRASE, use --passphrase-file, or run in a terminal");
+        bail!("no {what} given and no terminal to ask on");
     }
-    let p = rpassword::prompt_password("passphrase: ").context("cannot read the passphrase")?;
+    let p = rpassword::prompt_password(format!("{what}: ")).with_context(|| format!("cannot read the {what}"))?;
     if confirm {
-        let again = rpassword::prompt_password("repeat passphrase: ").context("cannot read the passphrase")?;
+        let again = rpassword::prompt_password(format!("repeat {what}: "))
+            .with_context(|| format!("cannot read the {what}"))?;
         if again != p {
-            bail!("the passphrases differ");
+            bail!("the two {what}s differ");
         }
     }
     if p.is_empty() {
-        bail!("the passphrase is empty");
+        bail!("the {what} is empty");
     }
-    Ok(Credentials::passphrase(p))
+    Ok(p)
+}
+
+/// The credentials to open a repository: files first, then the environment, then a prompt.
+fn credentials(g: &Global) -> anyhow::Result<Credentials> {
+    if let Some(f) = &g.passphrase_file {
+        return Ok(Credentials::passphrase(first_line(f, "passphrase")?));
+    }
+    if let Some(f) = &g.recovery_code_file {
+        return Credentials::recovery_code(&first_line(f, "recovery code")?).map_err(explain);
+    }
+    if let Some(p) = nonempty_env("PACKTOOL_PASSPHRASE")? {
+        return Ok(Credentials::passphrase(p));
+    }
+    if let Some(c) = nonempty_env("PACKTOOL_RECOVERY_CODE")? {
+        return Credentials::recovery_code(&c).map_err(explain);
+    }
+    if let Some(pin) = nonempty_env("PACKTOOL_PIN")? {
+        return Ok(Credentials::pin(pin, vault(g)?));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no passphrase: set PACKTOOL_PASSPHRASE (or PACKTOOL_RECOVERY_CODE, or PACKTOOL_PIN with --vault), use --passphrase-file, or run in a terminal");
+    }
+    Ok(Credentials::passphrase(prompt("passphrase", false)?))
+}
+
+/// The passphrase for a new repository: file, environment, or asked twice.
+fn new_repo_passphrase(g: &Global) -> anyhow::Result<Credentials> {
+    if let Some(f) = &g.passphrase_file {
+        return Ok(Credentials::passphrase(first_line(f, "passphrase")?));
+    }
+    if let Some(p) = nonempty_env("PACKTOOL_PASSPHRASE")? {
+        return Ok(Credentials::passphrase(p));
+    }
+    Ok(Credentials::passphrase(prompt("passphrase", true)?))
+}
+
+fn state_dir(g: &Global) -> Option<PathBuf> {
+    g.state_dir.clone().or_else(|| {
+        std::env::var_os("XDG_STATE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .map(|d| d.join("packvault"))
+    })
 }
 
 fn open(g: &Global) -> anyhow::Result<Repository> {
     let path = repo_path(g)?;
     let store: Arc<dyn Store> = Arc::new(LocalStore::open(path).map_err(explain)?);
-    let creds = passphrase(g, false)?;
-    Repository::open(
-        store,
-        &creds,
-        &OpenOptions {
-            cache_dir: cache_dir(g),
-        },
-    )
-    .map_err(explain)
-    .with_context(|| format!("cannot open repository {}", path.display()))
+    let creds = credentials(g)?;
+    let options = OpenOptions {
+        cache_dir: cache_dir(g),
+        state_dir: state_dir(g),
+        allow_rollback: g.allow_rollback,
+    };
+    Repository::open(store, &creds, &options)
+        .map_err(explain)
+        .with_context(|| format!("cannot open repository {}", path.display()))
 }
 
 /// Library errors pass through unchanged; this names the common ones more plainly.
@@ -271,6 +384,7 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             out.restore(&id, target, &report)?;
             Ok(if report.is_complete() { 0 } else { 3 })
         }
+        Command::Key(k) => cmd_key(g, k, out),
         Command::Check { read_data } => {
             let repo = open(g)?;
             let report = repo.check(CheckOptions { read_data: *read_data }).map_err(explain)?;
@@ -282,7 +396,7 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
 
 fn cmd_init(g: &Global, a: &InitArgs, out: &Out) -> anyhow::Result<u8> {
     let path = repo_path(g)?;
-    let creds = passphrase(g, true)?;
+    let creds = new_repo_passphrase(g)?;
     let avg = a.chunk_avg.checked_mul(1024).context("--chunk-avg too large")?;
     let options = InitOptions {
         chunker: ChunkerParams {
@@ -300,6 +414,7 @@ fn cmd_init(g: &Global, a: &InitArgs, out: &Out) -> anyhow::Result<u8> {
         },
         label: a.label.clone(),
         cache_dir: cache_dir(g),
+        state_dir: state_dir(g),
     };
     let store = LocalStore::create(path)
         .map_err(explain)
@@ -329,6 +444,84 @@ fn cmd_backup(g: &Global, dir: &Path, tags: &[String], out: &Out) -> anyhow::Res
             outcome.warnings.len()
         );
         return Ok(1);
+    }
+    Ok(0)
+}
+
+fn kdf(memory_mib: u32, iterations: u32) -> anyhow::Result<Argon2Params> {
+    Ok(Argon2Params {
+        m_kib: memory_mib.checked_mul(1024).context("--kdf-memory too large")?,
+        t: iterations,
+        p: 1,
+    })
+}
+
+fn new_secret(env: &str, what: &str) -> anyhow::Result<Passphrase> {
+    match nonempty_env(env)? {
+        Some(p) => Ok(Passphrase::new(p)),
+        None => Ok(Passphrase::new(prompt(what, true)?)),
+    }
+}
+
+fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u8> {
+    let repo = open(g)?;
+    let keys = repo.keys();
+    match k {
+        KeyCommand::List => out.keys(&keys.list().map_err(explain)?)?,
+        KeyCommand::Add {
+            passphrase,
+            recovery_code,
+            pin,
+            label,
+            kdf_memory,
+            kdf_iterations,
+        } => {
+            let params = kdf(*kdf_memory, *kdf_iterations)?;
+            if *recovery_code {
+                let (id, code) = keys.add_recovery_code(label).map_err(explain)?;
+                out.recovery_code(&id, &code)?;
+            } else if *pin {
+                let v = vault(g)?;
+                let new = new_secret("PACKTOOL_NEW_PIN", "new PIN")?;
+                let id = keys.add_pin(&new, v.as_ref(), params, label).map_err(explain)?;
+                out.key_added(&id, "pin")?;
+            } else if *passphrase {
+                let new = new_secret("PACKTOOL_NEW_PASSPHRASE", "new passphrase")?;
+                let id = keys.add_passphrase(&new, params, label).map_err(explain)?;
+                out.key_added(&id, "passphrase")?;
+            } else {
+                bail!("say which kind of keyslot to add: --passphrase, --recovery-code or --pin");
+            }
+        }
+        KeyCommand::Remove { id } => {
+            keys.remove(id).map_err(explain)?;
+            out.key_removed(id)?;
+        }
+        KeyCommand::Passwd { id } => {
+            let slot = keys
+                .list()
+                .map_err(explain)?
+                .into_iter()
+                .find(|s| s.id.starts_with(&id.to_ascii_lowercase()))
+                .with_context(|| format!("no keyslot {id}"))?;
+            match slot.kind {
+                "recovery-code" => {
+                    let (new_id, code) = keys.rotate_recovery_code(&slot.id).map_err(explain)?;
+                    out.recovery_code(&new_id, &code)?;
+                }
+                "pin" => {
+                    let v = vault(g)?;
+                    let new = new_secret("PACKTOOL_NEW_PIN", "new PIN")?;
+                    let new_id = keys.change_pin(&slot.id, &new, v.as_ref()).map_err(explain)?;
+                    out.key_added(&new_id, "pin")?;
+                }
+                _ => {
+                    let new = new_secret("PACKTOOL_NEW_PASSPHRASE", "new passphrase")?;
+                    let new_id = keys.change_passphrase(&slot.id, &new, None).map_err(explain)?;
+                    out.key_added(&new_id, "passphrase")?;
+                }
+            }
+        }
     }
     Ok(0)
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord};
-use packvault::{BackupOutcome, CheckReport, Repository, RestoreReport, SnapshotId};
+use packvault::{BackupOutcome, CheckReport, KeyslotInfo, RecoveryCode, Repository, RestoreReport, SnapshotId};
 use serde_json::{json, Value};
 
 /// Where results go: text or JSON on stdout, nothing with `--quiet`.
@@ -307,6 +307,63 @@ impl Out {
             eprintln!("packtool: {summary}: {} problems found", r.problems.len());
             Ok(())
         }
+    }
+
+    pub fn keys(&self, slots: &[KeyslotInfo]) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&Value::Array(
+                slots
+                    .iter()
+                    .map(|k| json!({"id": k.id, "kind": k.kind, "label": k.label, "created": utc(k.created), "in_use": k.in_use}))
+                    .collect(),
+            ));
+        }
+        if self.quiet {
+            return Ok(());
+        }
+        let mut o = std::io::stdout().lock();
+        writeln!(o, "  {:<32}  {:<13}  {:<20}  label", "id", "kind", "created")?;
+        for k in slots {
+            let mark = if k.in_use { "*" } else { " " };
+            writeln!(
+                o,
+                "{mark} {:<32}  {:<13}  {:<20}  {}",
+                k.id,
+                k.kind,
+                utc(k.created),
+                k.label
+            )?;
+        }
+        writeln!(o, "{} keyslots (* opened this session)", slots.len())
+    }
+
+    pub fn key_added(&self, id: &str, kind: &str) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&json!({"id": id, "kind": kind}));
+        }
+        self.text(&format!("added {kind} keyslot {id}"))
+    }
+
+    pub fn key_removed(&self, id: &str) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&json!({"removed": id}));
+        }
+        self.text(&format!("removed keyslot {id}"))
+    }
+
+    /// Shows a new recovery code: the only time it is ever shown.
+    pub fn recovery_code(&self, id: &str, code: &RecoveryCode) -> std::io::Result<()> {
+        let text = code.to_text();
+        if self.json {
+            return self.json(&json!({"id": id, "kind": "recovery-code", "recovery_code": text.as_str()}));
+        }
+        // Printed even with --quiet: losing it would defeat the command.
+        let mut o = std::io::stdout().lock();
+        writeln!(o, "added recovery-code keyslot {id}")?;
+        writeln!(o, "recovery code (shown once; write it down and keep it offline):")?;
+        writeln!(o)?;
+        writeln!(o, "    {}", text.as_str())?;
+        writeln!(o)
     }
 }
 

@@ -26,6 +26,7 @@ impl Env {
             .env("PACKTOOL_REPO", self.repo())
             .env("PACKTOOL_PASSPHRASE", pass)
             .env("PACKTOOL_CACHE_DIR", self.dir.join("cache"))
+            .env("PACKTOOL_STATE_DIR", self.dir.join("state"))
             .env_remove("XDG_CACHE_HOME")
             .output()
             .unwrap()

@@ -5,13 +5,14 @@
 //! 0       8   "PVKEYS" ‖ u16 version
 //! 8       16  repository id
 //! 24      16  slot id (the file name is its hex)
-//! 40      1   kind (1 = passphrase)
+//! 40      1   kind (1 = passphrase, 2 = recovery code, 3 = PIN)
 //! 41      1   label length n (≤ 255)
 //! 42      2   kind-data length k (u16)
 //! 44      8   created, seconds since the Unix epoch (i64)
 //! 52      32  master id
 //! 84      n   label (UTF-8)
-//! 84+n    k   kind data (passphrase: u32 m_kib ‖ u32 t ‖ u32 p ‖ salt (32))
+//! 84+n    k   kind data (passphrase: u32 m_kib ‖ u32 t ‖ u32 p ‖ salt (32);
+//!             recovery code: salt (32); PIN: u32 m_kib ‖ u32 t ‖ u32 p ‖ salt (32) ‖ vault id (16))
 //! H=84+n+k 12 nonce
 //! H+12    48  AES-256-GCM-SIV(wrap_key, nonce, AD = bytes[0..H], master)  (32 + tag 16)
 //! H+60    32  commitment = BLAKE3-keyed(commit_key, bytes[0..H+60])
@@ -22,6 +23,7 @@
 
 use crate::crypto::{self, contexts, MasterKey, SecretKey, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
+use crate::format::recovery_code::RecoveryCode;
 use crate::format::{check_header, header, ByteReader, HEADER_LEN, MAGIC_KEYSLOT};
 use crate::id::Id;
 
@@ -29,6 +31,10 @@ use crate::id::Id;
 pub const FIXED_LEN: usize = 84;
 /// Length of the passphrase kind data.
 pub const PASSPHRASE_DATA_LEN: usize = 44;
+/// Length of the recovery-code kind data.
+pub const RECOVERY_DATA_LEN: usize = 32;
+/// Length of the PIN kind data.
+pub const PIN_DATA_LEN: usize = 60;
 /// Largest keyslot file a reader accepts.
 pub const MAX_KEYSLOT_FILE: usize = 4096;
 
@@ -100,21 +106,100 @@ pub enum SlotKdf {
         /// Random salt.
         salt: [u8; 32],
     },
+    /// Kind 2: a 256-bit recovery code, through BLAKE3 (no slow KDF: the code is random).
+    RecoveryCode {
+        /// Random salt.
+        salt: [u8; 32],
+    },
+    /// Kind 3: Argon2id over a PIN, mixed with a secret that a PIN vault releases.
+    Pin {
+        /// Cost parameters.
+        params: Argon2Params,
+        /// Random salt.
+        salt: [u8; 32],
+        /// The vault's enrollment id.
+        vault_id: [u8; 16],
+    },
 }
 
 impl SlotKdf {
     fn kind(&self) -> u8 {
         match self {
             SlotKdf::Passphrase { .. } => 1,
+            SlotKdf::RecoveryCode { .. } => 2,
+            SlotKdf::Pin { .. } => 3,
         }
     }
 
-    /// Name of the credential kind.
+    /// Name of the credential kind: `passphrase`, `recovery-code` or `pin`.
     #[must_use]
     pub fn kind_name(&self) -> &'static str {
         match self {
             SlotKdf::Passphrase { .. } => "passphrase",
+            SlotKdf::RecoveryCode { .. } => "recovery-code",
+            SlotKdf::Pin { .. } => "pin",
         }
+    }
+
+    fn encode_data(&self) -> Result<Vec<u8>> {
+        let mut d = Vec::with_capacity(PIN_DATA_LEN);
+        match self {
+            SlotKdf::Passphrase { params, salt } | SlotKdf::Pin { params, salt, .. } => {
+                params.check()?;
+                d.extend_from_slice(&params.m_kib.to_le_bytes());
+                d.extend_from_slice(&params.t.to_le_bytes());
+                d.extend_from_slice(&params.p.to_le_bytes());
+                d.extend_from_slice(salt);
+                if let SlotKdf::Pin { vault_id, .. } = self {
+                    d.extend_from_slice(vault_id);
+                }
+            }
+            SlotKdf::RecoveryCode { salt } => d.extend_from_slice(salt),
+        }
+        Ok(d)
+    }
+
+    fn decode_data(kind: u8, data: &[u8], at: usize) -> Result<SlotKdf> {
+        const WHAT: &str = "keyslot";
+        let want = match kind {
+            1 => PASSPHRASE_DATA_LEN,
+            2 => RECOVERY_DATA_LEN,
+            3 => PIN_DATA_LEN,
+            other => {
+                return Err(Error::malformed(
+                    WHAT,
+                    Some(40),
+                    format!("unknown keyslot kind {other}"),
+                ))
+            }
+        };
+        if data.len() != want {
+            return Err(Error::malformed(
+                WHAT,
+                Some(at as u64),
+                format!("kind {kind} data is {} bytes, not {want}", data.len()),
+            ));
+        }
+        let mut d = ByteReader::new(data, WHAT);
+        if kind == 2 {
+            return Ok(SlotKdf::RecoveryCode { salt: d.array()? });
+        }
+        let params = Argon2Params {
+            m_kib: d.u32()?,
+            t: d.u32()?,
+            p: d.u32()?,
+        };
+        params.check()?;
+        let salt = d.array()?;
+        Ok(if kind == 1 {
+            SlotKdf::Passphrase { params, salt }
+        } else {
+            SlotKdf::Pin {
+                params,
+                salt,
+                vault_id: d.array()?,
+            }
+        })
     }
 }
 
@@ -178,17 +263,7 @@ pub(crate) fn encode(
     out.extend_from_slice(&slot.slot_id);
     out.push(slot.kdf.kind());
     out.push(label_len);
-    let kind_data = match &slot.kdf {
-        SlotKdf::Passphrase { params, salt } => {
-            params.check()?;
-            let mut d = Vec::with_capacity(PASSPHRASE_DATA_LEN);
-            d.extend_from_slice(&params.m_kib.to_le_bytes());
-            d.extend_from_slice(&params.t.to_le_bytes());
-            d.extend_from_slice(&params.p.to_le_bytes());
-            d.extend_from_slice(salt);
-            d
-        }
-    };
+    let kind_data = slot.kdf.encode_data()?;
     out.extend_from_slice(
         &u16::try_from(kind_data.len())
             .expect("kind data is small")
@@ -236,35 +311,7 @@ pub fn decode(bytes: &[u8]) -> Result<Keyslot> {
     let label = String::from_utf8(r.take(label_len)?.to_vec()).map_err(|_| r.err("label is not UTF-8"))?;
     let data_at = r.pos();
     let data = r.take(data_len)?;
-    let kdf = match kind {
-        1 => {
-            if data.len() != PASSPHRASE_DATA_LEN {
-                return Err(Error::malformed(
-                    WHAT,
-                    Some(data_at as u64),
-                    format!("passphrase data is {} bytes, not {PASSPHRASE_DATA_LEN}", data.len()),
-                ));
-            }
-            let mut d = ByteReader::new(data, WHAT);
-            let params = Argon2Params {
-                m_kib: d.u32()?,
-                t: d.u32()?,
-                p: d.u32()?,
-            };
-            params.check()?;
-            SlotKdf::Passphrase {
-                params,
-                salt: d.array()?,
-            }
-        }
-        other => {
-            return Err(Error::malformed(
-                WHAT,
-                Some(40),
-                format!("unknown keyslot kind {other}"),
-            ))
-        }
-    };
+    let kdf = SlotKdf::decode_data(kind, data, data_at)?;
     let authenticated = bytes[..r.pos()].to_vec();
     let nonce = r.array()?;
     let wrapped = r.array()?;
@@ -325,6 +372,36 @@ impl Keyslot {
     pub fn id_hex(&self) -> String {
         crate::id::hex_encode(&self.slot_id)
     }
+}
+
+/// The KDF output of a recovery-code slot:
+/// `DERIVE("packvault 2026-11-26 v1 recovery code", salt ‖ code)`.
+#[must_use]
+pub fn recovery_kdf(code: &RecoveryCode, salt: &[u8; 32]) -> SecretKey {
+    let mut material = [0u8; 64];
+    material[..32].copy_from_slice(salt);
+    material[32..].copy_from_slice(code.bytes());
+    let k = SecretKey::derive(contexts::RECOVERY, &material);
+    zeroize::Zeroize::zeroize(&mut material);
+    k
+}
+
+/// The PIN proof shown to the vault: `DERIVE("packvault 2026-11-26 v1 pin vault auth", h)`
+/// where `h` is the slot's Argon2id output over the PIN.
+#[must_use]
+pub fn pin_auth(pin_hash: &SecretKey) -> [u8; 32] {
+    blake3::derive_key(contexts::PIN_AUTH, pin_hash.bytes())
+}
+
+/// The KDF output of a PIN slot: `DERIVE("packvault 2026-11-26 v1 pin key", h ‖ vault secret)`.
+#[must_use]
+pub fn pin_kdf(pin_hash: &SecretKey, vault_secret: &SecretKey) -> SecretKey {
+    let mut material = [0u8; 64];
+    material[..32].copy_from_slice(pin_hash.bytes());
+    material[32..].copy_from_slice(vault_secret.bytes());
+    let k = SecretKey::derive(contexts::PIN_KEY, &material);
+    zeroize::Zeroize::zeroize(&mut material);
+    k
 }
 
 /// Argon2id over a passphrase: the KDF of passphrase slots (RFC 9106, version 0x13,

@@ -520,6 +520,7 @@ impl BackupSession<'_> {
         let bytes = snapshot::encode(repo.keys.meta_key(), &record, &random_array()?)?;
         let id = SnapshotId(Id::hash_of(&bytes));
         repo.store.put(FileKind::Snapshot, &id.to_hex(), &bytes)?;
+        repo.record_seen(record.sequence, id)?;
         repo.refresh_index_cache(index_id)?;
         Ok(BackupOutcome {
             snapshot: id,

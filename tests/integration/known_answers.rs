@@ -159,7 +159,9 @@ fn tree_snapshot_and_config_vectors() {
 fn keyslot_vectors() {
     let v = committed("keyslot-passphrase.txt");
     let slot = keyslot::decode(&v.body).unwrap();
-    let keyslot::SlotKdf::Passphrase { params, salt } = &slot.kdf;
+    let keyslot::SlotKdf::Passphrase { params, salt } = &slot.kdf else {
+        panic!("a passphrase slot")
+    };
     assert_eq!(hex(salt), v.get("salt"));
     assert_eq!((params.m_kib, params.t, params.p), (8192, 1, 1));
     let k = keyslot::argon2id(v.get("passphrase").as_bytes(), salt, *params).unwrap();
@@ -172,4 +174,52 @@ fn keyslot_vectors() {
     let slot = keyslot::decode(&w.body).unwrap();
     let k = keyslot::argon2id(w.get("passphrase").as_bytes(), salt, *params).unwrap();
     assert_eq!(slot.unwrap_master(&k).unwrap_err().kind(), ErrorKind::WrongPassphrase);
+}
+
+#[test]
+fn recovery_code_and_pin_keyslot_vectors() {
+    let c = committed("recovery-code.txt");
+    let code = packvault::RecoveryCode::parse(std::str::from_utf8(&c.body).unwrap()).unwrap();
+    assert_eq!(
+        code,
+        packvault::RecoveryCode::from_bytes(unhex(c.get("code bytes")).try_into().unwrap())
+    );
+    assert_eq!(c.body.len(), 56 + 13);
+
+    let r = committed("keyslot-recovery-code.txt");
+    let slot = keyslot::decode(&r.body).unwrap();
+    let keyslot::SlotKdf::RecoveryCode { salt } = &slot.kdf else {
+        panic!("a recovery-code slot")
+    };
+    let code = packvault::RecoveryCode::parse(r.get("recovery code")).unwrap();
+    let k = keyslot::recovery_kdf(&code, salt);
+    assert_eq!(hex(&hazmat::key_bytes(&k)), r.get("kdf output"));
+    // Independently: DERIVE(context, salt ‖ code).
+    let mut material = unhex(r.get("salt"));
+    material.extend_from_slice(&unhex(c.get("code bytes")));
+    assert_eq!(
+        hex(&blake3::derive_key("packvault 2026-11-26 v1 recovery code", &material)),
+        r.get("kdf output")
+    );
+    assert_eq!(slot.unwrap_master(&k).unwrap().id(), master().id());
+
+    let p = committed("keyslot-pin.txt");
+    let slot = keyslot::decode(&p.body).unwrap();
+    let keyslot::SlotKdf::Pin { params, salt, vault_id } = &slot.kdf else {
+        panic!("a PIN slot")
+    };
+    assert_eq!(hex(vault_id), p.get("vault id"));
+    let h = keyslot::argon2id(p.get("pin").as_bytes(), salt, *params).unwrap();
+    assert_eq!(hex(&hazmat::key_bytes(&h)), p.get("pin hash"));
+    assert_eq!(hex(&keyslot::pin_auth(&h)), p.get("vault auth"));
+    let secret = packvault::SecretKey::from_bytes(unhex(p.get("vault secret")).try_into().unwrap());
+    let k = keyslot::pin_kdf(&h, &secret);
+    assert_eq!(hex(&hazmat::key_bytes(&k)), p.get("kdf output"));
+    assert_eq!(slot.unwrap_master(&k).unwrap().id(), master().id());
+    let wrong = keyslot::pin_kdf(&h, &packvault::SecretKey::from_bytes([0; 32]));
+    assert_eq!(
+        slot.unwrap_master(&wrong).unwrap_err().kind(),
+        ErrorKind::WrongPassphrase,
+        "the vault secret is needed"
+    );
 }

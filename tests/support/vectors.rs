@@ -13,7 +13,7 @@ use packvault::format::index::{IndexFile, IndexPack};
 use packvault::format::keyslot::{self, Argon2Params, NewSlot, SlotKdf};
 use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord, Summary, Tree};
 use packvault::hazmat::{self, Keys};
-use packvault::{gear_table, MasterKey, PackId, SnapshotId};
+use packvault::{gear_table, MasterKey, PackId, RecoveryCode, SecretKey, SnapshotId};
 
 /// One vector file.
 pub struct Vector {
@@ -102,6 +102,13 @@ pub const TEXT: &[u8] = b"{\"from\":\"ana\",\"text\":\"see you at 8\"}\n{\"from\
 pub const PASSPHRASE: &str = "correct horse battery staple";
 pub const WRONG_PASSPHRASE: &str = "Tr0ub4dor&3";
 pub const REPO_ID: [u8; 16] = [0x0f; 16];
+pub const RECOVERY_CODE: [u8; 32] = [
+    0x5a, 0x17, 0xc3, 0x90, 0x0e, 0x61, 0xf2, 0x3b, 0x88, 0x04, 0xde, 0x7a, 0x29, 0xb6, 0x4f, 0x13, 0xa0, 0x6c, 0x95,
+    0x38, 0xe1, 0x0d, 0x72, 0xcb, 0x46, 0xf9, 0x2e, 0x83, 0x1a, 0xbd, 0x57, 0xc4,
+];
+pub const PIN: &str = "482913";
+pub const VAULT_ID: [u8; 16] = [0x0e; 16];
+pub const VAULT_SECRET: [u8; 32] = [0x0f; 32];
 pub const FAST_KDF: Argon2Params = Argon2Params {
     m_kib: 8192,
     t: 1,
@@ -354,6 +361,62 @@ pub fn all() -> Vec<Vector> {
     v.h("passphrase", WRONG_PASSPHRASE)
         .h("defect", "keyslot-passphrase.txt opened with another passphrase");
     v.body = slot_bytes;
+    out.push(v);
+
+    // The recovery-code text encoding, and a recovery-code keyslot.
+    let code = RecoveryCode::from_bytes(RECOVERY_CODE);
+    let text = code.to_text();
+    let mut v = Vector::new("recovery-code.txt", "success");
+    v.h("code bytes", hex(&RECOVERY_CODE)).h("checksum modulus", "1048573");
+    v.body = text.as_bytes().to_vec();
+    out.push(v);
+    let salt = [0x08; 32];
+    let kdf_out = keyslot::recovery_kdf(&code, &salt);
+    let slot = NewSlot {
+        repo_id: REPO_ID,
+        slot_id: [0x09; 16],
+        label: "paper".into(),
+        created: 1_764_115_200,
+        kdf: SlotKdf::RecoveryCode { salt },
+    };
+    let mut v = Vector::new("keyslot-recovery-code.txt", "success");
+    v.h("master", "keys.txt")
+        .h("recovery code", text.as_str())
+        .h("salt", hex(&salt))
+        .h("kdf output", hex(&hazmat::key_bytes(&kdf_out)))
+        .h("nonce", hex(&[0x0a; 12]));
+    v.body = hazmat::encode_keyslot(&slot, &m, &kdf_out, &[0x0a; 12]).expect("valid slot");
+    out.push(v);
+
+    // A PIN keyslot, with the vault's side spelled out.
+    let salt = [0x0b; 32];
+    let pin_hash = keyslot::argon2id(PIN.as_bytes(), &salt, FAST_KDF).expect("argon2");
+    let auth = keyslot::pin_auth(&pin_hash);
+    let secret = SecretKey::from_bytes(VAULT_SECRET);
+    let kdf_out = keyslot::pin_kdf(&pin_hash, &secret);
+    let slot = NewSlot {
+        repo_id: REPO_ID,
+        slot_id: [0x0c; 16],
+        label: "phone".into(),
+        created: 1_764_115_200,
+        kdf: SlotKdf::Pin {
+            params: FAST_KDF,
+            salt,
+            vault_id: VAULT_ID,
+        },
+    };
+    let mut v = Vector::new("keyslot-pin.txt", "success");
+    v.h("master", "keys.txt")
+        .h("pin", PIN)
+        .h("argon2id", "m=8192 t=1 p=1")
+        .h("salt", hex(&salt))
+        .h("pin hash", hex(&hazmat::key_bytes(&pin_hash)))
+        .h("vault auth", hex(&auth))
+        .h("vault id", hex(&VAULT_ID))
+        .h("vault secret", hex(&VAULT_SECRET))
+        .h("kdf output", hex(&hazmat::key_bytes(&kdf_out)))
+        .h("nonce", hex(&[0x0d; 12]));
+    v.body = hazmat::encode_keyslot(&slot, &m, &kdf_out, &[0x0d; 12]).expect("valid slot");
     out.push(v);
     out
 }

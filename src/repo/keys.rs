@@ -1,0 +1,494 @@
+//! Credentials and keyslots: open with a passphrase, a recovery code or a PIN (through a
+//! [`PinVault`]); list, add, remove and rotate slots. None of this re-encrypts data: every slot
+//! wraps the same master key.
+
+use std::fmt;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::crypto::{random_array, MasterKey, SecretKey};
+use crate::error::{Error, Location, Result};
+use crate::format::keyslot::{self, Argon2Params, Keyslot, NewSlot, SlotKdf};
+use crate::format::recovery_code::RecoveryCode;
+use crate::repo::{now_secs, Repository};
+use crate::store::{FileKind, Store};
+use crate::vault::PinVault;
+
+/// Most keyslots tried when opening (each costs one KDF run).
+pub const MAX_SLOTS_TRIED: usize = 32;
+
+/// A passphrase or PIN, wiped from memory on drop and never printed.
+#[derive(Clone)]
+pub struct Passphrase(Zeroizing<String>);
+
+impl Passphrase {
+    /// Wraps a passphrase.
+    #[must_use]
+    pub fn new(s: impl Into<String>) -> Passphrase {
+        Passphrase(Zeroizing::new(s.into()))
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase([redacted])")
+    }
+}
+
+/// What opens a repository.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// A passphrase, tried against every passphrase keyslot.
+    Passphrase(Passphrase),
+    /// A recovery code, tried against every recovery-code keyslot.
+    RecoveryCode(RecoveryCode),
+    /// A PIN, proven to the vault that holds the PIN keyslot's secret.
+    Pin {
+        /// The PIN.
+        pin: Passphrase,
+        /// The vault.
+        vault: Arc<dyn PinVault>,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Credentials::Passphrase(_) => "Credentials::Passphrase([redacted])",
+            Credentials::RecoveryCode(_) => "Credentials::RecoveryCode([redacted])",
+            Credentials::Pin { .. } => "Credentials::Pin([redacted])",
+        })
+    }
+}
+
+impl Credentials {
+    /// Credentials from a passphrase.
+    #[must_use]
+    pub fn passphrase(s: impl Into<String>) -> Credentials {
+        Credentials::Passphrase(Passphrase::new(s))
+    }
+
+    /// Credentials from a typed recovery code.
+    ///
+    /// # Errors
+    /// [`Error::RecoveryCodeInvalid`] when the code is mistyped.
+    pub fn recovery_code(text: &str) -> Result<Credentials> {
+        Ok(Credentials::RecoveryCode(RecoveryCode::parse(text)?))
+    }
+
+    /// Credentials from a PIN and its vault.
+    #[must_use]
+    pub fn pin(pin: impl Into<String>, vault: Arc<dyn PinVault>) -> Credentials {
+        Credentials::Pin {
+            pin: Passphrase::new(pin),
+            vault,
+        }
+    }
+}
+
+/// Common passphrases refused outright (lowercased); the length and variety rules catch the
+/// rest of the weakest.
+const COMMON: &[&str] = &[
+    "password",
+    "password1",
+    "password123",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "qwertyuiop",
+    "iloveyou",
+    "11111111",
+    "00000000",
+    "abcdefgh",
+    "letmein1",
+    "passw0rd",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "welcome1",
+    "trustno1",
+    "superman",
+    "qwerty123",
+    "asdfghjkl",
+    "changeme",
+];
+
+/// Checks that a new passphrase is not trivially guessable: at least 8 characters, at least 5
+/// different ones, not a common password, and about 40 bits by a simple character-class
+/// estimate.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] saying what is weak.
+pub fn check_passphrase_strength(p: &Passphrase) -> Result<()> {
+    let s = p.as_str();
+    let weak = |why: &str| Err(Error::InvalidArgument(format!("passphrase too weak: {why}")));
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() < 8 {
+        return weak("use at least 8 characters (a few random words are best)");
+    }
+    let mut distinct = chars.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 5 {
+        return weak("it repeats too few different characters");
+    }
+    if COMMON.contains(&s.to_lowercase().as_str()) {
+        return weak("it is one of the most common passwords");
+    }
+    let mut pool = 0u32;
+    if chars.iter().any(char::is_ascii_lowercase) {
+        pool += 26;
+    }
+    if chars.iter().any(char::is_ascii_uppercase) {
+        pool += 26;
+    }
+    if chars.iter().any(char::is_ascii_digit) {
+        pool += 10;
+    }
+    if chars.iter().any(|c| !c.is_ascii_alphanumeric()) {
+        pool += 32;
+    }
+    let bits = f64::from(pool).log2() * distinct.len().min(chars.len()) as f64;
+    if bits < 40.0 {
+        return weak("make it longer or mix in other kinds of characters");
+    }
+    Ok(())
+}
+
+/// Checks a new PIN: 4 to 16 digits.
+///
+/// # Errors
+/// [`Error::InvalidArgument`].
+pub fn check_pin(pin: &Passphrase) -> Result<()> {
+    let s = pin.as_str();
+    if !(4..=16).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::InvalidArgument("a PIN is 4 to 16 digits".into()));
+    }
+    Ok(())
+}
+
+/// A keyslot as listed: never any secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyslotInfo {
+    /// Slot id (32 hex digits; the file name under `keys/`).
+    pub id: String,
+    /// `passphrase`, `recovery-code` or `pin`.
+    pub kind: &'static str,
+    /// The label given when the slot was made.
+    pub label: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: i64,
+    /// True for the slot this repository was opened with.
+    pub in_use: bool,
+}
+
+/// What a new slot is made from.
+pub(crate) enum NewCredential<'a> {
+    Passphrase(&'a Passphrase, Argon2Params),
+    RecoveryCode(&'a RecoveryCode),
+    Pin(&'a Passphrase, &'a dyn PinVault, Argon2Params),
+}
+
+/// Writes a new keyslot wrapping `master`; returns its id.
+pub(crate) fn write_slot(
+    store: &dyn Store,
+    repo_id: &[u8; 16],
+    master: &MasterKey,
+    cred: NewCredential<'_>,
+    label: &str,
+) -> Result<String> {
+    let salt = random_array()?;
+    let (kdf, kdf_out) = match cred {
+        NewCredential::Passphrase(pass, params) => {
+            check_passphrase_strength(pass)?;
+            (
+                SlotKdf::Passphrase { params, salt },
+                keyslot::argon2id(pass.as_bytes(), &salt, params)?,
+            )
+        }
+        NewCredential::RecoveryCode(code) => (SlotKdf::RecoveryCode { salt }, keyslot::recovery_kdf(code, &salt)),
+        NewCredential::Pin(pin, vault, params) => {
+            check_pin(pin)?;
+            let h = keyslot::argon2id(pin.as_bytes(), &salt, params)?;
+            let (vault_id, secret) = vault.enroll(&keyslot::pin_auth(&h))?;
+            (SlotKdf::Pin { params, salt, vault_id }, keyslot::pin_kdf(&h, &secret))
+        }
+    };
+    let slot = NewSlot {
+        repo_id: *repo_id,
+        slot_id: random_array()?,
+        label: label.to_string(),
+        created: now_secs(),
+        kdf,
+    };
+    let bytes = keyslot::encode(&slot, master, &kdf_out, &random_array()?)?;
+    let name = crate::id::hex_encode(&slot.slot_id);
+    store.put(FileKind::Key, &name, &bytes)?;
+    Ok(name)
+}
+
+/// Loads every keyslot of the repository `repo_id`; unreadable ones are skipped and the first
+/// error is kept for reporting.
+pub(crate) fn load_slots(store: &dyn Store, repo_id: &[u8; 16]) -> Result<(Vec<Keyslot>, Option<Error>)> {
+    let mut names = store.list(FileKind::Key)?;
+    names.sort();
+    let mut slots = Vec::new();
+    let mut first_err = None;
+    for name in names {
+        let loc = || Location::RepoFile(FileKind::Key.path(&name));
+        match store.get(FileKind::Key, &name).and_then(|b| keyslot::decode(&b)) {
+            Ok(s) if s.id_hex() != name => {
+                first_err.get_or_insert(
+                    Error::malformed("keyslot", Some(24), "slot id does not match the file name").at(loc()),
+                );
+            }
+            Ok(s) if s.repo_id != *repo_id => {
+                first_err
+                    .get_or_insert(Error::malformed("keyslot", Some(8), "belongs to another repository").at(loc()));
+            }
+            Ok(s) => slots.push(s),
+            Err(e) => {
+                first_err.get_or_insert(e.at(loc()));
+            }
+        }
+    }
+    Ok((slots, first_err))
+}
+
+/// The KDF output `credentials` give for `slot`, if the slot is of their kind.
+fn kdf_output(slot: &Keyslot, credentials: &Credentials) -> Option<Result<SecretKey>> {
+    match (&slot.kdf, credentials) {
+        (SlotKdf::Passphrase { params, salt }, Credentials::Passphrase(p)) => {
+            Some(keyslot::argon2id(p.as_bytes(), salt, *params))
+        }
+        (SlotKdf::RecoveryCode { salt }, Credentials::RecoveryCode(code)) => {
+            Some(Ok(keyslot::recovery_kdf(code, salt)))
+        }
+        (SlotKdf::Pin { params, salt, vault_id }, Credentials::Pin { pin, vault }) => Some((|| {
+            let h = keyslot::argon2id(pin.as_bytes(), salt, *params)?;
+            let secret = vault.release(vault_id, &keyslot::pin_auth(&h))?;
+            Ok(keyslot::pin_kdf(&h, &secret))
+        })()),
+        _ => None,
+    }
+}
+
+/// Unwraps the master key with `credentials`; returns it and the id of the slot that opened.
+pub(crate) fn unlock(store: &dyn Store, repo_id: &[u8; 16], credentials: &Credentials) -> Result<(MasterKey, String)> {
+    let (slots, slot_err) = load_slots(store, repo_id)?;
+    let mut tried = 0;
+    let mut kind_err: Option<Error> = None;
+    for slot in &slots {
+        if tried == MAX_SLOTS_TRIED {
+            break;
+        }
+        let Some(k) = kdf_output(slot, credentials) else {
+            continue;
+        };
+        tried += 1;
+        let loc = || Location::RepoFile(FileKind::Key.path(&slot.id_hex()));
+        let result = k.and_then(|k| slot.unwrap_master(&k));
+        match result {
+            Ok(m) => return Ok((m, slot.id_hex())),
+            // Not this slot: try the next.
+            Err(Error::WrongPassphrase) => {}
+            // A vault that does not know the slot's enrollment: another device's vault.
+            Err(Error::NotFound(_)) if matches!(credentials, Credentials::Pin { .. }) => {}
+            // Wrong PIN, destroyed PIN slot, tampered slot: report (the first one).
+            Err(e) => {
+                let e = if matches!(e.kind(), crate::ErrorKind::Integrity | crate::ErrorKind::Malformed) {
+                    e.at(loc())
+                } else {
+                    e
+                };
+                kind_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = kind_err {
+        return Err(e);
+    }
+    if tried == 0 {
+        if let Some(e) = slot_err {
+            return Err(e);
+        }
+        if let Credentials::Pin { .. } = credentials {
+            return Err(Error::NotFound("the repository has no PIN keyslot".into()));
+        }
+    }
+    Err(match credentials {
+        Credentials::Passphrase(_) => Error::WrongPassphrase,
+        Credentials::RecoveryCode(_) => Error::WrongRecoveryCode,
+        Credentials::Pin { .. } => {
+            Error::NotFound("no PIN keyslot of this repository is enrolled in this vault".into())
+        }
+    })
+}
+
+/// Lists, adds, removes and rotates keyslots. Get one with [`Repository::keys`].
+pub struct KeyManager<'r> {
+    repo: &'r Repository,
+}
+
+impl Repository {
+    /// The keyslot manager.
+    #[must_use]
+    pub fn keys(&self) -> KeyManager<'_> {
+        KeyManager { repo: self }
+    }
+}
+
+impl KeyManager<'_> {
+    fn store(&self) -> &dyn Store {
+        self.repo.store.as_ref()
+    }
+
+    fn add(&self, cred: NewCredential<'_>, label: &str) -> Result<String> {
+        write_slot(self.store(), &self.repo.repo_id, &self.repo.master, cred, label)
+    }
+
+    /// Every keyslot of the repository, oldest first. Never shows a secret.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn list(&self) -> Result<Vec<KeyslotInfo>> {
+        let (slots, _) = load_slots(self.store(), &self.repo.repo_id)?;
+        let mut out: Vec<KeyslotInfo> = slots
+            .iter()
+            .map(|s| KeyslotInfo {
+                id: s.id_hex(),
+                kind: s.kdf.kind_name(),
+                label: s.label.clone(),
+                created: s.created,
+                in_use: s.id_hex() == self.repo.opened_slot,
+            })
+            .collect();
+        out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(out)
+    }
+
+    /// Adds a passphrase slot.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a weak passphrase or bad parameters; store errors.
+    pub fn add_passphrase(&self, passphrase: &Passphrase, params: Argon2Params, label: &str) -> Result<String> {
+        self.add(NewCredential::Passphrase(passphrase, params), label)
+    }
+
+    /// Adds a recovery-code slot with a fresh code, returned once: show it to the user and
+    /// forget it.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn add_recovery_code(&self, label: &str) -> Result<(String, RecoveryCode)> {
+        let code = RecoveryCode::generate()?;
+        let id = self.add(NewCredential::RecoveryCode(&code), label)?;
+        Ok((id, code))
+    }
+
+    /// Adds a PIN slot enrolled in `vault`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a PIN that is not 4–16 digits; vault and store errors.
+    pub fn add_pin(&self, pin: &Passphrase, vault: &dyn PinVault, params: Argon2Params, label: &str) -> Result<String> {
+        self.add(NewCredential::Pin(pin, vault, params), label)
+    }
+
+    fn find(&self, id: &str) -> Result<Keyslot> {
+        let (slots, _) = load_slots(self.store(), &self.repo.repo_id)?;
+        let matches: Vec<Keyslot> = slots
+            .into_iter()
+            .filter(|s| s.id_hex().starts_with(&id.to_ascii_lowercase()))
+            .collect();
+        match matches.len() {
+            0 => Err(Error::NotFound(format!("keyslot {id}"))),
+            1 => Ok(matches.into_iter().next().expect("one match")),
+            n => Err(Error::InvalidArgument(format!("keyslot prefix {id} matches {n} slots"))),
+        }
+    }
+
+    /// Removes a slot (by id or unique prefix). Refuses to remove the last slot: the data would
+    /// be lost for good.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::InvalidArgument`] for the last slot; store errors.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let slot = self.find(id)?;
+        let (slots, _) = load_slots(self.store(), &self.repo.repo_id)?;
+        if slots.len() <= 1 {
+            return Err(Error::InvalidArgument(format!(
+                "keyslot {} is the last one: removing it would make the repository unreadable; add another first",
+                slot.id_hex()
+            )));
+        }
+        self.store().delete(FileKind::Key, &slot.id_hex())
+    }
+
+    /// Replaces a passphrase slot by one for `new` (same label); returns the new slot's id.
+    /// The new slot is written before the old one is removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the slot is not a passphrase slot or `new` is weak.
+    pub fn change_passphrase(&self, id: &str, new: &Passphrase, params: Option<Argon2Params>) -> Result<String> {
+        let slot = self.find(id)?;
+        let SlotKdf::Passphrase { params: old, .. } = slot.kdf else {
+            return Err(Error::InvalidArgument(format!(
+                "keyslot {} is a {} slot, not a passphrase slot",
+                slot.id_hex(),
+                slot.kdf.kind_name()
+            )));
+        };
+        let new_id = self.add(NewCredential::Passphrase(new, params.unwrap_or(old)), &slot.label)?;
+        self.store().delete(FileKind::Key, &slot.id_hex())?;
+        Ok(new_id)
+    }
+
+    /// Replaces a PIN slot by one for `new_pin`, enrolled in `vault`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the slot is not a PIN slot or the PIN is malformed.
+    pub fn change_pin(&self, id: &str, new_pin: &Passphrase, vault: &dyn PinVault) -> Result<String> {
+        let slot = self.find(id)?;
+        let SlotKdf::Pin { params, vault_id, .. } = slot.kdf else {
+            return Err(Error::InvalidArgument(format!(
+                "keyslot {} is a {} slot, not a PIN slot",
+                slot.id_hex(),
+                slot.kdf.kind_name()
+            )));
+        };
+        let new_id = self.add(NewCredential::Pin(new_pin, vault, params), &slot.label)?;
+        self.store().delete(FileKind::Key, &slot.id_hex())?;
+        // The old enrollment may live in another vault; forgetting it is best effort.
+        let _ = vault.remove(&vault_id);
+        Ok(new_id)
+    }
+
+    /// Issues a new recovery code and revokes the old one (slot `id`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the slot is not a recovery-code slot.
+    pub fn rotate_recovery_code(&self, id: &str) -> Result<(String, RecoveryCode)> {
+        let slot = self.find(id)?;
+        if !matches!(slot.kdf, SlotKdf::RecoveryCode { .. }) {
+            return Err(Error::InvalidArgument(format!(
+                "keyslot {} is a {} slot, not a recovery-code slot",
+                slot.id_hex(),
+                slot.kdf.kind_name()
+            )));
+        }
+        let (new_id, code) = self.add_recovery_code(&slot.label)?;
+        self.store().delete(FileKind::Key, &slot.id_hex())?;
+        Ok((new_id, code))
+    }
+}
