@@ -6,7 +6,9 @@
 //! format-spec.md §7.2; the [`Repository`](crate::Repository) API draws every nonce from the
 //! operating system's random source and never needs these functions.
 
-use crate::crypto::{KeySet, MasterKey, SecretKey};
+use std::sync::Arc;
+
+use crate::crypto::{self, KeySet, MasterKey, SecretKey};
 use crate::error::Result;
 use crate::format::blob::{self, BlobKind, Codec, SealedBlob};
 use crate::format::config::{self, ConfigFile};
@@ -125,4 +127,63 @@ pub fn encode_config(keys: &Keys, config: &ConfigFile, nonce: &[u8; 12]) -> Resu
 /// When the label is too long or the KDF parameters are out of bounds.
 pub fn encode_keyslot(slot: &NewSlot, master: &MasterKey, kdf_output: &SecretKey, nonce: &[u8; 12]) -> Result<Vec<u8>> {
     keyslot::encode(slot, master, kdf_output, nonce)
+}
+
+/// Seals an arbitrary, already encoded body (`codec` and `raw_len` are stored as given, not
+/// checked): for tests of what readers must refuse, such as decompression bombs.
+#[must_use]
+pub fn seal_blob_body(keys: &Keys, kind: BlobKind, id: &Id, codec: Codec, raw_len: u32, body: &[u8]) -> SealedBlob {
+    blob::seal_body(&keys.0, kind, *id, codec, raw_len, body.to_vec())
+}
+
+/// Creates a repository around a given master key (deterministic fixtures for fuzzing).
+///
+/// # Errors
+/// As [`Repository::init`](crate::Repository::init).
+pub fn init_with_master_key(
+    store: Arc<dyn crate::Store>,
+    master: MasterKey,
+    credentials: &crate::Credentials,
+    options: crate::InitOptions,
+) -> Result<crate::Repository> {
+    crate::Repository::init_with_master(store, master, credentials, options)
+}
+
+/// Opens a repository with its master key, skipping the keyslots (fuzzing: no KDF per run).
+///
+/// # Errors
+/// As [`Repository::open`](crate::Repository::open), without the keyslot errors.
+pub fn open_with_master_key(
+    store: Arc<dyn crate::Store>,
+    master: MasterKey,
+    options: &crate::OpenOptions,
+) -> Result<crate::Repository> {
+    crate::Repository::open_with_master(store, master, options)
+}
+
+/// Parses a local index cache from untrusted bytes; with `verify_checksum` false the table is
+/// used without its checksum, so lookups run over arbitrary (unsorted, out-of-range) entries.
+///
+/// # Errors
+/// As the cache reader: bad header, counts that do not match the length, checksum.
+pub fn index_cache_from_bytes(bytes: Vec<u8>, verify_checksum: bool) -> Result<crate::Index> {
+    crate::Index::from_untrusted_bytes(bytes, verify_checksum)
+}
+
+/// AES-256-GCM-SIV encryption as packvault uses it (`ciphertext ‖ tag`), for known-answer
+/// tests against RFC 8452 and Wycheproof.
+#[must_use]
+pub fn aes256_gcm_siv_seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let mut buf = plaintext.to_vec();
+    crypto::aead_seal(&SecretKey::from_bytes(*key), nonce, aad, &mut buf);
+    buf
+}
+
+/// AES-256-GCM-SIV decryption as packvault uses it; `None` when the tag does not verify.
+#[must_use]
+pub fn aes256_gcm_siv_open(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = sealed.to_vec();
+    crypto::aead_open(&SecretKey::from_bytes(*key), nonce, aad, &mut buf)
+        .ok()
+        .map(|()| buf)
 }

@@ -268,12 +268,22 @@ impl Index {
     }
 
     fn parse(bytes: Bytes, repo_id: &[u8; 16]) -> Result<Index> {
+        Index::parse_with(bytes, Some(repo_id), true)
+    }
+
+    /// Parses a cache from untrusted bytes (fuzzing, tools): with `verify_checksum` false the
+    /// table is used as is, which is only safe because every lookup is bounds-checked.
+    pub(crate) fn from_untrusted_bytes(bytes: Vec<u8>, verify_checksum: bool) -> Result<Index> {
+        Index::parse_with(Bytes::Heap(bytes), None, verify_checksum)
+    }
+
+    fn parse_with(bytes: Bytes, repo_id: Option<&[u8; 16]>, verify_checksum: bool) -> Result<Index> {
         let b = bytes.as_slice();
         check_header(b, MAGIC_CACHE, "index cache")?;
         if b.len() < CACHE_HEADER_LEN {
             return Err(Error::malformed("index cache", None, "truncated header"));
         }
-        if &b[8..24] != repo_id {
+        if repo_id.is_some_and(|r| &b[8..24] != r) {
             return Err(Error::malformed(
                 "index cache",
                 Some(8),
@@ -295,7 +305,7 @@ impl Index {
                 "counts do not match the file length",
             ));
         }
-        if blake3::hash(&b[CACHE_HEADER_LEN..]).as_bytes() != &checksum {
+        if verify_checksum && blake3::hash(&b[CACHE_HEADER_LEN..]).as_bytes() != &checksum {
             return Err(Error::Integrity("index cache: checksum mismatch".into()));
         }
         let (c, p, n) = (c as usize, p as usize, n as usize);

@@ -125,10 +125,19 @@ impl Repository {
     /// [`Error::AlreadyExists`] when the store already holds a config; [`Error::InvalidArgument`]
     /// for settings out of bounds; store errors.
     pub fn init(store: Arc<dyn Store>, credentials: &Credentials, options: InitOptions) -> Result<Repository> {
+        Repository::init_with_master(store, MasterKey::generate()?, credentials, options)
+    }
+
+    /// [`Repository::init`] with a given master key (through `hazmat`).
+    pub(crate) fn init_with_master(
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        credentials: &Credentials,
+        options: InitOptions,
+    ) -> Result<Repository> {
         if !store.list(FileKind::Config)?.is_empty() {
             return Err(Error::AlreadyExists(format!("a repository in {}", store.describe())));
         }
-        let master = MasterKey::generate()?;
         let keys = KeySet::derive(&master);
         let repo_id: [u8; 16] = random_array()?;
         let settings = Settings {
@@ -176,8 +185,31 @@ impl Repository {
         };
         let repo_id = config::decode_prefix(&cfg_bytes).at(|| Location::RepoFile("config".into()))?;
         let (master, opened_slot) = keys::unlock(store.as_ref(), &repo_id, credentials)?;
+        Repository::open_unlocked(store, &cfg_bytes, master, opened_slot, options)
+    }
+
+    /// Opens with the master key itself, bypassing keyslots (through `hazmat`).
+    pub(crate) fn open_with_master(
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        options: &OpenOptions,
+    ) -> Result<Repository> {
+        let cfg_bytes = store
+            .get(FileKind::Config, "config")
+            .at(|| Location::RepoFile("config".into()))?;
+        Repository::open_unlocked(store, &cfg_bytes, master, String::new(), options)
+    }
+
+    fn open_unlocked(
+        store: Arc<dyn Store>,
+        cfg_bytes: &[u8],
+        master: MasterKey,
+        opened_slot: String,
+        options: &OpenOptions,
+    ) -> Result<Repository> {
         let keys = KeySet::derive(&master);
-        let cfg = config::decode(keys.meta_key(), &cfg_bytes).at(|| Location::RepoFile("config".into()))?;
+        let cfg = config::decode(keys.meta_key(), cfg_bytes).at(|| Location::RepoFile("config".into()))?;
+        let repo_id = cfg.repo_id;
         if cfg.settings.master_id != master.id() {
             return Err(Error::Integrity("the config belongs to another master key".into())
                 .at(Location::RepoFile("config".into())));

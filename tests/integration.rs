@@ -24,6 +24,12 @@ mod damage;
 mod keys;
 #[path = "integration/known_answers.rs"]
 mod known_answers;
+#[path = "integration/primitives.rs"]
+mod primitives;
+#[path = "integration/properties.rs"]
+mod properties;
+#[path = "integration/regression.rs"]
+mod regression;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,18 +1,20 @@
-//! Pack trailer and directory decoding from arbitrary bytes: never panics; an accepted pack's
-//! entries tile the blob area.
+//! Whole packs from arbitrary bytes: trailer, then directory. Never panics; an accepted
+//! directory's entries tile the blob area exactly.
 #![no_main]
+
+#[path = "common/mod.rs"]
+mod common;
 
 use libfuzzer_sys::fuzz_target;
 use packvault::format::pack;
-use packvault::hazmat::Keys;
-use packvault::MasterKey;
 
 fuzz_target!(|data: &[u8]| {
-    let keys = Keys::derive(&MasterKey::from_bytes([0; 32]));
     if data.len() >= pack::TRAILER_LEN {
-        let _ = pack::decode_trailer(data.len() as u64, &data[data.len() - pack::TRAILER_LEN..]);
+        if let Ok(dir_len) = pack::decode_trailer(data.len() as u64, &data[data.len() - pack::TRAILER_LEN..]) {
+            assert!(dir_len as usize + pack::TRAILER_LEN <= data.len());
+        }
     }
-    if let Ok(dir) = pack::decode_pack(keys.meta_key(), data) {
+    if let Ok(dir) = pack::decode_pack(common::keys().meta_key(), data) {
         let mut end = 0u64;
         for e in &dir.entries {
             assert_eq!(u64::from(e.offset), end);

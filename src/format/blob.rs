@@ -152,7 +152,7 @@ fn decompress(body: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
 /// id key). `level` is the zstd level; `None` stores the plaintext uncompressed.
 pub(crate) fn seal(keys: &KeySet, kind: BlobKind, id: Id, raw: &[u8], level: Option<i32>) -> SealedBlob {
     debug_assert!(raw.len() <= MAX_BLOB_RAW as usize);
-    let (codec, mut buf) = match level.and_then(|l| compress(raw, l)) {
+    let (codec, buf) = match level.and_then(|l| compress(raw, l)) {
         Some(c) => (Codec::Zstd, c),
         None => {
             let mut b = Vec::with_capacity(raw.len() + raw.len() / 8 + TAG_LEN + 1);
@@ -160,8 +160,27 @@ pub(crate) fn seal(keys: &KeySet, kind: BlobKind, id: Id, raw: &[u8], level: Opt
             (Codec::Raw, b)
         }
     };
+    seal_body(
+        keys,
+        kind,
+        id,
+        codec,
+        u32::try_from(raw.len()).expect("blob below MAX_BLOB_RAW"),
+        buf,
+    )
+}
+
+/// Pads and encrypts an encoded body (`raw` or a zstd frame of it).
+pub(crate) fn seal_body(
+    keys: &KeySet,
+    kind: BlobKind,
+    id: Id,
+    codec: Codec,
+    raw_len: u32,
+    mut buf: Vec<u8>,
+) -> SealedBlob {
     padding::pad_marker(&mut buf);
-    let padded_len = u32::try_from(buf.len()).expect("blob below MAX_BLOB_RAW");
+    let padded_len = u32::try_from(buf.len()).expect("blob below MAX_BLOB_SEALED");
     let ad = associated_data(kind, codec, &id, padded_len);
     let key = keys.blob_key(&id);
     crypto::aead_seal(&key, &[0u8; NONCE_LEN], &ad, &mut buf);
@@ -169,7 +188,7 @@ pub(crate) fn seal(keys: &KeySet, kind: BlobKind, id: Id, raw: &[u8], level: Opt
         id,
         kind,
         codec,
-        raw_len: u32::try_from(raw.len()).expect("blob below MAX_BLOB_RAW"),
+        raw_len,
         bytes: buf,
     }
 }
@@ -305,6 +324,25 @@ mod tests {
         )
         .is_err());
         assert!(open(&ks, BlobKind::Data, &id, s.codec, s.raw_len, &[]).is_err());
+    }
+
+    #[test]
+    fn decompression_bombs_and_lying_lengths_are_refused() {
+        let ks = keys();
+        let huge = vec![0u8; 16 << 20];
+        let frame = zstd::bulk::compress(&huge, 3).unwrap();
+        assert!(frame.len() < 4096);
+        let id = ks.chunk_id(&huge).0;
+        // A valid frame of 16 MiB behind a blob that declares 1000 bytes.
+        let bomb = seal_body(&ks, BlobKind::Data, id, Codec::Zstd, 1000, frame.clone());
+        let err = open(&ks, BlobKind::Data, &id, Codec::Zstd, 1000, &bomb.bytes).unwrap_err();
+        assert!(err.to_string().contains("zstd"), "{err}");
+        // Declaring more than the limit is refused before decrypting.
+        let err = open(&ks, BlobKind::Data, &id, Codec::Zstd, MAX_BLOB_RAW + 1, &bomb.bytes).unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded { .. }), "{err}");
+        // A frame that yields fewer bytes than declared.
+        let short = seal_body(&ks, BlobKind::Data, id, Codec::Zstd, (16 << 20) + 1, frame);
+        assert!(open(&ks, BlobKind::Data, &id, Codec::Zstd, (16 << 20) + 1, &short.bytes).is_err());
     }
 
     #[test]

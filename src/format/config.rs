@@ -176,11 +176,31 @@ pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<ConfigFile> {
     }
     let repo_id = decode_prefix(bytes)?;
     let plain = open_envelope(meta_key, bytes, PREFIX_LEN, "config")?;
-    let settings: Settings = encoding::decode(&plain, "config settings")?;
+    Ok(ConfigFile {
+        repo_id,
+        settings: decode_settings(&plain)?,
+    })
+}
+
+/// Decodes and checks the decrypted settings record.
+///
+/// # Errors
+/// [`Error::Malformed`] when the record does not decode or is out of bounds.
+pub fn decode_settings(plain: &[u8]) -> Result<Settings> {
+    let settings: Settings = encoding::decode(plain, "config settings")?;
     settings
         .validate()
         .map_err(|e| Error::malformed("config settings", None, e.to_string()))?;
-    Ok(ConfigFile { repo_id, settings })
+    Ok(settings)
+}
+
+/// Encodes the settings record (the config's plaintext).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the settings are out of bounds.
+pub fn encode_settings(settings: &Settings) -> Result<Vec<u8>> {
+    settings.validate()?;
+    encoding::encode(settings)
 }
 
 #[cfg(test)]

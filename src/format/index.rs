@@ -39,8 +39,9 @@ pub struct IndexFile {
     pub packs: Vec<IndexPack>,
 }
 
-/// Encrypts an index file.
-pub(crate) fn encode(meta_key: &SecretKey, index: &IndexFile, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
+/// Encodes an index file's plaintext without its padding (format-spec.md §5.6).
+#[must_use]
+pub fn encode_plaintext(index: &IndexFile) -> Vec<u8> {
     let mut plain = Vec::new();
     plain.extend_from_slice(
         &u32::try_from(index.packs.len())
@@ -62,6 +63,12 @@ pub(crate) fn encode(meta_key: &SecretKey, index: &IndexFile, nonce: &[u8; NONCE
             e.encode(&mut plain);
         }
     }
+    plain
+}
+
+/// Encrypts an index file.
+pub(crate) fn encode(meta_key: &SecretKey, index: &IndexFile, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
+    let mut plain = encode_plaintext(index);
     let unpadded = (HEADER_LEN + NONCE_LEN + plain.len() + TAG_LEN) as u64;
     plain.resize(plain.len() + (padme(unpadded) - unpadded) as usize, 0);
     seal_envelope(meta_key, &header(MAGIC_INDEX), nonce, plain)
@@ -88,7 +95,10 @@ pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<IndexFile> {
 }
 
 /// Decodes the decrypted body of an index file.
-pub(crate) fn decode_plaintext(plain: &[u8]) -> Result<IndexFile> {
+///
+/// # Errors
+/// [`Error::Malformed`] as for [`decode`].
+pub fn decode_plaintext(plain: &[u8]) -> Result<IndexFile> {
     let mut r = ByteReader::new(plain, "index file");
     let count = r.u32()? as usize;
     r.zeros(4, "reserved bytes")?;

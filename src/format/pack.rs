@@ -125,17 +125,7 @@ pub(crate) fn encode(
         });
         offset += sealed_len;
     }
-    let mut dir = Vec::with_capacity(DIR_HEADER_LEN + entries.len() * ENTRY_LEN);
-    dir.push(kind as u8);
-    dir.extend_from_slice(&[0; 3]);
-    dir.extend_from_slice(
-        &u32::try_from(entries.len())
-            .expect("count below MAX_PACK_LEN")
-            .to_le_bytes(),
-    );
-    for e in &entries {
-        e.encode(&mut dir);
-    }
+    let mut dir = encode_directory_plaintext(kind, &entries);
     let unpadded = (blobs_len + NONCE_LEN + dir.len() + TAG_LEN + TRAILER_LEN) as u64;
     dir.resize(dir.len() + (padme(unpadded) - unpadded) as usize, 0);
     crypto::aead_seal(meta_key, nonce, &directory_ad(blobs_len as u64), &mut dir);
@@ -151,6 +141,23 @@ pub(crate) fn encode(
     pack.extend_from_slice(&header(MAGIC_PACK));
     debug_assert_eq!(pack.len() as u64, padme(unpadded));
     (pack, entries)
+}
+
+/// Encodes a directory plaintext without its padding (format-spec.md §5.5.2).
+#[must_use]
+pub fn encode_directory_plaintext(kind: BlobKind, entries: &[BlobEntry]) -> Vec<u8> {
+    let mut dir = Vec::with_capacity(DIR_HEADER_LEN + entries.len() * ENTRY_LEN);
+    dir.push(kind as u8);
+    dir.extend_from_slice(&[0; 3]);
+    dir.extend_from_slice(
+        &u32::try_from(entries.len())
+            .expect("count below MAX_PACK_LEN")
+            .to_le_bytes(),
+    );
+    for e in entries {
+        e.encode(&mut dir);
+    }
+    dir
 }
 
 /// Reads the trailer of a pack of `pack_len` bytes, given its last [`TRAILER_LEN`] bytes.
@@ -216,7 +223,10 @@ pub fn decode_directory(meta_key: &SecretKey, pack_len: u64, dir: &[u8]) -> Resu
 }
 
 /// Decodes a decrypted directory for a pack whose blobs take `blobs_len` bytes.
-pub(crate) fn decode_directory_plaintext(plain: &[u8], blobs_len: u64) -> Result<PackDirectory> {
+///
+/// # Errors
+/// [`Error::Malformed`] as for [`decode_directory`].
+pub fn decode_directory_plaintext(plain: &[u8], blobs_len: u64) -> Result<PackDirectory> {
     let mut r = ByteReader::new(plain, "pack directory");
     let kind_byte = r.u8()?;
     let kind = BlobKind::from_u8(kind_byte).ok_or_else(|| r.err(format!("unknown blob kind {kind_byte}")))?;

@@ -240,8 +240,12 @@ impl SnapshotRecord {
     }
 }
 
-/// Encrypts a snapshot file.
-pub(crate) fn encode(meta_key: &SecretKey, record: &SnapshotRecord, nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>> {
+/// Encodes a snapshot file's plaintext without its padding: `u32 length ‖ record`
+/// (format-spec.md §5.9).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the record breaks a rule of [`decode_plaintext`].
+pub fn encode_plaintext(record: &SnapshotRecord) -> Result<Vec<u8>> {
     record.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
     let body = encoding::encode(record)?;
     let mut plain = Vec::with_capacity(body.len() + 64);
@@ -251,6 +255,12 @@ pub(crate) fn encode(meta_key: &SecretKey, record: &SnapshotRecord, nonce: &[u8;
             .to_le_bytes(),
     );
     plain.extend_from_slice(&body);
+    Ok(plain)
+}
+
+/// Encrypts a snapshot file.
+pub(crate) fn encode(meta_key: &SecretKey, record: &SnapshotRecord, nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>> {
+    let mut plain = encode_plaintext(record)?;
     let unpadded = (HEADER_LEN + NONCE_LEN + plain.len() + TAG_LEN) as u64;
     if unpadded > MAX_SNAPSHOT_FILE {
         return Err(Error::LimitExceeded {
@@ -283,7 +293,10 @@ pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<SnapshotRecord> {
 }
 
 /// Decodes the decrypted body of a snapshot file.
-pub(crate) fn decode_plaintext(plain: &[u8]) -> Result<SnapshotRecord> {
+///
+/// # Errors
+/// [`Error::Malformed`] as for [`decode`].
+pub fn decode_plaintext(plain: &[u8]) -> Result<SnapshotRecord> {
     let mut r = ByteReader::new(plain, "snapshot");
     let len = r.u32()? as usize;
     let body = r.take(len)?;
