@@ -46,19 +46,31 @@ fuzz_target!(|input: Input| {
         normalization: input.normalization % 4,
         ..ChunkerParams::default()
     };
-    let Ok(chunker) = Chunker::new(&params, &SecretKey::from_bytes(input.key)) else { return };
+    let Ok(chunker) = Chunker::new(&params, &SecretKey::from_bytes(input.key)) else {
+        return;
+    };
     let cuts = chunker.cut_points(&input.data);
     let mut prev = 0;
     for (i, &c) in cuts.iter().enumerate() {
         let len = c - prev;
         assert!(len > 0 && len <= params.max_size as usize);
         if i + 1 < cuts.len() {
-            assert!(len > params.min_size as usize || len == params.max_size as usize, "chunk {i}: {len}");
+            assert!(
+                len > params.min_size as usize || len == params.max_size as usize,
+                "chunk {i}: {len}"
+            );
         }
         prev = c;
     }
     assert_eq!(prev, input.data.len());
-    let mut r = ChunkReader::new(Reads { data: &input.data, sizes: &input.reads, i: 0 }, chunker);
+    let mut r = ChunkReader::new(
+        Reads {
+            data: &input.data,
+            sizes: &input.reads,
+            i: 0,
+        },
+        chunker,
+    );
     let mut pos = 0;
     let mut streamed = Vec::new();
     while let Some(c) = r.next_chunk().unwrap() {

@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use packvault::{hazmat, Id};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(index) = hazmat::index_cache_from_bytes(data.to_vec(), false) else { return };
+    let Ok(index) = hazmat::index_cache_from_bytes(data.to_vec(), false) else {
+        return;
+    };
     let _ = index.verify_table();
     let mut ids = Vec::new();
     for item in index.iter().take(4096) {

@@ -44,8 +44,10 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
 
 fuzz_target!(|mutations: Vec<Mutation>| {
     let fx = fixture();
-    let mut files: BTreeMap<String, Vec<u8>> =
-        fx.iter().filter_map(|(k, v)| Some((k.strip_prefix("repo/")?.to_string(), v.clone()))).collect();
+    let mut files: BTreeMap<String, Vec<u8>> = fx
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("repo/")?.to_string(), v.clone())))
+        .collect();
     for m in mutations.iter().take(4) {
         let names: Vec<String> = files.keys().cloned().collect();
         if names.is_empty() {
@@ -83,25 +85,45 @@ fuzz_target!(|mutations: Vec<Mutation>| {
     for (path, data) in files {
         store.overwrite(&path, data);
     }
-    let Ok(repo) = hazmat::open_with_master_key(store, MasterKey::from_bytes(common::MASTER), &OpenOptions::default()) else {
+    let Ok(repo) = hazmat::open_with_master_key(store, MasterKey::from_bytes(common::MASTER), &OpenOptions::default())
+    else {
         return;
     };
     let Ok(snapshots) = repo.snapshots() else { return };
     // tmpfs when there is one: a restore per run writes files.
-    let base = if Path::new("/dev/shm").is_dir() { Path::new("/dev/shm").to_path_buf() } else { std::env::temp_dir() };
+    let base = if Path::new("/dev/shm").is_dir() {
+        Path::new("/dev/shm").to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
     let tmp = base.join(format!("pv-fuzz-restore-{}", std::process::id()));
     for (id, rec) in snapshots {
         let prefix = format!("expected/{id}/");
-        let expected: BTreeMap<&str, &Vec<u8>> =
-            fx.iter().filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?, v))).collect();
-        assert!(!expected.is_empty(), "snapshot {id} is not one of the fixture's: a forgery was accepted");
+        let expected: BTreeMap<&str, &Vec<u8>> = fx
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?, v)))
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "snapshot {id} is not one of the fixture's: a forgery was accepted"
+        );
         let _ = std::fs::remove_dir_all(&tmp);
-        let Ok(report) = repo.restore(&rec, &RestoreOptions { target: tmp.clone(), ..Default::default() }) else { continue };
+        let Ok(report) = repo.restore(
+            &rec,
+            &RestoreOptions {
+                target: tmp.clone(),
+                ..Default::default()
+            },
+        ) else {
+            continue;
+        };
         let mut restored = BTreeMap::new();
         walk(&tmp, &tmp, &mut restored);
         for (path, data) in &restored {
             assert!(!path.contains(".pv-restore-"), "temporary file left: {path}");
-            let want = expected.get(path.as_str()).unwrap_or_else(|| panic!("unexpected file {path}"));
+            let want = expected
+                .get(path.as_str())
+                .unwrap_or_else(|| panic!("unexpected file {path}"));
             assert!(*want == data, "{path} restored with wrong content");
         }
         for path in expected.keys() {
