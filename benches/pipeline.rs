@@ -23,9 +23,8 @@ fn data(len: usize, text: bool) -> Vec<u8> {
     if !text {
         return (0..len).map(|_| (next() >> 24) as u8).collect();
     }
-    const WORDS: &[&str] = &[
-        "see", "you", "at", "eight", "ok", "love", "haha", "coffee", "tomorrow", "photo", "thanks",
-    ];
+    const WORDS: &[&str] =
+        &["see", "you", "at", "eight", "ok", "love", "haha", "coffee", "tomorrow", "photo", "thanks"];
     let mut out = Vec::with_capacity(len + 64);
     while out.len() < len {
         out.extend_from_slice(format!("{{\"id\":{},\"text\":\"", next() % 100_000).as_bytes());

@@ -62,33 +62,16 @@ fn main() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let store = Arc::new(MemoryStore::new());
     let options = InitOptions {
-        chunker: ChunkerParams {
-            min_size: 1024,
-            avg_size: 4096,
-            max_size: 16384,
-            ..ChunkerParams::default()
-        },
+        chunker: ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384, ..ChunkerParams::default() },
         pack_target_size: 1 << 20,
-        kdf: Argon2Params {
-            m_kib: 8 * 1024,
-            t: 1,
-            p: 1,
-        },
+        kdf: Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 },
         ..InitOptions::default()
     };
     let creds = Credentials::passphrase("fuzzing fixture passphrase");
     let mut repo = hazmat::init_with_master_key(store.clone(), MasterKey::from_bytes(MASTER), &creds, options).unwrap();
-    let meta = FileMeta {
-        mode: 0o644,
-        mtime_secs: 1_764_115_200,
-        mtime_nanos: 0,
-    };
+    let meta = FileMeta { mode: 0o644, mtime_secs: 1_764_115_200, mtime_nanos: 0 };
     let days: [Vec<(&str, Vec<u8>)>; 2] = [
-        vec![
-            ("chats/ana.json", text(1500, 1)),
-            ("media/IMG-1.jpg", noise(40_000, 7)),
-            ("empty", Vec::new()),
-        ],
+        vec![("chats/ana.json", text(1500, 1)), ("media/IMG-1.jpg", noise(40_000, 7)), ("empty", Vec::new())],
         vec![
             ("chats/ana.json", text(1700, 1)),
             ("chats/ben.json", text(300, 5)),
@@ -156,21 +139,13 @@ fn main() {
             write(&fuzz, "config", "config", &seed);
         }
     }
-    write(
-        &fuzz,
-        "recovery_code",
-        "code",
-        packvault::RecoveryCode::from_bytes([9; 32]).to_text().as_bytes(),
-    );
+    write(&fuzz, "recovery_code", "code", packvault::RecoveryCode::from_bytes([9; 32]).to_text().as_bytes());
     // The index cache of the repository, as the client keeps it.
     let cache = tempfile_dir();
     let opened = hazmat::open_with_master_key(
         store.clone(),
         MasterKey::from_bytes(MASTER),
-        &packvault::OpenOptions {
-            cache_dir: Some(cache.clone()),
-            ..Default::default()
-        },
+        &packvault::OpenOptions { cache_dir: Some(cache.clone()), ..Default::default() },
     )
     .unwrap();
     let cache_file = packvault::cache_path(&cache, &opened.id());
@@ -180,11 +155,7 @@ fn main() {
     write(&fuzz, "restore_from_bytes", "none", &[]);
     write(&fuzz, "restore_from_bytes", "flip", &[0, 3, 0, 0, 0, 200, 0, 0, 0, 1]);
     write(&fuzz, "restore_from_bytes", "delete", &[2, 5]);
-    println!(
-        "wrote {} and corpora under {}",
-        fuzz.join("fixtures/repo.bin").display(),
-        fuzz.join("corpus").display()
-    );
+    println!("wrote {} and corpora under {}", fuzz.join("fixtures/repo.bin").display(), fuzz.join("corpus").display());
     let n = store.list(packvault::FileKind::Pack).unwrap().len();
     println!("fixture: {} files, {n} packs", fixture.len());
 }

@@ -29,13 +29,7 @@ fn main() -> std::io::Result<()> {
         eprintln!("format-spec.md lacks the vector markers; not updated");
         std::process::exit(1);
     };
-    let updated = format!(
-        "{}{}{}{}",
-        &spec[..a],
-        vectors::SPEC_BEGIN,
-        vectors::spec_section(&all),
-        &spec[b..]
-    );
+    let updated = format!("{}{}{}{}", &spec[..a], vectors::SPEC_BEGIN, vectors::spec_section(&all), &spec[b..]);
     fs::write(&spec_path, updated)?;
     println!("updated format-spec.md §11");
     Ok(())

@@ -37,10 +37,7 @@ impl std::fmt::Debug for Chunker {
 #[must_use]
 pub fn gear_table(chunker_key: &SecretKey) -> [u64; 256] {
     let mut bytes = [0u8; 2048];
-    blake3::Hasher::new_derive_key(contexts::GEAR)
-        .update(chunker_key.bytes())
-        .finalize_xof()
-        .fill(&mut bytes);
+    blake3::Hasher::new_derive_key(contexts::GEAR).update(chunker_key.bytes()).finalize_xof().fill(&mut bytes);
     let mut gear = [0u64; 256];
     for (g, b) in gear.iter_mut().zip(bytes.chunks_exact(8)) {
         *g = u64::from_le_bytes(b.try_into().expect("8-byte chunk"));
@@ -147,15 +144,7 @@ impl<R: Read> ChunkReader<R> {
     /// Reads `reader` through a buffer of at least four maximum chunks.
     pub fn new(reader: R, chunker: Chunker) -> Self {
         let cap = (chunker.max * 4).max(1 << 20);
-        ChunkReader {
-            reader,
-            chunker,
-            buf: vec![0; cap],
-            start: 0,
-            end: 0,
-            eof: false,
-            bytes_read: 0,
-        }
+        ChunkReader { reader, chunker, buf: vec![0; cap], start: 0, end: 0, eof: false, bytes_read: 0 }
     }
 
     /// Bytes read from the reader so far.
@@ -228,9 +217,8 @@ mod tests {
         table.copy_from_slice(&gear);
         let ours = Chunker::with_gear(&params, table).unwrap();
         let data = test_bytes(3 << 20, 42);
-        let theirs: Vec<usize> = fastcdc::v2020::FastCDC::new(&data, 16 << 10, 64 << 10, 256 << 10)
-            .map(|c| c.offset + c.length)
-            .collect();
+        let theirs: Vec<usize> =
+            fastcdc::v2020::FastCDC::new(&data, 16 << 10, 64 << 10, 256 << 10).map(|c| c.offset + c.length).collect();
         assert_eq!(ours.cut_points(&data), theirs);
     }
 
@@ -249,27 +237,16 @@ mod tests {
         let (gear, _) = fastcdc::v2020::get_gear_with_seed(0);
         let mut table = [0u64; 256];
         table.copy_from_slice(&gear);
-        assert_ne!(
-            Chunker::with_gear(&ChunkerParams::default(), table)
-                .unwrap()
-                .cut_points(&data),
-            cuts
-        );
+        assert_ne!(Chunker::with_gear(&ChunkerParams::default(), table).unwrap().cut_points(&data), cuts);
     }
 
-    const GOLDEN: &[usize] = &[
-        29460, 110673, 229838, 295940, 383737, 427901, 624762, 729374, 807345, 880743, 1021453, 1048576,
-    ];
+    const GOLDEN: &[usize] =
+        &[29460, 110673, 229838, 295940, 383737, 427901, 624762, 729374, 807345, 880743, 1021453, 1048576];
 
     #[test]
     fn reader_matches_slice_and_bounds_hold() {
         let ks = KeySet::derive(&MasterKey::from_bytes([7; 32]));
-        let params = ChunkerParams {
-            min_size: 2048,
-            avg_size: 8192,
-            max_size: 32768,
-            ..ChunkerParams::default()
-        };
+        let params = ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 32768, ..ChunkerParams::default() };
         let chunker = Chunker::new(&params, ks.chunker_key()).unwrap();
         let mut data = test_bytes(2 << 20, 9);
         data.extend(std::iter::repeat_n(0u8, 300_000)); // forces max-size cuts

@@ -47,13 +47,23 @@ pub mod contexts {
     pub const RECOVERY: &str = "packvault 2026-11-26 v1 recovery code";
     /// Argon2id(PIN) → proof shown to the PIN vault.
     pub const PIN_AUTH: &str = "packvault 2026-11-26 v1 pin vault auth";
+    /// PIN slot salt ‖ Argon2id parameters → binding checked by the vault.
+    pub const PIN_BINDING: &str = "packvault 2026-11-26 v1 pin vault binding";
     /// Argon2id(PIN) ‖ vault secret → PIN slot KDF output.
     pub const PIN_KEY: &str = "packvault 2026-11-26 v1 pin key";
 }
 
-/// A 32-byte secret key, wiped on drop, never printed.
-#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+/// A 32-byte secret key, wiped on drop, never printed; compared in constant time.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SecretKey([u8; 32]);
+
+impl PartialEq for SecretKey {
+    fn eq(&self, other: &Self) -> bool {
+        ct_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SecretKey {}
 
 impl SecretKey {
     /// Wraps raw key bytes.

@@ -185,18 +185,11 @@ impl Error {
     /// Wraps the error with the place where it happened.
     #[must_use]
     pub fn at(self, at: Location) -> Error {
-        Error::At {
-            at,
-            error: Box::new(self),
-        }
+        Error::At { at, error: Box::new(self) }
     }
 
     pub(crate) fn malformed(what: &'static str, offset: Option<u64>, detail: impl Into<String>) -> Error {
-        Error::Malformed {
-            what,
-            offset,
-            detail: detail.into(),
-        }
+        Error::Malformed { what, offset, detail: detail.into() }
     }
 }
 

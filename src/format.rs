@@ -72,11 +72,7 @@ pub(crate) fn check_header(bytes: &[u8], magic: [u8; 6], what: &'static str) -> 
     }
     let version = u16::from_le_bytes([bytes[6], bytes[7]]);
     if version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion {
-            what,
-            found: version,
-            supported: FORMAT_VERSION,
-        });
+        return Err(Error::UnsupportedVersion { what, found: version, supported: FORMAT_VERSION });
     }
     Ok(())
 }
@@ -108,9 +104,7 @@ pub(crate) fn open_envelope(key: &SecretKey, bytes: &[u8], prefix_len: usize, wh
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| Error::malformed(what, None, "nonce"))?;
     let mut buf = body.to_vec();
     crypto::aead_open(key, &nonce, prefix, &mut buf).map_err(|_| {
-        Error::Integrity(format!(
-            "{what}: authentication failed (damaged, forged, or another repository's key)"
-        ))
+        Error::Integrity(format!("{what}: authentication failed (damaged, forged, or another repository's key)"))
     })?;
     Ok(buf)
 }
@@ -177,11 +171,7 @@ impl<'a> ByteReader<'a> {
         let at = self.pos;
         let s = self.take(n)?;
         if let Some(i) = s.iter().position(|&b| b != 0) {
-            return Err(Error::malformed(
-                self.what,
-                Some((at + i) as u64),
-                format!("{field} must be zero"),
-            ));
+            return Err(Error::malformed(self.what, Some((at + i) as u64), format!("{field} must be zero")));
         }
         Ok(())
     }

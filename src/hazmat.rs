@@ -183,7 +183,5 @@ pub fn aes256_gcm_siv_seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], plainte
 #[must_use]
 pub fn aes256_gcm_siv_open(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     let mut buf = sealed.to_vec();
-    crypto::aead_open(&SecretKey::from_bytes(*key), nonce, aad, &mut buf)
-        .ok()
-        .map(|()| buf)
+    crypto::aead_open(&SecretKey::from_bytes(*key), nonce, aad, &mut buf).ok().map(|()| buf)
 }

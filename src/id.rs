@@ -42,9 +42,8 @@ impl Id {
     /// [`Error::InvalidArgument`] when `s` is not exactly 64 hex digits.
     pub fn from_hex(s: &str) -> Result<Id, Error> {
         let bytes = hex_decode(s).ok_or_else(|| Error::InvalidArgument(format!("not a 64-digit hex id: {s:?}")))?;
-        let arr: [u8; ID_LEN] = bytes
-            .try_into()
-            .map_err(|_| Error::InvalidArgument(format!("not a 64-digit hex id: {s:?}")))?;
+        let arr: [u8; ID_LEN] =
+            bytes.try_into().map_err(|_| Error::InvalidArgument(format!("not a 64-digit hex id: {s:?}")))?;
         Ok(Id(arr))
     }
 
@@ -175,9 +174,7 @@ pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if b.len() % 2 != 0 {
         return None;
     }
-    b.chunks_exact(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
+    b.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
 }
 
 #[cfg(test)]

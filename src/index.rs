@@ -54,13 +54,7 @@ impl BlobLocation {
     /// The pack-directory entry for this location.
     #[must_use]
     pub fn entry(&self, id: Id) -> BlobEntry {
-        BlobEntry {
-            id,
-            offset: self.offset,
-            sealed_len: self.sealed_len,
-            raw_len: self.raw_len,
-            codec: self.codec,
-        }
+        BlobEntry { id, offset: self.offset, sealed_len: self.sealed_len, raw_len: self.raw_len, codec: self.codec }
     }
 }
 
@@ -174,21 +168,14 @@ impl Index {
 
     fn decode_entry(&self, i: usize) -> Result<(Id, BlobLocation)> {
         let corrupt = |d: &str| {
-            Error::malformed(
-                "index cache",
-                Some((self.entries_at + i * CACHE_ENTRY_LEN) as u64),
-                d.to_string(),
-            )
+            Error::malformed("index cache", Some((self.entries_at + i * CACHE_ENTRY_LEN) as u64), d.to_string())
         };
         let e = self.entry_bytes(i).ok_or_else(|| corrupt("entry out of range"))?;
         let word = |at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]);
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(&e[..ID_LEN]);
         let pack_idx = word(32) as usize;
-        let pack = self
-            .packs
-            .get(pack_idx)
-            .ok_or_else(|| corrupt("pack number out of range"))?;
+        let pack = self.packs.get(pack_idx).ok_or_else(|| corrupt("pack number out of range"))?;
         let sealed = word(40);
         Ok((
             Id(id),
@@ -198,11 +185,7 @@ impl Index {
                 offset: word(36),
                 sealed_len: sealed & !CODEC_BIT,
                 raw_len: word(44),
-                codec: if sealed & CODEC_BIT != 0 {
-                    Codec::Zstd
-                } else {
-                    Codec::Raw
-                },
+                codec: if sealed & CODEC_BIT != 0 { Codec::Zstd } else { Codec::Raw },
             },
         ))
     }
@@ -242,9 +225,7 @@ impl Index {
 
     /// Every entry of the table and overlay, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(Id, BlobLocation)>> + '_ {
-        (0..self.count)
-            .map(|i| self.decode_entry(i))
-            .chain(self.overlay.iter().map(|(k, v)| Ok((*k, *v))))
+        (0..self.count).map(|i| self.decode_entry(i)).chain(self.overlay.iter().map(|(k, v)| Ok((*k, *v))))
     }
 
     /// Records the blobs of a pack just written.
@@ -284,11 +265,7 @@ impl Index {
             return Err(Error::malformed("index cache", None, "truncated header"));
         }
         if repo_id.is_some_and(|r| &b[8..24] != r) {
-            return Err(Error::malformed(
-                "index cache",
-                Some(8),
-                "belongs to another repository",
-            ));
+            return Err(Error::malformed("index cache", Some(8), "belongs to another repository"));
         }
         let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
         let (c, p, n) = (word(24), word(32), word(40));
@@ -299,11 +276,7 @@ impl Index {
             .and_then(|x| x.checked_add(n.checked_mul(CACHE_ENTRY_LEN as u64)?))
             .ok_or_else(|| Error::malformed("index cache", Some(24), "counts overflow"))?;
         if body_len != (b.len() - CACHE_HEADER_LEN) as u64 {
-            return Err(Error::malformed(
-                "index cache",
-                Some(24),
-                "counts do not match the file length",
-            ));
+            return Err(Error::malformed("index cache", Some(24), "counts do not match the file length"));
         }
         if verify_checksum && blake3::hash(&b[CACHE_HEADER_LEN..]).as_bytes() != &checksum {
             return Err(Error::Integrity("index cache: checksum mismatch".into()));
@@ -397,7 +370,14 @@ pub(crate) fn read_index_files(
         .map(|id| {
             let name = id.to_hex();
             let loc = || Location::RepoFile(FileKind::Index.path(&name));
-            let bytes = store.get(FileKind::Index, &name).at(loc)?;
+            let bytes = crate::store::get_bounded(
+                store,
+                FileKind::Index,
+                &name,
+                index_format::MAX_INDEX_FILE,
+                "index file length",
+            )
+            .at(loc)?;
             if crate::id::Id::hash_of(&bytes) != id.0 {
                 return Err(Error::Integrity("content does not hash to its name".into()).at(loc()));
             }
@@ -421,10 +401,7 @@ pub(crate) fn load(
     repo_id: &[u8; 16],
     cache_dir: Option<&Path>,
 ) -> Result<Index> {
-    let present: Vec<IndexId> = crate::store::list_ids(store, FileKind::Index)?
-        .into_iter()
-        .map(IndexId)
-        .collect();
+    let present: Vec<IndexId> = crate::store::list_ids(store, FileKind::Index)?.into_iter().map(IndexId).collect();
     let cached = cache_dir.and_then(|d| open_cache(&cache_path(d, repo_id), repo_id).ok());
     if let Some(idx) = &cached {
         if idx.covered == present {
@@ -433,11 +410,7 @@ pub(crate) fn load(
     }
     let (base, missing): (Option<Index>, Vec<IndexId>) = match cached {
         Some(idx) if idx.covered.iter().all(|c| present.binary_search(c).is_ok()) => {
-            let missing = present
-                .iter()
-                .filter(|p| idx.covered.binary_search(p).is_err())
-                .copied()
-                .collect();
+            let missing = present.iter().filter(|p| idx.covered.binary_search(p).is_err()).copied().collect();
             (Some(idx), missing)
         }
         _ => (None, present.clone()),
@@ -500,14 +473,7 @@ pub(crate) fn merge(
     for (id, file) in files {
         covered.push(*id);
         for p in &file.packs {
-            let n = add_pack(
-                PackInfo {
-                    id: p.pack,
-                    kind: p.kind,
-                    len: p.pack_len,
-                },
-                &mut packs,
-            );
+            let n = add_pack(PackInfo { id: p.pack, kind: p.kind, len: p.pack_len }, &mut packs);
             new_rows.extend(p.entries.iter().map(|e| Row {
                 id: e.id,
                 pack: n,
@@ -622,20 +588,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = [4u8; 16];
         let f1 = (IndexId(Id([1; 32])), file(1, 2, 40));
-        let idx = persist(
-            merge(&repo, None, std::slice::from_ref(&f1), &[]).unwrap(),
-            &repo,
-            Some(dir.path()),
-        )
-        .unwrap();
+        let idx =
+            persist(merge(&repo, None, std::slice::from_ref(&f1), &[]).unwrap(), &repo, Some(dir.path())).unwrap();
         assert!(idx.is_mapped());
         let e = &f1.1.packs[1].entries[7];
         assert_eq!(idx.lookup(&e.id).unwrap().unwrap().entry(e.id), *e);
         let path = cache_path(dir.path(), &repo);
-        assert!(
-            open_cache(&path, &[5; 16]).is_err(),
-            "another repository's cache is refused"
-        );
+        assert!(open_cache(&path, &[5; 16]).is_err(), "another repository's cache is refused");
         let mut bytes = fs::read(&path).unwrap();
         let n = bytes.len();
         bytes[n - 3] ^= 1;

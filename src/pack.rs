@@ -28,12 +28,7 @@ pub(crate) struct WrittenPack {
 
 impl PackWriter {
     pub(crate) fn new(kind: BlobKind, target: usize) -> PackWriter {
-        PackWriter {
-            kind,
-            target,
-            blobs: Vec::new(),
-            bytes: 0,
-        }
+        PackWriter { kind, target, blobs: Vec::new(), bytes: 0 }
     }
 
     /// Adds a blob; true when the pack reached its target size and should be written.
@@ -73,34 +68,16 @@ impl PackWriter {
             limit: u64::from(u32::MAX),
         })?;
         Ok(Some(WrittenPack {
-            info: PackInfo {
-                id,
-                kind: self.kind,
-                len,
-            },
-            record: IndexPack {
-                pack: id,
-                kind: self.kind,
-                pack_len: len,
-                entries,
-            },
+            info: PackInfo { id, kind: self.kind, len },
+            record: IndexPack { pack: id, kind: self.kind, pack_len: len, entries },
         }))
     }
 }
 
 /// Reads one blob through the store and opens it.
 pub(crate) fn read_blob(store: &dyn Store, keys: &KeySet, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
-    let at = || Location::Pack {
-        pack: loc.pack,
-        offset: Some(u64::from(loc.offset)),
-    };
-    let sealed = store
-        .get_range(
-            FileKind::Pack,
-            &loc.pack.to_hex(),
-            u64::from(loc.offset),
-            loc.sealed_len as usize,
-        )
-        .at(at)?;
+    let at = || Location::Pack { pack: loc.pack, offset: Some(u64::from(loc.offset)) };
+    let sealed =
+        store.get_range(FileKind::Pack, &loc.pack.to_hex(), u64::from(loc.offset), loc.sealed_len as usize).at(at)?;
     blob::open(keys, loc.kind, id, loc.codec, loc.raw_len, &sealed).at(at)
 }

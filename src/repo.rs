@@ -106,9 +106,7 @@ impl fmt::Debug for Repository {
 pub(crate) fn now() -> (i64, u32) {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or((0, 0), |d| {
-            (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos())
-        })
+        .map_or((0, 0), |d| (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()))
 }
 
 pub(crate) fn now_secs() -> i64 {
@@ -158,11 +156,7 @@ impl Repository {
         Repository::open(
             store,
             credentials,
-            &OpenOptions {
-                cache_dir: options.cache_dir,
-                state_dir: options.state_dir,
-                allow_rollback: false,
-            },
+            &OpenOptions { cache_dir: options.cache_dir, state_dir: options.state_dir, allow_rollback: false },
         )
     }
 
@@ -173,16 +167,7 @@ impl Repository {
     /// when no keyslot opens; [`Error::Integrity`] / [`Error::Malformed`] for damaged
     /// repository files; store errors.
     pub fn open(store: Arc<dyn Store>, credentials: &Credentials, options: &OpenOptions) -> Result<Repository> {
-        let cfg_bytes = match store.get(FileKind::Config, "config") {
-            Ok(b) => b,
-            Err(Error::NotFound(_)) => {
-                return Err(Error::NotARepository(format!(
-                    "{} has no config file",
-                    store.describe()
-                )));
-            }
-            Err(e) => return Err(e),
-        };
+        let cfg_bytes = read_config(store.as_ref())?;
         let repo_id = config::decode_prefix(&cfg_bytes).at(|| Location::RepoFile("config".into()))?;
         let (master, opened_slot) = keys::unlock(store.as_ref(), &repo_id, credentials)?;
         Repository::open_unlocked(store, &cfg_bytes, master, opened_slot, options)
@@ -194,9 +179,7 @@ impl Repository {
         master: MasterKey,
         options: &OpenOptions,
     ) -> Result<Repository> {
-        let cfg_bytes = store
-            .get(FileKind::Config, "config")
-            .at(|| Location::RepoFile("config".into()))?;
+        let cfg_bytes = read_config(store.as_ref())?;
         Repository::open_unlocked(store, &cfg_bytes, master, String::new(), options)
     }
 
@@ -259,20 +242,35 @@ impl Repository {
         &self.index
     }
 
-    /// All snapshots, oldest first (by time, then sequence).
+    /// All readable snapshots, oldest first (by time, then sequence). Damaged snapshot files
+    /// are skipped; [`Repository::snapshots_with_errors`] names them.
     ///
     /// # Errors
-    /// Store errors, and integrity errors naming the damaged snapshot file.
+    /// Only when the store cannot be listed.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, SnapshotRecord)>> {
+        Ok(self.snapshots_with_errors()?.0)
+    }
+
+    /// All snapshots: the readable ones, oldest first, and the damaged ones with why.
+    ///
+    /// # Errors
+    /// Only when the store cannot be listed.
+    #[allow(clippy::type_complexity)]
+    pub fn snapshots_with_errors(&self) -> Result<(Vec<(SnapshotId, SnapshotRecord)>, Vec<(SnapshotId, Error)>)> {
         let mut out = Vec::new();
+        let mut bad = Vec::new();
         for id in crate::store::list_ids(self.store.as_ref(), FileKind::Snapshot)? {
             let id = SnapshotId(id);
-            out.push((id, self.load_snapshot(&id)?));
+            match self.load_snapshot(&id) {
+                Ok(rec) => out.push((id, rec)),
+                Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
+                Err(e) => bad.push((id, e)),
+            }
         }
         out.sort_by(|a, b| {
             (a.1.time_secs, a.1.time_nanos, a.1.sequence).cmp(&(b.1.time_secs, b.1.time_nanos, b.1.sequence))
         });
-        Ok(out)
+        Ok((out, bad))
     }
 
     /// Reads one snapshot and checks that its content hashes to its id.
@@ -282,7 +280,14 @@ impl Repository {
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<SnapshotRecord> {
         let name = id.to_hex();
         let loc = || Location::RepoFile(FileKind::Snapshot.path(&name));
-        let bytes = self.store.get(FileKind::Snapshot, &name).at(loc)?;
+        let bytes = crate::store::get_bounded(
+            self.store.as_ref(),
+            FileKind::Snapshot,
+            &name,
+            snapshot::MAX_SNAPSHOT_FILE,
+            "snapshot file length",
+        )
+        .at(loc)?;
         if Id::hash_of(&bytes) != id.0 {
             return Err(Error::Integrity("content does not hash to its name".into()).at(loc()));
         }
@@ -296,10 +301,7 @@ impl Repository {
     /// ambiguous or too short.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, SnapshotRecord)> {
         if spec == "latest" {
-            return self
-                .snapshots()?
-                .pop()
-                .ok_or_else(|| Error::NotFound("no snapshot in the repository".into()));
+            return self.snapshots()?.pop().ok_or_else(|| Error::NotFound("no snapshot in the repository".into()));
         }
         if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidArgument(format!(
@@ -317,10 +319,7 @@ impl Repository {
                 let id = SnapshotId(*one);
                 Ok((id, self.load_snapshot(&id)?))
             }
-            _ => Err(Error::InvalidArgument(format!(
-                "snapshot prefix {spec} matches {} snapshots",
-                matches.len()
-            ))),
+            _ => Err(Error::InvalidArgument(format!("snapshot prefix {spec} matches {} snapshots", matches.len()))),
         }
     }
 
@@ -374,9 +373,7 @@ impl Repository {
 
     /// Resolves a path inside a snapshot.
     fn resolve(&self, snapshot: &SnapshotRecord, path: &str) -> Result<Resolved> {
-        let root = self
-            .load_tree(&snapshot.root)
-            .at(|| Location::SnapshotPath("/".into()))?;
+        let root = self.load_tree(&snapshot.root).at(|| Location::SnapshotPath("/".into()))?;
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
         if parts.is_empty() {
             return Ok(Resolved::Root(root));
@@ -398,11 +395,7 @@ impl Repository {
                 NodeContent::Dir { tree: t } => {
                     tree = self.load_tree(t).at(|| Location::SnapshotPath(so_far.clone()))?
                 }
-                _ => {
-                    return Err(Error::NotFound(format!(
-                        "{path} in the snapshot ({so_far} is not a directory)"
-                    )))
-                }
+                _ => return Err(Error::NotFound(format!("{path} in the snapshot ({so_far} is not a directory)"))),
             }
         }
         unreachable!("the loop returns at the last part")
@@ -420,6 +413,21 @@ impl Repository {
 enum Resolved {
     Root(Tree),
     Node(String, Node),
+}
+
+/// Reads the config file (bounded); a store without one holds no repository.
+fn read_config(store: &dyn Store) -> Result<Vec<u8>> {
+    match crate::store::get_bounded(
+        store,
+        FileKind::Config,
+        "config",
+        config::MAX_CONFIG_FILE as u64,
+        "config file length",
+    ) {
+        Ok(b) => Ok(b),
+        Err(Error::NotFound(_)) => Err(Error::NotARepository(format!("{} has no config file", store.describe()))),
+        Err(e) => Err(e.at(Location::RepoFile("config".into()))),
+    }
 }
 
 pub(crate) fn join(prefix: &str, name: &str) -> String {

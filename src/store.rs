@@ -109,14 +109,31 @@ pub trait Store: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// Reads a whole file that the format bounds to `limit` bytes, checking the size first so a
+/// hostile file cannot make the reader allocate more than the bound.
+pub(crate) fn get_bounded(
+    store: &dyn Store,
+    kind: FileKind,
+    name: &str,
+    limit: u64,
+    what: &'static str,
+) -> Result<Vec<u8>> {
+    let size = store.size(kind, name)?;
+    if size > limit {
+        return Err(Error::LimitExceeded { what, found: size, limit });
+    }
+    let data = store.get(kind, name)?;
+    if data.len() as u64 > limit {
+        return Err(Error::LimitExceeded { what, found: data.len() as u64, limit });
+    }
+    Ok(data)
+}
+
 /// Lists the files of a kind whose names are 64-hex ids, skipping anything else (temporary
 /// files, foreign files).
 pub(crate) fn list_ids(store: &dyn Store, kind: FileKind) -> Result<Vec<Id>> {
-    let mut ids: Vec<Id> = store
-        .list(kind)?
-        .into_iter()
-        .filter_map(|n| Id::from_hex(&n).ok().filter(|id| id.to_hex() == n))
-        .collect();
+    let mut ids: Vec<Id> =
+        store.list(kind)?.into_iter().filter_map(|n| Id::from_hex(&n).ok().filter(|id| id.to_hex() == n)).collect();
     ids.sort_unstable();
     Ok(ids)
 }
@@ -131,10 +148,7 @@ pub(crate) fn check_range(kind: FileKind, name: &str, file_len: u64, offset: u64
         return Err(Error::malformed(
             "repository file",
             Some(offset),
-            format!(
-                "{}: range of {len} bytes at {offset} runs past the end ({file_len} bytes)",
-                kind.path(name)
-            ),
+            format!("{}: range of {len} bytes at {offset} runs past the end ({file_len} bytes)", kind.path(name)),
         ));
     }
     Ok(())
@@ -154,15 +168,8 @@ pub(crate) mod tests {
         assert_eq!(store.get_range(FileKind::Pack, &name, 6, 4).unwrap(), b"pack");
         assert!(store.get_range(FileKind::Pack, &name, 6, 5).is_err());
         assert!(store.get_range(FileKind::Pack, &name, u64::MAX, 5).is_err());
-        assert!(matches!(
-            store.put(FileKind::Pack, &name, b"other"),
-            Err(Error::AlreadyExists(_))
-        ));
-        assert_eq!(
-            store.get(FileKind::Pack, &name).unwrap(),
-            b"hello pack",
-            "put never overwrites"
-        );
+        assert!(matches!(store.put(FileKind::Pack, &name, b"other"), Err(Error::AlreadyExists(_))));
+        assert_eq!(store.get(FileKind::Pack, &name).unwrap(), b"hello pack", "put never overwrites");
         assert_eq!(store.list(FileKind::Pack).unwrap(), vec![name.clone()]);
         assert!(matches!(store.get(FileKind::Index, &name), Err(Error::NotFound(_))));
         store.put(FileKind::Config, "config", b"cfg").unwrap();

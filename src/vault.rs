@@ -8,7 +8,10 @@
 //! not be able to read it.
 //!
 //! The proof is `auth = DERIVE("packvault 2026-11-26 v1 pin vault auth", ARGON2ID(pin, salt, …))`
-//! (format-spec.md §5.11.3): the vault sees neither the PIN nor the wrapping key.
+//! (format-spec.md §5.11.3): the vault sees neither the PIN nor the wrapping key. Each
+//! enrollment is also bound to the slot's public KDF inputs (`binding`): a release with another
+//! binding is refused *without* counting an attempt, so whoever controls the repository
+//! cannot burn the user's attempts by planting PIN slots with altered salts.
 
 use std::fs;
 use std::io::Write;
@@ -25,21 +28,22 @@ pub const MAX_PIN_ATTEMPTS: u32 = 10;
 
 /// A rate-limiting holder of PIN keyslot secrets.
 pub trait PinVault: Send + Sync {
-    /// Makes and stores a new 32-byte secret guarded by `auth`; returns its enrollment id and
-    /// the secret.
+    /// Makes and stores a new 32-byte secret guarded by `auth` and bound to `binding`; returns
+    /// its enrollment id and the secret.
     ///
     /// # Errors
     /// When the vault cannot store the enrollment.
-    fn enroll(&self, auth: &[u8; 32]) -> Result<([u8; 16], SecretKey)>;
+    fn enroll(&self, binding: &[u8; 32], auth: &[u8; 32]) -> Result<([u8; 16], SecretKey)>;
 
-    /// Returns the secret of enrollment `id` when `auth` matches (and resets the failure
-    /// count). Otherwise counts a failure; at [`MAX_PIN_ATTEMPTS`] failures in a row the secret
-    /// is destroyed for good.
+    /// Returns the secret of enrollment `id`. First, `binding` must equal the enrollment's:
+    /// otherwise the request is refused and **no attempt is counted**. Then, when `auth`
+    /// matches, the secret is returned and the failure count reset; otherwise a failure is
+    /// counted, and at [`MAX_PIN_ATTEMPTS`] failures in a row the secret is destroyed for good.
     ///
     /// # Errors
-    /// [`Error::WrongPin`] with the attempts left, [`Error::PinDestroyed`] once destroyed,
-    /// [`Error::NotFound`] for an unknown id.
-    fn release(&self, id: &[u8; 16], auth: &[u8; 32]) -> Result<SecretKey>;
+    /// [`Error::Integrity`] for another binding, [`Error::WrongPin`] with the attempts left,
+    /// [`Error::PinDestroyed`] once destroyed, [`Error::NotFound`] for an unknown id.
+    fn release(&self, id: &[u8; 16], binding: &[u8; 32], auth: &[u8; 32]) -> Result<SecretKey>;
 
     /// Wrong PINs in a row so far for enrollment `id`.
     ///
@@ -64,11 +68,12 @@ pub struct FileVault {
     lock: Mutex<()>,
 }
 
-const MAGIC: &[u8; 8] = b"PVVAULT1";
-const RECORD: usize = 16 + 32 + 32 + 4 + 1;
+const MAGIC: &[u8; 8] = b"PVVAULT2";
+const RECORD: usize = 16 + 32 + 32 + 32 + 4 + 1;
 
 struct Record {
     id: [u8; 16],
+    binding: [u8; 32],
     auth: [u8; 32],
     secret: [u8; 32],
     failures: u32,
@@ -86,10 +91,7 @@ impl FileVault {
     /// A vault kept in the file `path` (created on first enrollment).
     #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> FileVault {
-        FileVault {
-            path: path.into(),
-            lock: Mutex::new(()),
-        }
+        FileVault { path: path.into(), lock: Mutex::new(()) }
     }
 
     /// The vault file.
@@ -115,10 +117,11 @@ impl FileVault {
             .chunks_exact(RECORD)
             .map(|r| Record {
                 id: r[..16].try_into().expect("16 bytes"),
-                auth: r[16..48].try_into().expect("32 bytes"),
-                secret: r[48..80].try_into().expect("32 bytes"),
-                failures: u32::from_le_bytes(r[80..84].try_into().expect("4 bytes")),
-                destroyed: r[84] != 0,
+                binding: r[16..48].try_into().expect("32 bytes"),
+                auth: r[48..80].try_into().expect("32 bytes"),
+                secret: r[80..112].try_into().expect("32 bytes"),
+                failures: u32::from_le_bytes(r[112..116].try_into().expect("4 bytes")),
+                destroyed: r[116] != 0,
             })
             .collect();
         bytes.zeroize();
@@ -129,30 +132,37 @@ impl FileVault {
         let mut bytes = MAGIC.to_vec();
         for r in records {
             bytes.extend_from_slice(&r.id);
+            bytes.extend_from_slice(&r.binding);
             bytes.extend_from_slice(&r.auth);
             bytes.extend_from_slice(&r.secret);
             bytes.extend_from_slice(&r.failures.to_le_bytes());
             bytes.push(u8::from(r.destroyed));
         }
         let loc = || Location::Path(self.path.clone());
-        let tmp = self.path.with_extension("tmp");
+        let tmp = self.path.with_extension(format!("tmp{}", crate::id::hex_encode(&random_array::<4>()?)));
         let result = (|| -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            // Owner-only: the file holds PIN proofs and secrets.
+            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
             fs::rename(&tmp, &self.path)
         })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
         bytes.zeroize();
         result.at(loc)
     }
 }
 
 impl PinVault for FileVault {
-    fn enroll(&self, auth: &[u8; 32]) -> Result<([u8; 16], SecretKey)> {
+    fn enroll(&self, binding: &[u8; 32], auth: &[u8; 32]) -> Result<([u8; 16], SecretKey)> {
         let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut records = self.load()?;
         let record = Record {
             id: random_array()?,
+            binding: *binding,
             auth: *auth,
             secret: random_array()?,
             failures: 0,
@@ -164,13 +174,16 @@ impl PinVault for FileVault {
         Ok(out)
     }
 
-    fn release(&self, id: &[u8; 16], auth: &[u8; 32]) -> Result<SecretKey> {
+    fn release(&self, id: &[u8; 16], binding: &[u8; 32], auth: &[u8; 32]) -> Result<SecretKey> {
         let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut records = self.load()?;
-        let r = records
-            .iter_mut()
-            .find(|r| r.id == *id)
-            .ok_or_else(|| Error::NotFound("PIN vault enrollment".into()))?;
+        let r =
+            records.iter_mut().find(|r| r.id == *id).ok_or_else(|| Error::NotFound("PIN vault enrollment".into()))?;
+        if r.binding != *binding {
+            return Err(Error::Integrity(
+                "the PIN keyslot does not match its vault enrollment (the slot was altered); no attempt counted".into(),
+            ));
+        }
         if r.destroyed {
             return Err(Error::PinDestroyed);
         }
@@ -189,11 +202,7 @@ impl PinVault for FileVault {
             r.secret.zeroize();
         }
         self.save(&records)?;
-        Err(if left == 0 {
-            Error::PinDestroyed
-        } else {
-            Error::WrongPin { attempts_left: left }
-        })
+        Err(if left == 0 { Error::PinDestroyed } else { Error::WrongPin { attempts_left: left } })
     }
 
     fn failed_attempts(&self, id: &[u8; 16]) -> Result<u32> {
@@ -225,31 +234,27 @@ mod tests {
     fn counts_failures_resets_on_success_and_destroys_after_ten() {
         let dir = tempfile::tempdir().unwrap();
         let v = FileVault::new(dir.path().join("vault"));
-        let (id, secret) = v.enroll(&[1; 32]).unwrap();
-        assert_eq!(v.release(&id, &[1; 32]).unwrap(), secret);
-        assert!(matches!(
-            v.release(&id, &[2; 32]),
-            Err(Error::WrongPin { attempts_left: 9 })
-        ));
+        let (id, secret) = v.enroll(&[5; 32], &[1; 32]).unwrap();
+        // Another binding: refused, and not counted.
+        for _ in 0..20 {
+            assert!(matches!(v.release(&id, &[6; 32], &[2; 32]), Err(Error::Integrity(_))));
+        }
+        assert_eq!(v.failed_attempts(&id).unwrap(), 0);
+        assert_eq!(v.release(&id, &[5; 32], &[1; 32]).unwrap(), secret);
+        assert!(matches!(v.release(&id, &[5; 32], &[2; 32]), Err(Error::WrongPin { attempts_left: 9 })));
         assert_eq!(v.failed_attempts(&id).unwrap(), 1);
-        assert_eq!(v.release(&id, &[1; 32]).unwrap(), secret);
+        assert_eq!(v.release(&id, &[5; 32], &[1; 32]).unwrap(), secret);
         assert_eq!(v.failed_attempts(&id).unwrap(), 0, "a right PIN resets the count");
         for left in (1..10).rev() {
             assert!(
-                matches!(v.release(&id, &[2; 32]), Err(Error::WrongPin { attempts_left }) if attempts_left == left)
+                matches!(v.release(&id, &[5; 32], &[2; 32]), Err(Error::WrongPin { attempts_left }) if attempts_left == left)
             );
         }
-        assert!(matches!(v.release(&id, &[2; 32]), Err(Error::PinDestroyed)));
-        assert!(
-            matches!(v.release(&id, &[1; 32]), Err(Error::PinDestroyed)),
-            "even the right PIN"
-        );
+        assert!(matches!(v.release(&id, &[5; 32], &[2; 32]), Err(Error::PinDestroyed)));
+        assert!(matches!(v.release(&id, &[5; 32], &[1; 32]), Err(Error::PinDestroyed)), "even the right PIN");
         let raw = fs::read(v.path()).unwrap();
-        assert!(
-            !raw.windows(32).any(|w| w == secret.bytes()),
-            "the secret is gone from the file"
-        );
-        assert!(v.release(&[9; 16], &[1; 32]).is_err());
+        assert!(!raw.windows(32).any(|w| w == secret.bytes()), "the secret is gone from the file");
+        assert!(v.release(&[9; 16], &[5; 32], &[1; 32]).is_err());
         v.remove(&id).unwrap();
         assert!(v.failed_attempts(&id).is_err());
     }

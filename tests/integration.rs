@@ -43,11 +43,7 @@ pub const PASS: &str = "test passphrase";
 /// Init options with an Argon2 cost that keeps tests fast.
 pub fn fast_init(cache: Option<&Path>) -> InitOptions {
     InitOptions {
-        kdf: Argon2Params {
-            m_kib: 8 * 1024,
-            t: 1,
-            p: 1,
-        },
+        kdf: Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 },
         cache_dir: cache.map(Path::to_path_buf),
         ..InitOptions::default()
     }
@@ -70,10 +66,7 @@ pub fn reopen(store: Arc<dyn Store>, cache: Option<&Path>) -> Repository {
     Repository::open(
         store,
         &Credentials::passphrase(PASS),
-        &OpenOptions {
-            cache_dir: cache.map(Path::to_path_buf),
-            ..OpenOptions::default()
-        },
+        &OpenOptions { cache_dir: cache.map(Path::to_path_buf), ..OpenOptions::default() },
     )
     .unwrap()
 }

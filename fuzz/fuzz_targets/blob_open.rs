@@ -57,20 +57,12 @@ fuzz_target!(|input: Input| {
             true
         }
         Change::OtherKind => {
-            open_kind = if kind == BlobKind::Data {
-                BlobKind::Tree
-            } else {
-                BlobKind::Data
-            };
+            open_kind = if kind == BlobKind::Data { BlobKind::Tree } else { BlobKind::Data };
             true
         }
         Change::Bomb { repeat } => {
             // A valid frame that inflates far beyond the declared length.
-            let unit = if input.plaintext.is_empty() {
-                &[0u8][..]
-            } else {
-                &input.plaintext[..]
-            };
+            let unit = if input.plaintext.is_empty() { &[0u8][..] } else { &input.plaintext[..] };
             let times = (usize::from(repeat % 64) + 2).max((s.raw_len as usize * 2 + 1) / unit.len() + 1);
             let big = unit.repeat(times.min((1 << 20) / unit.len() + 1));
             let frame = zstd::bulk::compress(&big, 1).unwrap();

@@ -55,22 +55,12 @@ fuzz_target!(|input: Input| {
         let len = c - prev;
         assert!(len > 0 && len <= params.max_size as usize);
         if i + 1 < cuts.len() {
-            assert!(
-                len > params.min_size as usize || len == params.max_size as usize,
-                "chunk {i}: {len}"
-            );
+            assert!(len > params.min_size as usize || len == params.max_size as usize, "chunk {i}: {len}");
         }
         prev = c;
     }
     assert_eq!(prev, input.data.len());
-    let mut r = ChunkReader::new(
-        Reads {
-            data: &input.data,
-            sizes: &input.reads,
-            i: 0,
-        },
-        chunker,
-    );
+    let mut r = ChunkReader::new(Reads { data: &input.data, sizes: &input.reads, i: 0 }, chunker);
     let mut pos = 0;
     let mut streamed = Vec::new();
     while let Some(c) = r.next_chunk().unwrap() {

@@ -44,10 +44,8 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
 
 fuzz_target!(|mutations: Vec<Mutation>| {
     let fx = fixture();
-    let mut files: BTreeMap<String, Vec<u8>> = fx
-        .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix("repo/")?.to_string(), v.clone())))
-        .collect();
+    let mut files: BTreeMap<String, Vec<u8>> =
+        fx.iter().filter_map(|(k, v)| Some((k.strip_prefix("repo/")?.to_string(), v.clone()))).collect();
     for m in mutations.iter().take(4) {
         let names: Vec<String> = files.keys().cloned().collect();
         if names.is_empty() {
@@ -91,48 +89,29 @@ fuzz_target!(|mutations: Vec<Mutation>| {
     };
     let Ok(snapshots) = repo.snapshots() else { return };
     // tmpfs when there is one: a restore per run writes files.
-    let base = if Path::new("/dev/shm").is_dir() {
-        Path::new("/dev/shm").to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
+    let base = if Path::new("/dev/shm").is_dir() { Path::new("/dev/shm").to_path_buf() } else { std::env::temp_dir() };
     let tmp = base.join(format!("pv-fuzz-restore-{}", std::process::id()));
     for (id, rec) in snapshots {
         let prefix = format!("expected/{id}/");
-        let expected: BTreeMap<&str, &Vec<u8>> = fx
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?, v)))
-            .collect();
-        assert!(
-            !expected.is_empty(),
-            "snapshot {id} is not one of the fixture's: a forgery was accepted"
-        );
+        let expected: BTreeMap<&str, &Vec<u8>> =
+            fx.iter().filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?, v))).collect();
+        assert!(!expected.is_empty(), "snapshot {id} is not one of the fixture's: a forgery was accepted");
         let _ = std::fs::remove_dir_all(&tmp);
-        let Ok(report) = repo.restore(
-            &rec,
-            &RestoreOptions {
-                target: tmp.clone(),
-                ..Default::default()
-            },
-        ) else {
+        let Ok(report) = repo.restore(&rec, &RestoreOptions { target: tmp.clone(), ..Default::default() }) else {
             continue;
         };
         let mut restored = BTreeMap::new();
         walk(&tmp, &tmp, &mut restored);
         for (path, data) in &restored {
             assert!(!path.contains(".pv-restore-"), "temporary file left: {path}");
-            let want = expected
-                .get(path.as_str())
-                .unwrap_or_else(|| panic!("unexpected file {path}"));
+            let want = expected.get(path.as_str()).unwrap_or_else(|| panic!("unexpected file {path}"));
             assert!(*want == data, "{path} restored with wrong content");
         }
         for path in expected.keys() {
             if !restored.contains_key(*path) {
                 // Reported itself, or through a folder whose contents were lost.
-                let reported = report
-                    .failed
-                    .iter()
-                    .any(|(p, _)| p == path || path.starts_with(&format!("{p}/")) || p == "/");
+                let reported =
+                    report.failed.iter().any(|(p, _)| p == path || path.starts_with(&format!("{p}/")) || p == "/");
                 assert!(reported, "{path} missing but not reported: {:?}", report.failed);
             }
         }

@@ -19,6 +19,7 @@ use packvault::{
     CheckOptions, Credentials, ErrorKind, FileVault, InitOptions, LocalStore, OpenOptions, Passphrase, Repository,
     RestoreOptions, Store,
 };
+use zeroize::Zeroizing;
 
 use crate::output::Out;
 
@@ -123,6 +124,10 @@ enum Command {
         /// Replace files that already exist in the target.
         #[arg(long)]
         overwrite: bool,
+        /// Do not flush restored files to disk before renaming them into place (faster; after
+        /// a power loss a file may then be incomplete under its final name).
+        #[arg(long)]
+        no_sync: bool,
     },
     /// Check the repository's structure, and with --read-data every byte.
     Check {
@@ -208,8 +213,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             }) {
                 return ExitCode::SUCCESS;
             }
@@ -220,9 +224,7 @@ fn main() -> ExitCode {
 }
 
 fn repo_path(g: &Global) -> anyhow::Result<&Path> {
-    g.repo
-        .as_deref()
-        .ok_or_else(|| anyhow!("no repository given: use --repo PATH or set PACKTOOL_REPO"))
+    g.repo.as_deref().ok_or_else(|| anyhow!("no repository given: use --repo PATH or set PACKTOOL_REPO"))
 }
 
 fn cache_dir(g: &Global) -> Option<PathBuf> {
@@ -239,7 +241,8 @@ fn cache_dir(g: &Global) -> Option<PathBuf> {
 }
 
 fn first_line(f: &Path, what: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {what} file {}", f.display()))?;
+    let text =
+        Zeroizing::new(std::fs::read_to_string(f).with_context(|| format!("cannot read {what} file {}", f.display()))?);
     let line = text.lines().next().unwrap_or("").to_string();
     if line.is_empty() {
         bail!("{what} file {} is empty", f.display());
@@ -267,9 +270,11 @@ fn prompt(what: &str, confirm: bool) -> anyhow::Result<String> {
     }
     let p = rpassword::prompt_password(format!("{what}: ")).with_context(|| format!("cannot read the {what}"))?;
     if confirm {
-        let again = rpassword::prompt_password(format!("repeat {what}: "))
-            .with_context(|| format!("cannot read the {what}"))?;
-        if again != p {
+        let again = Zeroizing::new(
+            rpassword::prompt_password(format!("repeat {what}: "))
+                .with_context(|| format!("cannot read the {what}"))?,
+        );
+        if *again != p {
             bail!("the two {what}s differ");
         }
     }
@@ -327,11 +332,7 @@ fn open(g: &Global) -> anyhow::Result<Repository> {
     let path = repo_path(g)?;
     let store: Arc<dyn Store> = Arc::new(LocalStore::open(path).map_err(explain)?);
     let creds = credentials(g)?;
-    let options = OpenOptions {
-        cache_dir: cache_dir(g),
-        state_dir: state_dir(g),
-        allow_rollback: g.allow_rollback,
-    };
+    let options = OpenOptions { cache_dir: cache_dir(g), state_dir: state_dir(g), allow_rollback: g.allow_rollback };
     Repository::open(store, &creds, &options)
         .map_err(explain)
         .with_context(|| format!("cannot open repository {}", path.display()))
@@ -352,9 +353,12 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
         Command::Backup { dir, tags } => cmd_backup(g, dir, tags, out),
         Command::Snapshots => {
             let repo = open(g)?;
-            let snaps = repo.snapshots().map_err(explain)?;
+            let (snaps, damaged) = repo.snapshots_with_errors().map_err(explain)?;
             out.snapshots(&snaps)?;
-            Ok(0)
+            for (id, e) in &damaged {
+                eprintln!("packtool: damaged snapshot {}: {e}", id.short());
+            }
+            Ok(if damaged.is_empty() { 0 } else { 3 })
         }
         Command::Ls { snapshot, path, long } => {
             let repo = open(g)?;
@@ -363,12 +367,7 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             out.listing(&nodes, *long)?;
             Ok(0)
         }
-        Command::Restore {
-            snapshot,
-            target,
-            include,
-            overwrite,
-        } => {
+        Command::Restore { snapshot, target, include, overwrite, no_sync } => {
             let repo = open(g)?;
             let (id, rec) = repo.find_snapshot(snapshot).map_err(explain)?;
             let report = repo
@@ -378,6 +377,7 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                         target: target.clone(),
                         include: include.clone(),
                         overwrite: *overwrite,
+                        no_sync: *no_sync,
                     },
                 )
                 .map_err(explain)?;
@@ -416,10 +416,28 @@ fn cmd_init(g: &Global, a: &InitArgs, out: &Out) -> anyhow::Result<u8> {
         cache_dir: cache_dir(g),
         state_dir: state_dir(g),
     };
+    // Refuse a weak passphrase before anything is written.
+    if let Credentials::Passphrase(p) = &creds {
+        packvault::check_passphrase_strength(p).map_err(explain)?;
+    }
+    let existed = path.exists();
     let store = LocalStore::create(path)
         .map_err(explain)
         .with_context(|| format!("cannot create repository at {}", path.display()))?;
-    let repo = Repository::init(Arc::new(store), &creds, options).map_err(explain)?;
+    let repo = match Repository::init(Arc::new(store), &creds, options) {
+        Ok(r) => r,
+        Err(e) => {
+            // Leave no half-made repository behind: remove what init created.
+            if existed {
+                for d in ["keys", "packs", "index", "snapshots", "locks", "config"] {
+                    let _ = std::fs::remove_dir_all(path.join(d)).or_else(|_| std::fs::remove_file(path.join(d)));
+                }
+            } else {
+                let _ = std::fs::remove_dir_all(path);
+            }
+            return Err(explain(e));
+        }
+    };
     out.init(path, &repo)?;
     Ok(0)
 }
@@ -428,10 +446,7 @@ fn cmd_backup(g: &Global, dir: &Path, tags: &[String], out: &Out) -> anyhow::Res
     let mut repo = open(g)?;
     let started = std::time::Instant::now();
     let mut session = repo.backup();
-    session
-        .add_dir(dir, "")
-        .map_err(explain)
-        .with_context(|| format!("cannot back up {}", dir.display()))?;
+    session.add_dir(dir, "").map_err(explain).with_context(|| format!("cannot back up {}", dir.display()))?;
     let outcome = session.commit(tags.to_vec()).map_err(explain)?;
     for (path, e) in &outcome.warnings {
         eprintln!("packtool: warning: {}: {e}", path.display());
@@ -449,11 +464,7 @@ fn cmd_backup(g: &Global, dir: &Path, tags: &[String], out: &Out) -> anyhow::Res
 }
 
 fn kdf(memory_mib: u32, iterations: u32) -> anyhow::Result<Argon2Params> {
-    Ok(Argon2Params {
-        m_kib: memory_mib.checked_mul(1024).context("--kdf-memory too large")?,
-        t: iterations,
-        p: 1,
-    })
+    Ok(Argon2Params { m_kib: memory_mib.checked_mul(1024).context("--kdf-memory too large")?, t: iterations, p: 1 })
 }
 
 fn new_secret(env: &str, what: &str) -> anyhow::Result<Passphrase> {
@@ -468,14 +479,7 @@ fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u8> {
     let keys = repo.keys();
     match k {
         KeyCommand::List => out.keys(&keys.list().map_err(explain)?)?,
-        KeyCommand::Add {
-            passphrase,
-            recovery_code,
-            pin,
-            label,
-            kdf_memory,
-            kdf_iterations,
-        } => {
+        KeyCommand::Add { passphrase, recovery_code, pin, label, kdf_memory, kdf_iterations } => {
             let params = kdf(*kdf_memory, *kdf_iterations)?;
             if *recovery_code {
                 let (id, code) = keys.add_recovery_code(label).map_err(explain)?;
@@ -498,12 +502,7 @@ fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u8> {
             out.key_removed(id)?;
         }
         KeyCommand::Passwd { id } => {
-            let slot = keys
-                .list()
-                .map_err(explain)?
-                .into_iter()
-                .find(|s| s.id.starts_with(&id.to_ascii_lowercase()))
-                .with_context(|| format!("no keyslot {id}"))?;
+            let slot = keys.resolve(id).map_err(explain)?;
             match slot.kind {
                 "recovery-code" => {
                     let (new_id, code) = keys.rotate_recovery_code(&slot.id).map_err(explain)?;

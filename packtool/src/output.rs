@@ -45,12 +45,7 @@ pub fn utc(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn node_type(n: &Node) -> &'static str {
@@ -147,9 +142,7 @@ impl Out {
 
     pub fn snapshots(&self, snaps: &[(SnapshotId, SnapshotRecord)]) -> std::io::Result<()> {
         if self.json {
-            return self.json(&Value::Array(
-                snaps.iter().map(|(id, r)| snapshot_json(id, r)).collect(),
-            ));
+            return self.json(&Value::Array(snaps.iter().map(|(id, r)| snapshot_json(id, r)).collect()));
         }
         if self.quiet {
             return Ok(());
@@ -215,14 +208,7 @@ impl Out {
                     NodeContent::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
                     _ => String::new(),
                 };
-                writeln!(
-                    o,
-                    "{:<7} {:04o} {:>12} {} {p}{link}",
-                    node_type(n),
-                    n.mode,
-                    size,
-                    utc(n.mtime_secs)
-                )?;
+                writeln!(o, "{:<7} {:04o} {:>12} {} {p}{link}", node_type(n), n.mode, size, utc(n.mtime_secs))?;
             } else {
                 writeln!(o, "{p}")?;
             }
@@ -246,10 +232,7 @@ impl Out {
             }));
         }
         if !r.failed.is_empty() {
-            eprintln!(
-                "packtool: {} paths could not be restored; everything else was",
-                r.failed.len()
-            );
+            eprintln!("packtool: {} paths could not be restored; everything else was", r.failed.len());
         }
         self.text(&format!(
             "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {}",
@@ -292,15 +275,8 @@ impl Out {
                 r.unreferenced_packs.len()
             ))?;
         }
-        let what = if read_data {
-            format!(", {} blobs read", r.blobs_read)
-        } else {
-            String::new()
-        };
-        let summary = format!(
-            "checked {} snapshots, {} trees, {} packs{what}",
-            r.snapshots, r.trees, r.packs
-        );
+        let what = if read_data { format!(", {} blobs read", r.blobs_read) } else { String::new() };
+        let summary = format!("checked {} snapshots, {} trees, {} packs{what}", r.snapshots, r.trees, r.packs);
         if r.is_ok() {
             self.text(&format!("{summary}: no problems found"))
         } else {
@@ -325,14 +301,7 @@ impl Out {
         writeln!(o, "  {:<32}  {:<13}  {:<20}  label", "id", "kind", "created")?;
         for k in slots {
             let mark = if k.in_use { "*" } else { " " };
-            writeln!(
-                o,
-                "{mark} {:<32}  {:<13}  {:<20}  {}",
-                k.id,
-                k.kind,
-                utc(k.created),
-                k.label
-            )?;
+            writeln!(o, "{mark} {:<32}  {:<13}  {:<20}  {}", k.id, k.kind, utc(k.created), k.label)?;
         }
         writeln!(o, "{} keyslots (* opened this session)", slots.len())
     }

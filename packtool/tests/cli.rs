@@ -34,11 +34,7 @@ impl Env {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run("pw-cli-test", args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -50,9 +46,8 @@ impl Env {
         let src = self.dir.join("src");
         fs::create_dir_all(src.join("chats/ana")).unwrap();
         fs::create_dir_all(src.join("media")).unwrap();
-        let text: String = (0..20_000)
-            .map(|i| format!("{{\"id\":{i},\"text\":\"message {}\"}}\n", i * 7 % 13))
-            .collect();
+        let text: String =
+            (0..20_000).map(|i| format!("{{\"id\":{i},\"text\":\"message {}\"}}\n", i * 7 % 13)).collect();
         fs::write(src.join("chats/ana/messages.json"), text).unwrap();
         let mut x = 1u64;
         let media: Vec<u8> = (0..600_000)
@@ -99,10 +94,7 @@ fn init_backup_list_restore_check() {
     assert!(out.contains("snapshot ") && out.contains(" saved"), "{out}");
     let second: serde_json::Value =
         serde_json::from_str(&env.ok(&["backup", src.to_str().unwrap(), "--json"])).unwrap();
-    assert_eq!(
-        second["summary"]["new_data_blobs"], 0,
-        "unchanged data is not stored again"
-    );
+    assert_eq!(second["summary"]["new_data_blobs"], 0, "unchanged data is not stored again");
     assert_eq!(second["summary"]["files"], 3);
 
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
@@ -118,15 +110,7 @@ fn init_backup_list_restore_check() {
     let paths: Vec<&str> = ls.lines().collect();
     assert_eq!(
         paths,
-        [
-            "ana",
-            "chats",
-            "chats/ana",
-            "chats/ana/messages.json",
-            "empty.txt",
-            "media",
-            "media/photo.jpg"
-        ]
+        ["ana", "chats", "chats/ana", "chats/ana/messages.json", "empty.txt", "media", "media/photo.jpg"]
     );
     let long = env.ok(&["ls", "latest", "media", "-l"]);
     assert!(long.contains("600000") && long.contains("media/photo.jpg"), "{long}");
@@ -137,22 +121,12 @@ fn init_backup_list_restore_check() {
     let target = env.dir.join("restored");
     let prefix = &snaps[0]["id"].as_str().unwrap()[..8];
     env.ok(&["restore", prefix, "--target", target.to_str().unwrap()]);
-    same_file(
-        &src.join("chats/ana/messages.json"),
-        &target.join("chats/ana/messages.json"),
-    );
+    same_file(&src.join("chats/ana/messages.json"), &target.join("chats/ana/messages.json"));
     same_file(&src.join("media/photo.jpg"), &target.join("media/photo.jpg"));
     assert_eq!(fs::read_link(target.join("ana")).unwrap(), Path::new("chats/ana"));
 
     let partial = env.dir.join("partial");
-    env.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        partial.to_str().unwrap(),
-        "--include",
-        "media",
-    ]);
+    env.ok(&["restore", "latest", "--target", partial.to_str().unwrap(), "--include", "media"]);
     assert!(partial.join("media/photo.jpg").exists() && !partial.join("chats").exists());
 
     let check = env.ok(&["check", "--read-data"]);
@@ -171,10 +145,7 @@ fn errors_are_one_clear_line_with_the_right_exit_code() {
     assert_eq!(code(&o), 1);
     assert_one_clean_line(&o, "wrong passphrase");
 
-    let o = env.run(
-        "pw-cli-test",
-        &["restore", "latest", "--target", env.dir.join("t").to_str().unwrap()],
-    );
+    let o = env.run("pw-cli-test", &["restore", "latest", "--target", env.dir.join("t").to_str().unwrap()]);
     assert_eq!(code(&o), 1);
     assert_one_clean_line(&o, "no snapshot");
 
@@ -197,16 +168,8 @@ fn errors_are_one_clear_line_with_the_right_exit_code() {
 
     let pass_file = env.dir.join("pass");
     fs::write(&pass_file, "pw-cli-test\n").unwrap();
-    let o = env.run(
-        "wrong",
-        &["snapshots", "--passphrase-file", pass_file.to_str().unwrap()],
-    );
-    assert_eq!(
-        code(&o),
-        0,
-        "the passphrase file wins over the environment: {}",
-        stderr(&o)
-    );
+    let o = env.run("wrong", &["snapshots", "--passphrase-file", pass_file.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "the passphrase file wins over the environment: {}", stderr(&o));
 }
 
 #[test]
@@ -239,18 +202,118 @@ fn damaged_pack_gives_exit_code_3_and_names_pack_and_file() {
     let json: serde_json::Value =
         serde_json::from_slice(&env.run("pw-cli-test", &["check", "--read-data", "--json"]).stdout).unwrap();
     assert_eq!(json["ok"], false);
-    assert!(json["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p["pack"] == pack_name.as_str()));
+    assert!(json["problems"].as_array().unwrap().iter().any(|p| p["pack"] == pack_name.as_str()));
 
     let target = env.dir.join("restored");
-    let o = env.run(
-        "pw-cli-test",
-        &["restore", "latest", "--target", target.to_str().unwrap()],
-    );
+    let o = env.run("pw-cli-test", &["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(code(&o), 3);
     assert!(stderr(&o).contains("not restored: "), "{}", stderr(&o));
     assert!(target.join("empty.txt").exists(), "unaffected files are restored");
+}
+
+fn run_env(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_packtool"));
+    c.args(args)
+        .env("PACKTOOL_REPO", env.repo())
+        .env("PACKTOOL_CACHE_DIR", env.dir.join("cache"))
+        .env("PACKTOOL_STATE_DIR", env.dir.join("state"))
+        .env_remove("PACKTOOL_PASSPHRASE")
+        .env_remove("PACKTOOL_RECOVERY_CODE")
+        .env_remove("PACKTOOL_PIN")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn keys_pins_recovery_files_and_rollback_through_the_cli() {
+    let env = Env::new();
+    // A weak passphrase is refused before anything is written.
+    let o = env.run("password", &["init", "--kdf-memory", "8", "--kdf-iterations", "1"]);
+    assert_eq!(code(&o), 1);
+    assert_one_clean_line(&o, "passphrase too weak");
+    assert!(!env.repo().exists(), "a refused init leaves no folder behind");
+    env.init();
+    let pass = [("PACKTOOL_PASSPHRASE", "pw-cli-test")];
+    let vault = env.dir.join("vault");
+    let vault = vault.to_str().unwrap();
+
+    // PIN slot through the test vault; open with PACKTOOL_PIN.
+    let o = run_env(
+        &env,
+        &[pass[0], ("PACKTOOL_NEW_PIN", "482913")],
+        &[
+            "key",
+            "add",
+            "--pin",
+            "--vault",
+            vault,
+            "--label",
+            "phone",
+            "--kdf-memory",
+            "8",
+            "--kdf-iterations",
+            "1",
+            "--json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let added: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(added["kind"], "pin");
+    let pin_id = added["id"].as_str().unwrap().to_string();
+    let o = run_env(&env, &[("PACKTOOL_PIN", "482913")], &["snapshots", "--vault", vault]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run_env(&env, &[("PACKTOOL_PIN", "000000")], &["snapshots", "--vault", vault]);
+    assert_eq!(code(&o), 1);
+    assert_one_clean_line(&o, "wrong PIN (9 attempts left");
+    let o = run_env(&env, &[("PACKTOOL_PIN", "482913")], &["snapshots"]);
+    assert_one_clean_line(&o, "--vault");
+
+    // key passwd on the PIN slot: the old PIN stops working.
+    let o =
+        run_env(&env, &[pass[0], ("PACKTOOL_NEW_PIN", "135791")], &["key", "passwd", &pin_id[..10], "--vault", vault]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(code(&run_env(&env, &[("PACKTOOL_PIN", "482913")], &["snapshots", "--vault", vault])), 1);
+    assert_eq!(code(&run_env(&env, &[("PACKTOOL_PIN", "135791")], &["snapshots", "--vault", vault])), 0);
+
+    // Recovery code from a file; key passwd on it issues a new code and revokes the old one.
+    let o = run_env(&env, &pass, &["key", "add", "--recovery-code", "--json"]);
+    let added: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let code_file = env.dir.join("code.txt");
+    fs::write(&code_file, format!("{}\n", added["recovery_code"].as_str().unwrap().to_lowercase())).unwrap();
+    let o = run_env(&env, &[], &["key", "list", "--recovery-code-file", code_file.to_str().unwrap(), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let in_use: Vec<&serde_json::Value> = list.as_array().unwrap().iter().filter(|k| k["in_use"] == true).collect();
+    assert_eq!(in_use.len(), 1);
+    assert_eq!(in_use[0]["kind"], "recovery-code");
+    let o = run_env(&env, &pass, &["key", "passwd", added["id"].as_str().unwrap(), "--json"]);
+    let rotated: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_ne!(rotated["recovery_code"], added["recovery_code"]);
+    let o = run_env(&env, &[], &["snapshots", "--recovery-code-file", code_file.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    assert_one_clean_line(&o, "wrong recovery code");
+
+    // An ambiguous prefix is refused rather than guessed.
+    let o = run_env(&env, &pass, &["key", "remove", ""]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+
+    // Rollback: after two backups, the repository is put back to its first state.
+    let src = env.source();
+    run_env(&env, &pass, &["backup", src.to_str().unwrap()]);
+    let copy = env.dir.join("repo-after-one");
+    let status =
+        Command::new("cp").args(["-a", env.repo().to_str().unwrap(), copy.to_str().unwrap()]).status().unwrap();
+    assert!(status.success());
+    fs::write(src.join("new.txt"), b"day two").unwrap();
+    run_env(&env, &pass, &["backup", src.to_str().unwrap()]);
+    fs::remove_dir_all(env.repo()).unwrap();
+    fs::rename(&copy, env.repo()).unwrap();
+    let o = run_env(&env, &pass, &["snapshots"]);
+    assert_eq!(code(&o), 1);
+    assert_one_clean_line(&o, "repository rolled back");
+    let o = run_env(&env, &pass, &["snapshots", "--allow-rollback"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
 }

@@ -160,14 +160,7 @@ pub(crate) fn seal(keys: &KeySet, kind: BlobKind, id: Id, raw: &[u8], level: Opt
             (Codec::Raw, b)
         }
     };
-    seal_body(
-        keys,
-        kind,
-        id,
-        codec,
-        u32::try_from(raw.len()).expect("blob below MAX_BLOB_RAW"),
-        buf,
-    )
+    seal_body(keys, kind, id, codec, u32::try_from(raw.len()).expect("blob below MAX_BLOB_RAW"), buf)
 }
 
 /// Pads and encrypts an encoded body (`raw` or a zstd frame of it).
@@ -184,13 +177,7 @@ pub(crate) fn seal_body(
     let ad = associated_data(kind, codec, &id, padded_len);
     let key = keys.blob_key(&id);
     crypto::aead_seal(&key, &[0u8; NONCE_LEN], &ad, &mut buf);
-    SealedBlob {
-        id,
-        kind,
-        codec,
-        raw_len,
-        bytes: buf,
-    }
+    SealedBlob { id, kind, codec, raw_len, bytes: buf }
 }
 
 /// Opens a sealed blob and checks that its plaintext hashes to `id`. `codec` and `raw_len`
@@ -216,11 +203,7 @@ pub(crate) fn open(
         });
     }
     if sealed.len() <= TAG_LEN || sealed.len() > MAX_BLOB_SEALED as usize {
-        return Err(Error::malformed(
-            "blob",
-            None,
-            format!("sealed length {} out of range", sealed.len()),
-        ));
+        return Err(Error::malformed("blob", None, format!("sealed length {} out of range", sealed.len())));
     }
     let padded_len = (sealed.len() - TAG_LEN) as u32;
     let ad = associated_data(kind, codec, id, padded_len);
@@ -250,10 +233,7 @@ pub(crate) fn open(
         BlobKind::Tree => keys.tree_id(&plain).0,
     };
     if !crypto::ct_eq(&actual.0, &id.0) {
-        return Err(Error::Integrity(format!(
-            "blob {}: content does not hash to its id",
-            id.short()
-        )));
+        return Err(Error::Integrity(format!("blob {}: content does not hash to its id", id.short())));
     }
     Ok(plain)
 }
@@ -277,10 +257,7 @@ mod tests {
         assert!(a.bytes.len() < text.len());
         let b = seal(&ks, BlobKind::Data, id, &text, Some(3));
         assert_eq!(a.bytes, b.bytes, "sealing is deterministic");
-        assert_eq!(
-            open(&ks, BlobKind::Data, &id, a.codec, a.raw_len, &a.bytes).unwrap(),
-            text
-        );
+        assert_eq!(open(&ks, BlobKind::Data, &id, a.codec, a.raw_len, &a.bytes).unwrap(), text);
 
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let random: Vec<u8> = (0..5000)
@@ -294,10 +271,7 @@ mod tests {
         let id = ks.chunk_id(&random).0;
         let r = seal(&ks, BlobKind::Data, id, &random, Some(3));
         assert_eq!(r.codec, Codec::Raw, "incompressible data is stored raw");
-        assert_eq!(
-            open(&ks, BlobKind::Data, &id, r.codec, r.raw_len, &r.bytes).unwrap(),
-            random
-        );
+        assert_eq!(open(&ks, BlobKind::Data, &id, r.codec, r.raw_len, &r.bytes).unwrap(), random);
     }
 
     #[test]
@@ -314,15 +288,7 @@ mod tests {
         assert!(open(&ks, BlobKind::Data, &other, s.codec, s.raw_len, &s.bytes).is_err());
         let ks2 = KeySet::derive(&MasterKey::from_bytes([8; 32]));
         assert!(open(&ks2, BlobKind::Data, &id, s.codec, s.raw_len, &s.bytes).is_err());
-        assert!(open(
-            &ks,
-            BlobKind::Data,
-            &id,
-            s.codec,
-            s.raw_len,
-            &s.bytes[..s.bytes.len() - 1]
-        )
-        .is_err());
+        assert!(open(&ks, BlobKind::Data, &id, s.codec, s.raw_len, &s.bytes[..s.bytes.len() - 1]).is_err());
         assert!(open(&ks, BlobKind::Data, &id, s.codec, s.raw_len, &[]).is_err());
     }
 

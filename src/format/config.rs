@@ -61,9 +61,7 @@ impl ChunkerParams {
         let (min, avg, max) = (self.min_size, self.avg_size, self.max_size);
         if !(64..=(1 << 20)).contains(&min) || !(256..=(4 << 20)).contains(&avg) || !(1024..=(16 << 20)).contains(&max)
         {
-            return err(format!(
-                "sizes {min}/{avg}/{max} outside 64..1 MiB / 256..4 MiB / 1 KiB..16 MiB"
-            ));
+            return err(format!("sizes {min}/{avg}/{max} outside 64..1 MiB / 256..4 MiB / 1 KiB..16 MiB"));
         }
         if min % 2 != 0 || avg % 2 != 0 || max % 2 != 0 {
             return err(format!("sizes {min}/{avg}/{max} must be even"));
@@ -99,10 +97,7 @@ impl Settings {
     pub fn validate(&self) -> Result<()> {
         self.chunker.validate()?;
         if !(-7..=22).contains(&self.zstd_level) {
-            return Err(Error::InvalidArgument(format!(
-                "zstd level {} outside -7..=22",
-                self.zstd_level
-            )));
+            return Err(Error::InvalidArgument(format!("zstd level {} outside -7..=22", self.zstd_level)));
         }
         if !((1 << 20)..=(512 << 20)).contains(&self.pack_target_size) {
             return Err(Error::InvalidArgument(format!(
@@ -129,12 +124,7 @@ pub(crate) fn encode(meta_key: &SecretKey, config: &ConfigFile, nonce: &[u8; NON
     let mut prefix = [0u8; PREFIX_LEN];
     prefix[..HEADER_LEN].copy_from_slice(&header(MAGIC_CONFIG));
     prefix[HEADER_LEN..].copy_from_slice(&config.repo_id);
-    Ok(seal_envelope(
-        meta_key,
-        &prefix,
-        nonce,
-        encoding::encode(&config.settings)?,
-    ))
+    Ok(seal_envelope(meta_key, &prefix, nonce, encoding::encode(&config.settings)?))
 }
 
 /// Reads the key-less prefix: checks magic and version, returns the repository id.
@@ -143,18 +133,12 @@ pub(crate) fn encode(meta_key: &SecretKey, config: &ConfigFile, nonce: &[u8; NON
 /// [`Error::NotARepository`] when the magic is wrong, [`Error::UnsupportedVersion`] for
 /// another version, [`Error::Malformed`] when truncated.
 pub fn decode_prefix(bytes: &[u8]) -> Result<[u8; 16]> {
-    if bytes.len() >= 6 && bytes[..6] != MAGIC_CONFIG {
-        return Err(Error::NotARepository(
-            "the config file does not start with the packvault magic".into(),
-        ));
+    if bytes.len() < 6 || bytes[..6] != MAGIC_CONFIG {
+        return Err(Error::NotARepository("the config file does not start with the packvault magic".into()));
     }
     check_header(bytes, MAGIC_CONFIG, "config")?;
     if bytes.len() < PREFIX_LEN {
-        return Err(Error::malformed(
-            "config",
-            Some(bytes.len() as u64),
-            "truncated before the repository id",
-        ));
+        return Err(Error::malformed("config", Some(bytes.len() as u64), "truncated before the repository id"));
     }
     let mut id = [0u8; 16];
     id.copy_from_slice(&bytes[HEADER_LEN..PREFIX_LEN]);
@@ -176,10 +160,7 @@ pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<ConfigFile> {
     }
     let repo_id = decode_prefix(bytes)?;
     let plain = open_envelope(meta_key, bytes, PREFIX_LEN, "config")?;
-    Ok(ConfigFile {
-        repo_id,
-        settings: decode_settings(&plain)?,
-    })
+    Ok(ConfigFile { repo_id, settings: decode_settings(&plain)? })
 }
 
 /// Decodes and checks the decrypted settings record.
@@ -188,9 +169,7 @@ pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<ConfigFile> {
 /// [`Error::Malformed`] when the record does not decode or is out of bounds.
 pub fn decode_settings(plain: &[u8]) -> Result<Settings> {
     let settings: Settings = encoding::decode(plain, "config settings")?;
-    settings
-        .validate()
-        .map_err(|e| Error::malformed("config settings", None, e.to_string()))?;
+    settings.validate().map_err(|e| Error::malformed("config settings", None, e.to_string()))?;
     Ok(settings)
 }
 
@@ -227,16 +206,10 @@ mod tests {
         let mut other_repo = bytes.clone();
         other_repo[10] ^= 1;
         assert!(decode(ks.meta_key(), &other_repo).unwrap_err().is_integrity());
-        assert!(matches!(
-            decode_prefix(b"hello world, not a repository"),
-            Err(Error::NotARepository(_))
-        ));
+        assert!(matches!(decode_prefix(b"hello world, not a repository"), Err(Error::NotARepository(_))));
         let mut v2 = bytes.clone();
         v2[6] = 2;
-        assert!(matches!(
-            decode(ks.meta_key(), &v2),
-            Err(Error::UnsupportedVersion { found: 2, .. })
-        ));
+        assert!(matches!(decode(ks.meta_key(), &v2), Err(Error::UnsupportedVersion { found: 2, .. })));
 
         let mut bad = cfg.settings.clone();
         bad.chunker.min_size = 17;

@@ -12,13 +12,37 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// Upper bound on what one decode may read, whatever lengths the input claims.
+/// Upper bound on what one encode may write.
 const LIMIT: usize = 64 << 20;
 
 fn config(
 ) -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<LIMIT>>
 {
     bincode::config::standard().with_limit::<LIMIT>()
+}
+
+/// Decodes with a byte limit proportional to the input: the smallest step (×4) at least 32×
+/// its length. bincode checks claimed lengths against the limit *in memory size* (24 bytes
+/// per empty string in a list, for one byte of input) before allocating, so a claimed length
+/// can never cost more than a constant factor of what the input itself weighs.
+fn decode_limited<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<(T, usize), bincode::error::DecodeError> {
+    macro_rules! with {
+        ($n:expr) => {
+            bincode::serde::decode_from_slice(bytes, bincode::config::standard().with_limit::<{ $n }>())
+        };
+    }
+    match bytes.len().saturating_mul(32) {
+        n if n <= 1 << 12 => with!(1 << 12),
+        n if n <= 1 << 14 => with!(1 << 14),
+        n if n <= 1 << 16 => with!(1 << 16),
+        n if n <= 1 << 18 => with!(1 << 18),
+        n if n <= 1 << 20 => with!(1 << 20),
+        n if n <= 1 << 22 => with!(1 << 22),
+        n if n <= 1 << 24 => with!(1 << 24),
+        n if n <= 1 << 26 => with!(1 << 26),
+        n if n <= 1 << 28 => with!(1 << 28),
+        _ => with!(1 << 30),
+    }
 }
 
 /// Encodes a record.
@@ -29,8 +53,8 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 
 /// Decodes a record that must fill `bytes` exactly.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| Error::malformed(what, None, format!("record does not decode: {e}")))?;
+    let (value, used) =
+        decode_limited(bytes).map_err(|e| Error::malformed(what, None, format!("record does not decode: {e}")))?;
     if used != bytes.len() {
         return Err(Error::malformed(
             what,
@@ -58,14 +82,7 @@ mod tests {
     #[test]
     fn documented_encoding() {
         // The example from format-spec.md §5.7.
-        let s = Sample {
-            a: 1,
-            b: 300,
-            c: -2,
-            d: [1, 2, 3],
-            e: "hi".into(),
-            f: Some(7),
-        };
+        let s = Sample { a: 1, b: 300, c: -2, d: [1, 2, 3], e: "hi".into(), f: Some(7) };
         let bytes = encode(&s).unwrap();
         assert_eq!(bytes, [1, 251, 0x2c, 0x01, 3, 1, 2, 3, 2, b'h', b'i', 1, 7]);
         assert_eq!(decode::<Sample>(&bytes, "sample").unwrap(), s);
@@ -73,21 +90,23 @@ mod tests {
 
     #[test]
     fn rejects_trailing_and_truncated() {
-        let bytes = encode(&Sample {
-            a: 1,
-            b: 2,
-            c: 3,
-            d: [0; 3],
-            e: String::new(),
-            f: None,
-        })
-        .unwrap();
+        let bytes = encode(&Sample { a: 1, b: 2, c: 3, d: [0; 3], e: String::new(), f: None }).unwrap();
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode::<Sample>(&longer, "sample").is_err());
         for n in 0..bytes.len() {
             assert!(decode::<Sample>(&bytes[..n], "sample").is_err(), "prefix {n}");
         }
+    }
+
+    #[test]
+    fn claimed_string_length_is_bounded_by_the_input() {
+        // A String claiming 1 MiB in 6 bytes of input is refused by the 4 KiB step.
+        let mut bytes = vec![252];
+        bytes.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        bytes.push(b'x');
+        let err = decode::<String>(&bytes, "text").unwrap_err();
+        assert!(err.to_string().contains("does not decode"), "{err}");
     }
 
     #[test]

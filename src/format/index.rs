@@ -43,22 +43,14 @@ pub struct IndexFile {
 #[must_use]
 pub fn encode_plaintext(index: &IndexFile) -> Vec<u8> {
     let mut plain = Vec::new();
-    plain.extend_from_slice(
-        &u32::try_from(index.packs.len())
-            .expect("pack count fits u32")
-            .to_le_bytes(),
-    );
+    plain.extend_from_slice(&u32::try_from(index.packs.len()).expect("pack count fits u32").to_le_bytes());
     plain.extend_from_slice(&[0; 4]);
     for p in &index.packs {
         plain.extend_from_slice(p.pack.as_bytes());
         plain.push(p.kind as u8);
         plain.extend_from_slice(&[0; 3]);
         plain.extend_from_slice(&p.pack_len.to_le_bytes());
-        plain.extend_from_slice(
-            &u32::try_from(p.entries.len())
-                .expect("entry count fits u32")
-                .to_le_bytes(),
-        );
+        plain.extend_from_slice(&u32::try_from(p.entries.len()).expect("entry count fits u32").to_le_bytes());
         for e in &p.entries {
             e.encode(&mut plain);
         }
@@ -115,11 +107,7 @@ pub fn decode_plaintext(plain: &[u8]) -> Result<IndexFile> {
         let pack_len = r.u32()?;
         let n = r.u32()? as usize;
         if n > r.remaining() / ENTRY_LEN {
-            return Err(r.err(format!(
-                "pack {}: {n} entries do not fit in {} bytes",
-                pack.short(),
-                r.remaining()
-            )));
+            return Err(r.err(format!("pack {}: {n} entries do not fit in {} bytes", pack.short(), r.remaining())));
         }
         if !(MIN_PACK_LEN..=MAX_PACK_LEN).contains(&u64::from(pack_len)) {
             return Err(r.err(format!("pack {}: length {pack_len} out of range", pack.short())));
@@ -127,17 +115,9 @@ pub fn decode_plaintext(plain: &[u8]) -> Result<IndexFile> {
         let entries = decode_entries(&mut r, n)?;
         let end = entries.last().map_or(0, BlobEntry::end);
         if end + MIN_PACK_LEN > u64::from(pack_len) {
-            return Err(r.err(format!(
-                "pack {}: blobs end at {end}, beyond a pack of {pack_len} bytes",
-                pack.short()
-            )));
+            return Err(r.err(format!("pack {}: blobs end at {end}, beyond a pack of {pack_len} bytes", pack.short())));
         }
-        packs.push(IndexPack {
-            pack,
-            kind,
-            pack_len,
-            entries,
-        });
+        packs.push(IndexPack { pack, kind, pack_len, entries });
     }
     let rest = r.remaining();
     r.zeros(rest, "padding")?;
@@ -206,9 +186,6 @@ mod tests {
         s.packs[1].pack_len = 60;
         let ks = KeySet::derive(&MasterKey::from_bytes([2; 32]));
         let bytes = encode(ks.meta_key(), &s, &[4; 12]);
-        assert!(decode(ks.meta_key(), &bytes)
-            .unwrap_err()
-            .to_string()
-            .contains("beyond"));
+        assert!(decode(ks.meta_key(), &bytes).unwrap_err().to_string().contains("beyond"));
     }
 }

@@ -59,11 +59,7 @@ pub struct Argon2Params {
 impl Default for Argon2Params {
     /// 256 MiB, 3 passes, 1 lane.
     fn default() -> Self {
-        Argon2Params {
-            m_kib: 256 * 1024,
-            t: 3,
-            p: 1,
-        }
+        Argon2Params { m_kib: 256 * 1024, t: 3, p: 1 }
     }
 }
 
@@ -79,17 +75,10 @@ impl Argon2Params {
             ("Argon2 lanes", self.p, &ARGON2_P),
         ] {
             if v > *range.end() {
-                return Err(Error::LimitExceeded {
-                    what,
-                    found: u64::from(v),
-                    limit: u64::from(*range.end()),
-                });
+                return Err(Error::LimitExceeded { what, found: u64::from(v), limit: u64::from(*range.end()) });
             }
             if v < *range.start() {
-                return Err(Error::InvalidArgument(format!(
-                    "{what} {v} is below the minimum {}",
-                    range.start()
-                )));
+                return Err(Error::InvalidArgument(format!("{what} {v} is below the minimum {}", range.start())));
             }
         }
         Ok(())
@@ -165,13 +154,7 @@ impl SlotKdf {
             1 => PASSPHRASE_DATA_LEN,
             2 => RECOVERY_DATA_LEN,
             3 => PIN_DATA_LEN,
-            other => {
-                return Err(Error::malformed(
-                    WHAT,
-                    Some(40),
-                    format!("unknown keyslot kind {other}"),
-                ))
-            }
+            other => return Err(Error::malformed(WHAT, Some(40), format!("unknown keyslot kind {other}"))),
         };
         if data.len() != want {
             return Err(Error::malformed(
@@ -184,21 +167,13 @@ impl SlotKdf {
         if kind == 2 {
             return Ok(SlotKdf::RecoveryCode { salt: d.array()? });
         }
-        let params = Argon2Params {
-            m_kib: d.u32()?,
-            t: d.u32()?,
-            p: d.u32()?,
-        };
+        let params = Argon2Params { m_kib: d.u32()?, t: d.u32()?, p: d.u32()? };
         params.check()?;
         let salt = d.array()?;
         Ok(if kind == 1 {
             SlotKdf::Passphrase { params, salt }
         } else {
-            SlotKdf::Pin {
-                params,
-                salt,
-                vault_id: d.array()?,
-            }
+            SlotKdf::Pin { params, salt, vault_id: d.array()? }
         })
     }
 }
@@ -264,11 +239,7 @@ pub(crate) fn encode(
     out.push(slot.kdf.kind());
     out.push(label_len);
     let kind_data = slot.kdf.encode_data()?;
-    out.extend_from_slice(
-        &u16::try_from(kind_data.len())
-            .expect("kind data is small")
-            .to_le_bytes(),
-    );
+    out.extend_from_slice(&u16::try_from(kind_data.len()).expect("kind data is small").to_le_bytes());
     out.extend_from_slice(&slot.created.to_le_bytes());
     out.extend_from_slice(&master.id().0);
     out.extend_from_slice(label);
@@ -292,11 +263,7 @@ pub(crate) fn encode(
 pub fn decode(bytes: &[u8]) -> Result<Keyslot> {
     const WHAT: &str = "keyslot";
     if bytes.len() > MAX_KEYSLOT_FILE {
-        return Err(Error::malformed(
-            WHAT,
-            None,
-            format!("{} bytes is larger than any keyslot", bytes.len()),
-        ));
+        return Err(Error::malformed(WHAT, None, format!("{} bytes is larger than any keyslot", bytes.len())));
     }
     check_header(bytes, MAGIC_KEYSLOT, WHAT)?;
     let mut r = ByteReader::new(bytes, WHAT);
@@ -319,18 +286,7 @@ pub fn decode(bytes: &[u8]) -> Result<Keyslot> {
     if r.remaining() != 0 {
         return Err(r.err(format!("{} trailing bytes", r.remaining())));
     }
-    Ok(Keyslot {
-        repo_id,
-        slot_id,
-        label,
-        created,
-        master_id,
-        kdf,
-        nonce,
-        wrapped,
-        commitment,
-        authenticated,
-    })
+    Ok(Keyslot { repo_id, slot_id, label, created, master_id, kdf, nonce, wrapped, commitment, authenticated })
 }
 
 impl Keyslot {
@@ -353,16 +309,12 @@ impl Keyslot {
         let mut buf = self.wrapped.to_vec();
         crypto::aead_open(&wrap_key, &self.nonce, &self.authenticated, &mut buf)
             .map_err(|_| Error::Integrity("keyslot: wrapped key fails authentication".into()))?;
-        let bytes: [u8; 32] = buf
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Integrity("keyslot: wrapped key length".into()))?;
+        let bytes: [u8; 32] =
+            buf.as_slice().try_into().map_err(|_| Error::Integrity("keyslot: wrapped key length".into()))?;
         zeroize::Zeroize::zeroize(&mut buf);
         let master = MasterKey::from_bytes(bytes);
         if master.id() != self.master_id {
-            return Err(Error::Integrity(
-                "keyslot: unwrapped key does not match the slot's master id".into(),
-            ));
+            return Err(Error::Integrity("keyslot: unwrapped key does not match the slot's master id".into()));
         }
         Ok(master)
     }
@@ -393,6 +345,19 @@ pub fn pin_auth(pin_hash: &SecretKey) -> [u8; 32] {
     blake3::derive_key(contexts::PIN_AUTH, pin_hash.bytes())
 }
 
+/// The binding of a PIN slot to its vault enrollment: `DERIVE("packvault 2026-11-26 v1 pin
+/// vault binding", salt ‖ u32 m ‖ u32 t ‖ u32 p)`. The vault refuses, without counting an
+/// attempt, a release whose binding differs from the enrollment's.
+#[must_use]
+pub fn pin_binding(salt: &[u8; 32], params: Argon2Params) -> [u8; 32] {
+    let mut material = Vec::with_capacity(44);
+    material.extend_from_slice(salt);
+    material.extend_from_slice(&params.m_kib.to_le_bytes());
+    material.extend_from_slice(&params.t.to_le_bytes());
+    material.extend_from_slice(&params.p.to_le_bytes());
+    blake3::derive_key(contexts::PIN_BINDING, &material)
+}
+
 /// The KDF output of a PIN slot: `DERIVE("packvault 2026-11-26 v1 pin key", h ‖ vault secret)`.
 #[must_use]
 pub fn pin_kdf(pin_hash: &SecretKey, vault_secret: &SecretKey) -> SecretKey {
@@ -415,8 +380,7 @@ pub fn argon2id(passphrase: &[u8], salt: &[u8; 32], params: Argon2Params) -> Res
         .map_err(|e| Error::InvalidArgument(format!("Argon2 parameters: {e}")))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
     let mut out = zeroize::Zeroizing::new([0u8; 32]);
-    a.hash_password_into(passphrase, salt, &mut out[..])
-        .map_err(|e| Error::InvalidArgument(format!("Argon2: {e}")))?;
+    a.hash_password_into(passphrase, salt, &mut out[..]).map_err(|e| Error::InvalidArgument(format!("Argon2: {e}")))?;
     Ok(SecretKey::from_bytes(*out))
 }
 
@@ -424,11 +388,7 @@ pub fn argon2id(passphrase: &[u8], salt: &[u8; 32], params: Argon2Params) -> Res
 mod tests {
     use super::*;
 
-    const FAST: Argon2Params = Argon2Params {
-        m_kib: 8 * 1024,
-        t: 1,
-        p: 1,
-    };
+    const FAST: Argon2Params = Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 };
 
     fn slot() -> (NewSlot, MasterKey) {
         (
@@ -437,10 +397,7 @@ mod tests {
                 slot_id: [2; 16],
                 label: "laptop".into(),
                 created: 1_764_000_000,
-                kdf: SlotKdf::Passphrase {
-                    params: FAST,
-                    salt: [3; 32],
-                },
+                kdf: SlotKdf::Passphrase { params: FAST, salt: [3; 32] },
             },
             MasterKey::from_bytes([4; 32]),
         )
@@ -484,14 +441,8 @@ mod tests {
         bytes[at..at + 4].copy_from_slice(&(100u32 << 20).to_le_bytes()); // 100 GiB
                                                                           // decode() never runs the KDF, so the refusal costs nothing.
         assert!(matches!(decode(&bytes), Err(Error::LimitExceeded { .. })));
-        s.kdf = SlotKdf::Passphrase {
-            params: Argon2Params {
-                m_kib: FAST.m_kib,
-                t: 1_000_000_000,
-                p: 1,
-            },
-            salt: [0; 32],
-        };
+        s.kdf =
+            SlotKdf::Passphrase { params: Argon2Params { m_kib: FAST.m_kib, t: 1_000_000_000, p: 1 }, salt: [0; 32] };
         assert!(encode(&s, &m, &k, &[5; 12]).is_err());
     }
 }

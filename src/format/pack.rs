@@ -65,18 +65,9 @@ impl BlobEntry {
             return Err(r.err(format!("blob {} has impossible sealed length {sealed_len}", id.short())));
         }
         if raw_len > MAX_BLOB_RAW {
-            return Err(r.err(format!(
-                "blob {} declares {raw_len} bytes, limit {MAX_BLOB_RAW}",
-                id.short()
-            )));
+            return Err(r.err(format!("blob {} declares {raw_len} bytes, limit {MAX_BLOB_RAW}", id.short())));
         }
-        Ok(BlobEntry {
-            id,
-            offset,
-            sealed_len,
-            raw_len,
-            codec,
-        })
+        Ok(BlobEntry { id, offset, sealed_len, raw_len, codec })
     }
 
     /// End offset of the blob.
@@ -116,13 +107,7 @@ pub(crate) fn encode(
     for b in blobs {
         debug_assert_eq!(b.kind, kind);
         let sealed_len = u32::try_from(b.bytes.len()).expect("blob below MAX_BLOB_SEALED");
-        entries.push(BlobEntry {
-            id: b.id,
-            offset,
-            sealed_len,
-            raw_len: b.raw_len,
-            codec: b.codec,
-        });
+        entries.push(BlobEntry { id: b.id, offset, sealed_len, raw_len: b.raw_len, codec: b.codec });
         offset += sealed_len;
     }
     let mut dir = encode_directory_plaintext(kind, &entries);
@@ -149,11 +134,7 @@ pub fn encode_directory_plaintext(kind: BlobKind, entries: &[BlobEntry]) -> Vec<
     let mut dir = Vec::with_capacity(DIR_HEADER_LEN + entries.len() * ENTRY_LEN);
     dir.push(kind as u8);
     dir.extend_from_slice(&[0; 3]);
-    dir.extend_from_slice(
-        &u32::try_from(entries.len())
-            .expect("count below MAX_PACK_LEN")
-            .to_le_bytes(),
-    );
+    dir.extend_from_slice(&u32::try_from(entries.len()).expect("count below MAX_PACK_LEN").to_le_bytes());
     for e in entries {
         e.encode(&mut dir);
     }
@@ -176,11 +157,7 @@ pub fn decode_trailer(pack_len: u64, trailer: &[u8]) -> Result<u32> {
         ));
     }
     if trailer.len() != TRAILER_LEN {
-        return Err(Error::malformed(
-            WHAT,
-            None,
-            format!("trailer is {} bytes, not {TRAILER_LEN}", trailer.len()),
-        ));
+        return Err(Error::malformed(WHAT, None, format!("trailer is {} bytes, not {TRAILER_LEN}", trailer.len())));
     }
     check_header(&trailer[4..], MAGIC_PACK, WHAT)?;
     let dir_len = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
@@ -208,11 +185,7 @@ pub fn decode_directory(meta_key: &SecretKey, pack_len: u64, dir: &[u8]) -> Resu
         .checked_sub(dir.len() as u64 + TRAILER_LEN as u64)
         .ok_or_else(|| Error::malformed(WHAT, None, "directory longer than the pack"))?;
     if dir.len() < NONCE_LEN + DIR_HEADER_LEN + TAG_LEN {
-        return Err(Error::malformed(
-            WHAT,
-            None,
-            format!("{} bytes is too short", dir.len()),
-        ));
+        return Err(Error::malformed(WHAT, None, format!("{} bytes is too short", dir.len())));
     }
     let (nonce, body) = dir.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| Error::malformed(WHAT, None, "nonce"))?;
@@ -256,11 +229,7 @@ pub(crate) fn decode_entries(r: &mut ByteReader<'_>, count: usize) -> Result<Vec
             return Err(Error::malformed(
                 "pack directory",
                 Some(at as u64),
-                format!(
-                    "blob {} at offset {} but the previous blob ends at {expected}",
-                    e.id.short(),
-                    e.offset
-                ),
+                format!("blob {} at offset {} but the previous blob ends at {expected}", e.id.short(), e.offset),
             ));
         }
         expected = e.end();
@@ -276,11 +245,7 @@ pub(crate) fn decode_entries(r: &mut ByteReader<'_>, count: usize) -> Result<Vec
 pub fn decode_pack(meta_key: &SecretKey, pack: &[u8]) -> Result<PackDirectory> {
     let len = pack.len() as u64;
     if len < MIN_PACK_LEN {
-        return Err(Error::malformed(
-            "pack",
-            None,
-            format!("{len} bytes is shorter than the smallest pack"),
-        ));
+        return Err(Error::malformed("pack", None, format!("{len} bytes is shorter than the smallest pack")));
     }
     let dir_len = decode_trailer(len, &pack[pack.len() - TRAILER_LEN..])? as usize;
     let dir_start = pack.len() - TRAILER_LEN - dir_len;
@@ -322,14 +287,8 @@ mod tests {
     fn every_truncation_is_rejected() {
         let (ks, pack, _) = sample();
         for n in 0..pack.len() {
-            assert!(
-                decode_pack(ks.meta_key(), &pack[..n]).is_err(),
-                "prefix of {n} bytes accepted"
-            );
-            assert!(
-                decode_pack(ks.meta_key(), &pack[pack.len() - n..]).is_err(),
-                "suffix of {n} bytes accepted"
-            );
+            assert!(decode_pack(ks.meta_key(), &pack[..n]).is_err(), "prefix of {n} bytes accepted");
+            assert!(decode_pack(ks.meta_key(), &pack[pack.len() - n..]).is_err(), "suffix of {n} bytes accepted");
         }
     }
 
@@ -347,13 +306,7 @@ mod tests {
     #[test]
     fn plaintext_checks() {
         // Entries that overlap, leave a gap, or overrun are refused.
-        let e = |offset, sealed_len| BlobEntry {
-            id: Id([1; 32]),
-            offset,
-            sealed_len,
-            raw_len: 10,
-            codec: Codec::Raw,
-        };
+        let e = |offset, sealed_len| BlobEntry { id: Id([1; 32]), offset, sealed_len, raw_len: 10, codec: Codec::Raw };
         let build = |es: &[BlobEntry], kind: u8| {
             let mut p = vec![kind, 0, 0, 0];
             p.extend_from_slice(&(es.len() as u32).to_le_bytes());

@@ -40,12 +40,7 @@ impl fmt::Debug for RecoveryCode {
 }
 
 fn checksum(symbols: &[u8]) -> u32 {
-    symbols
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (i as u32 + 1) * u32::from(v))
-        .sum::<u32>()
-        % CHECK_MODULUS
+    symbols.iter().enumerate().map(|(i, &v)| (i as u32 + 1) * u32::from(v)).sum::<u32>() % CHECK_MODULUS
 }
 
 impl RecoveryCode {
@@ -128,9 +123,7 @@ impl RecoveryCode {
                 symbols.len()
             )));
         }
-        let stored = symbols[DATA_CHARS..]
-            .iter()
-            .fold(0u32, |acc, &v| (acc << 5) | u32::from(v));
+        let stored = symbols[DATA_CHARS..].iter().fold(0u32, |acc, &v| (acc << 5) | u32::from(v));
         if checksum(&symbols[..DATA_CHARS]) != stored {
             return Err(Error::RecoveryCodeInvalid(
                 "checksum mismatch: a character is mistyped or two are swapped".into(),
@@ -142,9 +135,7 @@ impl RecoveryCode {
             if bit < 256 {
                 bytes[bit / 8] |= u8::from(v) << (7 - bit % 8);
             } else if v {
-                return Err(Error::RecoveryCodeInvalid(
-                    "not a recovery code: its padding bits are set".into(),
-                ));
+                return Err(Error::RecoveryCodeInvalid("not a recovery code: its padding bits are set".into()));
             }
         }
         Ok(RecoveryCode(bytes))
@@ -166,11 +157,7 @@ mod tests {
         assert_eq!(text.len(), CODE_CHARS + 13);
         assert_eq!(text.split('-').count(), 14);
         assert_eq!(RecoveryCode::parse(&text).unwrap(), c);
-        let sloppy = text
-            .to_lowercase()
-            .replace('-', " ")
-            .replace('1', "l")
-            .replace('0', "o");
+        let sloppy = text.to_lowercase().replace('-', " ").replace('1', "l").replace('0', "o");
         assert_eq!(RecoveryCode::parse(&sloppy).unwrap(), c);
         for _ in 0..50 {
             let r = RecoveryCode::generate().unwrap();

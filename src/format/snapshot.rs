@@ -124,11 +124,7 @@ impl Tree {
             if i > 0 && self.nodes[i - 1].name >= n.name {
                 return Err(bad(
                     i,
-                    format!(
-                        "{:?} is not sorted after {:?}",
-                        n.name_lossy(),
-                        self.nodes[i - 1].name_lossy()
-                    ),
+                    format!("{:?} is not sorted after {:?}", n.name_lossy(), self.nodes[i - 1].name_lossy()),
                 ));
             }
             if n.mtime_nanos >= 1_000_000_000 {
@@ -228,11 +224,7 @@ impl SnapshotRecord {
             return Err(bad("unknown flag bits"));
         }
         if self.tags.len() + self.paths.len() > MAX_SNAPSHOT_STRINGS
-            || self
-                .tags
-                .iter()
-                .chain(&self.paths)
-                .any(|s| s.len() > MAX_SNAPSHOT_STRINGS)
+            || self.tags.iter().chain(&self.paths).any(|s| s.len() > MAX_SNAPSHOT_STRINGS)
         {
             return Err(bad("too many or too long tags or paths"));
         }
@@ -263,11 +255,7 @@ pub(crate) fn encode(meta_key: &SecretKey, record: &SnapshotRecord, nonce: &[u8;
     let mut plain = encode_plaintext(record)?;
     let unpadded = (HEADER_LEN + NONCE_LEN + plain.len() + TAG_LEN) as u64;
     if unpadded > MAX_SNAPSHOT_FILE {
-        return Err(Error::LimitExceeded {
-            what: "snapshot file length",
-            found: unpadded,
-            limit: MAX_SNAPSHOT_FILE,
-        });
+        return Err(Error::LimitExceeded { what: "snapshot file length", found: unpadded, limit: MAX_SNAPSHOT_FILE });
     }
     plain.resize(plain.len() + (padme(unpadded) - unpadded) as usize, 0);
     Ok(seal_envelope(meta_key, &header(MAGIC_SNAPSHOT), nonce, plain))
@@ -319,10 +307,7 @@ mod tests {
             mode: 0o644,
             mtime_secs: 1_700_000_000,
             mtime_nanos: 5,
-            content: NodeContent::File {
-                size,
-                chunks: (0..chunks).map(|i| ChunkId(Id([i as u8; 32]))).collect(),
-            },
+            content: NodeContent::File { size, chunks: (0..chunks).map(|i| ChunkId(Id([i as u8; 32]))).collect() },
         }
     }
 
@@ -336,45 +321,27 @@ mod tests {
                     mode: 0o755,
                     mtime_secs: -5,
                     mtime_nanos: 0,
-                    content: NodeContent::Dir {
-                        tree: TreeId(Id([7; 32])),
-                    },
+                    content: NodeContent::Dir { tree: TreeId(Id([7; 32])) },
                 },
                 Node {
                     name: b"l".to_vec(),
                     mode: 0o777,
                     mtime_secs: 0,
                     mtime_nanos: 0,
-                    content: NodeContent::Symlink {
-                        target: b"../x".to_vec(),
-                    },
+                    content: NodeContent::Symlink { target: b"../x".to_vec() },
                 },
             ],
         };
         let bytes = t.encode().unwrap();
         assert_eq!(Tree::decode(&bytes).unwrap(), t);
         for bad in [
-            Tree {
-                nodes: vec![file("b", 1, 1), file("a", 1, 1)],
-            },
-            Tree {
-                nodes: vec![file("a", 1, 1), file("a", 1, 1)],
-            },
-            Tree {
-                nodes: vec![file("..", 1, 1)],
-            },
-            Tree {
-                nodes: vec![file("a/b", 1, 1)],
-            },
-            Tree {
-                nodes: vec![file("", 1, 1)],
-            },
-            Tree {
-                nodes: vec![file("a", 0, 1)],
-            },
-            Tree {
-                nodes: vec![file("a", 5, 0)],
-            },
+            Tree { nodes: vec![file("b", 1, 1), file("a", 1, 1)] },
+            Tree { nodes: vec![file("a", 1, 1), file("a", 1, 1)] },
+            Tree { nodes: vec![file("..", 1, 1)] },
+            Tree { nodes: vec![file("a/b", 1, 1)] },
+            Tree { nodes: vec![file("", 1, 1)] },
+            Tree { nodes: vec![file("a", 0, 1)] },
+            Tree { nodes: vec![file("a", 5, 0)] },
         ] {
             assert!(bad.encode().is_err(), "{bad:?}");
             let raw = encoding::encode(&bad).unwrap();
@@ -395,10 +362,7 @@ mod tests {
             root: TreeId(Id([1; 32])),
             sequence: 3,
             previous: Some(SnapshotId(Id([2; 32]))),
-            summary: Summary {
-                files: 4,
-                ..Summary::default()
-            },
+            summary: Summary { files: 4, ..Summary::default() },
             flags: 0,
             program: "packvault test".into(),
         };

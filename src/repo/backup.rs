@@ -54,27 +54,14 @@ impl FileMeta {
     }
 
     fn default_dir() -> FileMeta {
-        FileMeta {
-            mode: 0o755,
-            mtime_secs: 0,
-            mtime_nanos: 0,
-        }
+        FileMeta { mode: 0o755, mtime_secs: 0, mtime_nanos: 0 }
     }
 }
 
 enum Entry {
-    File {
-        meta: FileMeta,
-        file: usize,
-    },
-    Dir {
-        meta: FileMeta,
-        children: BTreeMap<Vec<u8>, Entry>,
-    },
-    Symlink {
-        meta: FileMeta,
-        target: Vec<u8>,
-    },
+    File { meta: FileMeta, file: usize },
+    Dir { meta: FileMeta, children: BTreeMap<Vec<u8>, Entry> },
+    Symlink { meta: FileMeta, target: Vec<u8> },
 }
 
 struct FileRecord {
@@ -137,11 +124,7 @@ impl Repository {
 }
 
 fn split_path(path: &str) -> Result<Vec<Vec<u8>>> {
-    let parts: Vec<Vec<u8>> = path
-        .split('/')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.as_bytes().to_vec())
-        .collect();
+    let parts: Vec<Vec<u8>> = path.split('/').filter(|p| !p.is_empty()).map(|p| p.as_bytes().to_vec()).collect();
     if let Some(bad) = parts.iter().find(|p| !valid_name(p)) {
         return Err(Error::InvalidArgument(format!(
             "{path:?}: {:?} is not a valid file name",
@@ -156,10 +139,9 @@ impl BackupSession<'_> {
     fn dir_at(&mut self, parts: &[Vec<u8>]) -> Result<&mut BTreeMap<Vec<u8>, Entry>> {
         let mut cur = &mut self.root;
         for p in parts {
-            let e = cur.entry(p.clone()).or_insert_with(|| Entry::Dir {
-                meta: FileMeta::default_dir(),
-                children: BTreeMap::new(),
-            });
+            let e = cur
+                .entry(p.clone())
+                .or_insert_with(|| Entry::Dir { meta: FileMeta::default_dir(), children: BTreeMap::new() });
             match e {
                 Entry::Dir { children, .. } => cur = children,
                 _ => {
@@ -184,18 +166,12 @@ impl BackupSession<'_> {
         if !md.is_dir() {
             return Err(Error::InvalidArgument(format!("{} is not a folder", dir.display())));
         }
-        self.paths.push(
-            fs::canonicalize(dir)
-                .unwrap_or_else(|_| dir.to_path_buf())
-                .display()
-                .to_string(),
-        );
+        self.paths.push(fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string());
         if let Some((last, parents)) = parts.split_last() {
             let parent = self.dir_at(parents)?;
-            let e = parent.entry(last.clone()).or_insert_with(|| Entry::Dir {
-                meta: FileMeta::from_fs(&md),
-                children: BTreeMap::new(),
-            });
+            let e = parent
+                .entry(last.clone())
+                .or_insert_with(|| Entry::Dir { meta: FileMeta::from_fs(&md), children: BTreeMap::new() });
             if let Entry::Dir { meta, .. } = e {
                 *meta = FileMeta::from_fs(&md);
             }
@@ -224,13 +200,7 @@ impl BackupSession<'_> {
             sub.push(name.clone());
             if ft.is_dir() {
                 let meta = FileMeta::from_fs(&md);
-                self.dir_at(at)?.insert(
-                    name,
-                    Entry::Dir {
-                        meta,
-                        children: BTreeMap::new(),
-                    },
-                );
+                self.dir_at(at)?.insert(name, Entry::Dir { meta, children: BTreeMap::new() });
                 self.summary.dirs += 1;
                 if let Err(e) = self.walk(&path, &sub) {
                     if matches!(e.kind(), crate::ErrorKind::Io) {
@@ -243,13 +213,8 @@ impl BackupSession<'_> {
                 match fs::read_link(&path) {
                     Ok(t) => {
                         let meta = FileMeta::from_fs(&md);
-                        self.dir_at(at)?.insert(
-                            name,
-                            Entry::Symlink {
-                                meta,
-                                target: t.as_os_str().as_bytes().to_vec(),
-                            },
-                        );
+                        self.dir_at(at)?
+                            .insert(name, Entry::Symlink { meta, target: t.as_os_str().as_bytes().to_vec() });
                         self.summary.symlinks += 1;
                     }
                     Err(e) => self.warnings.push((path, e.into())),
@@ -270,10 +235,8 @@ impl BackupSession<'_> {
                     }
                 }
             } else {
-                self.warnings.push((
-                    path,
-                    Error::InvalidArgument("not a regular file, folder or symlink: skipped".into()),
-                ));
+                self.warnings
+                    .push((path, Error::InvalidArgument("not a regular file, folder or symlink: skipped".into())));
             }
         }
         Ok(())
@@ -285,21 +248,16 @@ impl BackupSession<'_> {
     /// [`Error::InvalidArgument`] for a bad path; the reader's errors; repository write errors.
     pub fn add_stream(&mut self, path: &str, reader: impl Read, meta: FileMeta) -> Result<()> {
         let parts = split_path(path)?;
-        let (name, parents) = parts
-            .split_last()
-            .ok_or_else(|| Error::InvalidArgument("a stream needs a file name".into()))?;
-        self.add_file_inner(parents, name.clone(), reader, meta)
-            .at(|| Location::SnapshotPath(path.to_string()))
+        let (name, parents) =
+            parts.split_last().ok_or_else(|| Error::InvalidArgument("a stream needs a file name".into()))?;
+        self.add_file_inner(parents, name.clone(), reader, meta).at(|| Location::SnapshotPath(path.to_string()))
     }
 
     fn add_file_inner(&mut self, at: &[Vec<u8>], name: Vec<u8>, mut reader: impl Read, meta: FileMeta) -> Result<()> {
         // Refuse a path through a file before reading anything.
         self.dir_at(at)?;
         let file = self.files.len();
-        self.files.push(FileRecord {
-            size: 0,
-            chunks: Vec::new(),
-        });
+        self.files.push(FileRecord { size: 0, chunks: Vec::new() });
         match self.read_chunks(file, &mut reader) {
             Ok(size) => {
                 self.files[file].size = size;
@@ -361,11 +319,7 @@ impl BackupSession<'_> {
     fn flush_batch(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.batch);
         let keys = &self.repo.keys;
-        let ids: Vec<ChunkId> = batch
-            .chunks
-            .par_iter()
-            .map(|(_, r)| keys.chunk_id(&batch.data[r.clone()]))
-            .collect();
+        let ids: Vec<ChunkId> = batch.chunks.par_iter().map(|(_, r)| keys.chunk_id(&batch.data[r.clone()])).collect();
         let mut fresh = Vec::new();
         for (i, ((file, _), id)) in batch.chunks.iter().zip(&ids).enumerate() {
             self.files[*file].chunks.push(*id);
@@ -377,15 +331,7 @@ impl BackupSession<'_> {
         let level = Some(self.repo.settings.zstd_level);
         let sealed: Vec<blob::SealedBlob> = fresh
             .par_iter()
-            .map(|&i| {
-                blob::seal(
-                    keys,
-                    BlobKind::Data,
-                    ids[i].0,
-                    &batch.data[batch.chunks[i].1.clone()],
-                    level,
-                )
-            })
+            .map(|&i| blob::seal(keys, BlobKind::Data, ids[i].0, &batch.data[batch.chunks[i].1.clone()], level))
             .collect();
         for s in sealed {
             self.summary.new_data_blobs += 1;
@@ -415,30 +361,18 @@ impl BackupSession<'_> {
     }
 
     /// Seals one directory's tree (children first) and returns its id.
-    fn store_tree(&mut self, children: BTreeMap<Vec<u8>, Entry>) -> Result<TreeId> {
+    fn store_tree(&mut self, children: BTreeMap<Vec<u8>, Entry>, path: &str) -> Result<TreeId> {
         let mut nodes = Vec::with_capacity(children.len());
         for (name, entry) in children {
             let (meta, content) = match entry {
                 Entry::File { meta, file } => {
-                    let rec = std::mem::replace(
-                        &mut self.files[file],
-                        FileRecord {
-                            size: 0,
-                            chunks: Vec::new(),
-                        },
-                    );
-                    (
-                        meta,
-                        NodeContent::File {
-                            size: rec.size,
-                            chunks: rec.chunks,
-                        },
-                    )
+                    let rec = std::mem::replace(&mut self.files[file], FileRecord { size: 0, chunks: Vec::new() });
+                    (meta, NodeContent::File { size: rec.size, chunks: rec.chunks })
                 }
                 Entry::Dir { meta, children } => (
                     meta,
                     NodeContent::Dir {
-                        tree: self.store_tree(children)?,
+                        tree: self.store_tree(children, &crate::repo::join(path, &String::from_utf8_lossy(&name)))?,
                     },
                 ),
                 Entry::Symlink { meta, target } => (meta, NodeContent::Symlink { target }),
@@ -452,15 +386,19 @@ impl BackupSession<'_> {
             });
         }
         let bytes = Tree { nodes }.encode()?;
+        if bytes.len() > blob::MAX_BLOB_RAW as usize {
+            // A folder with about a million entries, or a file of millions of chunks: refused
+            // here rather than written as a blob no reader accepts.
+            return Err(Error::LimitExceeded {
+                what: "encoded folder size",
+                found: bytes.len() as u64,
+                limit: u64::from(blob::MAX_BLOB_RAW),
+            }
+            .at(Location::SnapshotPath(if path.is_empty() { "/".into() } else { path.to_string() })));
+        }
         let id = self.repo.keys.tree_id(&bytes);
         if !self.repo.index.contains(&id.0) && self.seen.insert(id.0) {
-            let s = blob::seal(
-                &self.repo.keys,
-                BlobKind::Tree,
-                id.0,
-                &bytes,
-                Some(self.repo.settings.zstd_level),
-            );
+            let s = blob::seal(&self.repo.keys, BlobKind::Tree, id.0, &bytes, Some(self.repo.settings.zstd_level));
             self.summary.new_tree_blobs += 1;
             self.summary.new_raw_bytes += u64::from(s.raw_len);
             self.summary.new_stored_bytes += s.bytes.len() as u64;
@@ -480,7 +418,7 @@ impl BackupSession<'_> {
     pub fn commit(mut self, tags: Vec<String>) -> Result<BackupOutcome> {
         self.flush_batch()?;
         let root = std::mem::take(&mut self.root);
-        let root_id = self.store_tree(root)?;
+        let root_id = self.store_tree(root, "")?;
         self.summary.dirs += 1;
         self.flush_pack(BlobKind::Data)?;
         self.flush_pack(BlobKind::Tree)?;
@@ -489,17 +427,15 @@ impl BackupSession<'_> {
         let repo = &mut *self.repo;
         let mut index_id = None;
         if !self.written.is_empty() {
-            let file = IndexFile {
-                packs: self.written.iter().map(|w| w.record.clone()).collect(),
-            };
+            let file = IndexFile { packs: self.written.iter().map(|w| w.record.clone()).collect() };
             let bytes = crate::format::index::encode(repo.keys.meta_key(), &file, &random_array()?);
             let id = IndexId(Id::hash_of(&bytes));
             repo.store.put(FileKind::Index, &id.to_hex(), &bytes)?;
             index_id = Some(id);
         }
 
-        let (sequence, previous) = match repo.snapshots()?.into_iter().max_by_key(|(_, r)| r.sequence) {
-            Some((id, r)) => (r.sequence + 1, Some(id)),
+        let (sequence, previous) = match repo.newest_snapshot()? {
+            Some((seq, id)) => (seq + 1, Some(id)),
             None => (1, None),
         };
         let now = now();
@@ -522,11 +458,7 @@ impl BackupSession<'_> {
         repo.store.put(FileKind::Snapshot, &id.to_hex(), &bytes)?;
         repo.record_seen(record.sequence, id)?;
         repo.refresh_index_cache(index_id)?;
-        Ok(BackupOutcome {
-            snapshot: id,
-            record,
-            warnings: std::mem::take(&mut self.warnings),
-        })
+        Ok(BackupOutcome { snapshot: id, record, warnings: std::mem::take(&mut self.warnings) })
     }
 }
 

@@ -77,12 +77,7 @@ struct Damage {
 
 impl Damage {
     fn add(&mut self, message: String, pack: Option<PackId>, offset: Option<u64>) -> usize {
-        self.problems.push(Problem {
-            message,
-            pack,
-            offset,
-            affected: Vec::new(),
-        });
+        self.problems.push(Problem { message, pack, offset, affected: Vec::new() });
         self.problems.len() - 1
     }
 
@@ -115,11 +110,8 @@ impl Repository {
         indexed.dedup_by_key(|p| p.id);
         report.packs = indexed.len();
         let indexed_ids: HashSet<Id> = indexed.iter().map(|p| p.id.0).collect();
-        report.unreferenced_packs = in_store
-            .iter()
-            .filter(|id| !indexed_ids.contains(id))
-            .map(|id| PackId(*id))
-            .collect();
+        report.unreferenced_packs =
+            in_store.iter().filter(|id| !indexed_ids.contains(id)).map(|id| PackId(*id)).collect();
         report.unreferenced_packs.sort();
         for p in &indexed {
             if !in_store.contains(&p.id.0) {
@@ -130,11 +122,8 @@ impl Repository {
             match self.store.size(FileKind::Pack, &p.id.to_hex()) {
                 Ok(len) if len == u64::from(p.len) => {}
                 Ok(len) => {
-                    let n = damage.add(
-                        format!("pack {} is {len} bytes, the index says {}", p.id, p.len),
-                        Some(p.id),
-                        None,
-                    );
+                    let n =
+                        damage.add(format!("pack {} is {len} bytes, the index says {}", p.id, p.len), Some(p.id), None);
                     // Reading the data pins down which blobs are lost; without it, assume all.
                     if !options.read_data {
                         damage.by_pack.insert(p.id, n);
@@ -251,7 +240,14 @@ impl Repository {
             .map(|p| {
                 let mut found = Vec::new();
                 let at = |offset| Location::Pack { pack: p.id, offset };
-                let bytes = match self.store.get(FileKind::Pack, &p.id.to_hex()) {
+                let read = crate::store::get_bounded(
+                    self.store.as_ref(),
+                    FileKind::Pack,
+                    &p.id.to_hex(),
+                    pack_format::MAX_PACK_LEN,
+                    "pack length",
+                );
+                let bytes = match read {
                     Ok(b) => b,
                     Err(e) => return (p.id, vec![(None, e.at(at(None)).to_string())], 0),
                 };
@@ -275,10 +271,7 @@ impl Repository {
                                 ),
                             ));
                         }
-                        if blobs
-                            .iter()
-                            .any(|(id, l)| !listed.contains(&(*id, l.offset, l.sealed_len)))
-                        {
+                        if blobs.iter().any(|(id, l)| !listed.contains(&(*id, l.offset, l.sealed_len))) {
                             found.push((None, format!("pack {}: directory and index disagree", p.id)));
                         }
                     }

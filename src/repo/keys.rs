@@ -89,10 +89,7 @@ impl Credentials {
     /// Credentials from a PIN and its vault.
     #[must_use]
     pub fn pin(pin: impl Into<String>, vault: Arc<dyn PinVault>) -> Credentials {
-        Credentials::Pin {
-            pin: Passphrase::new(pin),
-            vault,
-        }
+        Credentials::Pin { pin: Passphrase::new(pin), vault }
     }
 }
 
@@ -212,26 +209,18 @@ pub(crate) fn write_slot(
     let (kdf, kdf_out) = match cred {
         NewCredential::Passphrase(pass, params) => {
             check_passphrase_strength(pass)?;
-            (
-                SlotKdf::Passphrase { params, salt },
-                keyslot::argon2id(pass.as_bytes(), &salt, params)?,
-            )
+            (SlotKdf::Passphrase { params, salt }, keyslot::argon2id(pass.as_bytes(), &salt, params)?)
         }
         NewCredential::RecoveryCode(code) => (SlotKdf::RecoveryCode { salt }, keyslot::recovery_kdf(code, &salt)),
         NewCredential::Pin(pin, vault, params) => {
             check_pin(pin)?;
             let h = keyslot::argon2id(pin.as_bytes(), &salt, params)?;
-            let (vault_id, secret) = vault.enroll(&keyslot::pin_auth(&h))?;
+            let (vault_id, secret) = vault.enroll(&keyslot::pin_binding(&salt, params), &keyslot::pin_auth(&h))?;
             (SlotKdf::Pin { params, salt, vault_id }, keyslot::pin_kdf(&h, &secret))
         }
     };
-    let slot = NewSlot {
-        repo_id: *repo_id,
-        slot_id: random_array()?,
-        label: label.to_string(),
-        created: now_secs(),
-        kdf,
-    };
+    let slot =
+        NewSlot { repo_id: *repo_id, slot_id: random_array()?, label: label.to_string(), created: now_secs(), kdf };
     let bytes = keyslot::encode(&slot, master, &kdf_out, &random_array()?)?;
     let name = crate::id::hex_encode(&slot.slot_id);
     store.put(FileKind::Key, &name, &bytes)?;
@@ -241,13 +230,20 @@ pub(crate) fn write_slot(
 /// Loads every keyslot of the repository `repo_id`; unreadable ones are skipped and the first
 /// error is kept for reporting.
 pub(crate) fn load_slots(store: &dyn Store, repo_id: &[u8; 16]) -> Result<(Vec<Keyslot>, Option<Error>)> {
-    let mut names = store.list(FileKind::Key)?;
+    // Slot files are named by 32 hex digits; anything else (temporary files) is ignored.
+    let mut names: Vec<String> = store
+        .list(FileKind::Key)?
+        .into_iter()
+        .filter(|n| n.len() == 32 && n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .collect();
     names.sort();
     let mut slots = Vec::new();
     let mut first_err = None;
     for name in names {
         let loc = || Location::RepoFile(FileKind::Key.path(&name));
-        match store.get(FileKind::Key, &name).and_then(|b| keyslot::decode(&b)) {
+        let bytes =
+            crate::store::get_bounded(store, FileKind::Key, &name, keyslot::MAX_KEYSLOT_FILE as u64, "keyslot length");
+        match bytes.and_then(|b| keyslot::decode(&b)) {
             Ok(s) if s.id_hex() != name => {
                 first_err.get_or_insert(
                     Error::malformed("keyslot", Some(24), "slot id does not match the file name").at(loc()),
@@ -277,7 +273,7 @@ fn kdf_output(slot: &Keyslot, credentials: &Credentials) -> Option<Result<Secret
         }
         (SlotKdf::Pin { params, salt, vault_id }, Credentials::Pin { pin, vault }) => Some((|| {
             let h = keyslot::argon2id(pin.as_bytes(), salt, *params)?;
-            let secret = vault.release(vault_id, &keyslot::pin_auth(&h))?;
+            let secret = vault.release(vault_id, &keyslot::pin_binding(salt, *params), &keyslot::pin_auth(&h))?;
             Ok(keyslot::pin_kdf(&h, &secret))
         })()),
         _ => None,
@@ -287,25 +283,42 @@ fn kdf_output(slot: &Keyslot, credentials: &Credentials) -> Option<Result<Secret
 /// Unwraps the master key with `credentials`; returns it and the id of the slot that opened.
 pub(crate) fn unlock(store: &dyn Store, repo_id: &[u8; 16], credentials: &Credentials) -> Result<(MasterKey, String)> {
     let (slots, slot_err) = load_slots(store, repo_id)?;
+    // Slots of the credential's kind, cheapest KDF first, so that slots planted with huge
+    // parameters cannot delay or crowd out the real one; the total KDF work is bounded too.
+    let mut candidates: Vec<&Keyslot> = slots.iter().filter(|s| kind_matches(s, credentials)).collect();
+    candidates.sort_by_key(|s| (kdf_cost(s), s.id_hex()));
     let mut tried = 0;
+    let mut budget = MAX_KDF_WORK;
     let mut kind_err: Option<Error> = None;
-    for slot in &slots {
-        if tried == MAX_SLOTS_TRIED {
+    for slot in candidates.into_iter().take(MAX_SLOTS_TRIED) {
+        let cost = kdf_cost(slot);
+        if cost > budget {
+            kind_err.get_or_insert(Error::LimitExceeded {
+                what: "Argon2 work of the keyslots tried (MiB × passes)",
+                found: (MAX_KDF_WORK - budget + cost) >> 10,
+                limit: MAX_KDF_WORK >> 10,
+            });
             break;
         }
-        let Some(k) = kdf_output(slot, credentials) else {
-            continue;
-        };
+        budget -= cost;
+        let Some(k) = kdf_output(slot, credentials) else { continue };
         tried += 1;
         let loc = || Location::RepoFile(FileKind::Key.path(&slot.id_hex()));
-        let result = k.and_then(|k| slot.unwrap_master(&k));
-        match result {
+        match k.and_then(|k| slot.unwrap_master(&k)) {
             Ok(m) => return Ok((m, slot.id_hex())),
             // Not this slot: try the next.
             Err(Error::WrongPassphrase) => {}
-            // A vault that does not know the slot's enrollment: another device's vault.
-            Err(Error::NotFound(_)) if matches!(credentials, Credentials::Pin { .. }) => {}
-            // Wrong PIN, destroyed PIN slot, tampered slot: report (the first one).
+            // A vault that does not know the enrollment (another device's vault), or a slot
+            // whose binding the vault refuses (altered; no attempt was counted): try the next.
+            Err(e @ (Error::NotFound(_) | Error::Integrity(_))) if matches!(credentials, Credentials::Pin { .. }) => {
+                if matches!(e, Error::Integrity(_)) {
+                    kind_err.get_or_insert(e.at(loc()));
+                }
+            }
+            // A wrong or destroyed PIN: stop, so that copies of the slot cannot spend more
+            // attempts on the same wrong PIN.
+            Err(e @ (Error::WrongPin { .. } | Error::PinDestroyed)) => return Err(e),
+            // A tampered slot: remember, keep trying the others.
             Err(e) => {
                 let e = if matches!(e.kind(), crate::ErrorKind::Integrity | crate::ErrorKind::Malformed) {
                     e.at(loc())
@@ -334,6 +347,29 @@ pub(crate) fn unlock(store: &dyn Store, repo_id: &[u8; 16], credentials: &Creden
             Error::NotFound("no PIN keyslot of this repository is enrolled in this vault".into())
         }
     })
+}
+
+/// Most Argon2 work (KiB × passes, summed over the slots tried) one open may spend: enough for
+/// several slots at the maximum parameters (4 GiB × 10), not for dozens.
+pub const MAX_KDF_WORK: u64 = 3 * 4 * 1024 * 1024 * 10;
+
+fn kind_matches(slot: &Keyslot, credentials: &Credentials) -> bool {
+    matches!(
+        (&slot.kdf, credentials),
+        (SlotKdf::Passphrase { .. }, Credentials::Passphrase(_))
+            | (SlotKdf::RecoveryCode { .. }, Credentials::RecoveryCode(_))
+            | (SlotKdf::Pin { .. }, Credentials::Pin { .. })
+    )
+}
+
+/// Argon2 work of a slot in KiB × passes (0 for recovery codes).
+fn kdf_cost(slot: &Keyslot) -> u64 {
+    match &slot.kdf {
+        SlotKdf::Passphrase { params, .. } | SlotKdf::Pin { params, .. } => {
+            u64::from(params.m_kib) * u64::from(params.t)
+        }
+        SlotKdf::RecoveryCode { .. } => 0,
+    }
 }
 
 /// Lists, adds, removes and rotates keyslots. Get one with [`Repository::keys`].
@@ -405,12 +441,20 @@ impl KeyManager<'_> {
         self.add(NewCredential::Pin(pin, vault, params), label)
     }
 
+    /// The slot whose id is `id` or starts with it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], or [`Error::InvalidArgument`] when the prefix is ambiguous.
+    pub fn resolve(&self, id: &str) -> Result<KeyslotInfo> {
+        let slot = self.find(id)?;
+        let full = slot.id_hex();
+        self.list()?.into_iter().find(|k| k.id == full).ok_or_else(|| Error::NotFound(format!("keyslot {id}")))
+    }
+
     fn find(&self, id: &str) -> Result<Keyslot> {
         let (slots, _) = load_slots(self.store(), &self.repo.repo_id)?;
-        let matches: Vec<Keyslot> = slots
-            .into_iter()
-            .filter(|s| s.id_hex().starts_with(&id.to_ascii_lowercase()))
-            .collect();
+        let matches: Vec<Keyslot> =
+            slots.into_iter().filter(|s| s.id_hex().starts_with(&id.to_ascii_lowercase())).collect();
         match matches.len() {
             0 => Err(Error::NotFound(format!("keyslot {id}"))),
             1 => Ok(matches.into_iter().next().expect("one match")),

@@ -27,6 +27,9 @@ use crate::store::FileKind;
 
 /// Blobs closer than this in a pack are fetched with one read.
 const COALESCE_GAP: u64 = 256 << 10;
+/// Reads start and end on multiples of this (or the pack's end), so the provider does not see
+/// where blobs begin and end.
+pub const READ_ALIGN: u64 = 64 << 10;
 /// Largest single read.
 const MAX_READ: u64 = 8 << 20;
 
@@ -40,6 +43,9 @@ pub struct RestoreOptions {
     /// Replace files that already exist in the target (otherwise they are reported as
     /// failures and left alone).
     pub overwrite: bool,
+    /// Skip flushing restored files to disk before renaming them into place (faster; after a
+    /// power loss, a file under its final name may then be incomplete).
+    pub no_sync: bool,
 }
 
 /// What a restore did.
@@ -108,35 +114,18 @@ struct Need {
     targets: Vec<Target>,
 }
 
-fn dir_node(name: &str) -> Node {
-    Node {
-        name: name.as_bytes().to_vec(),
-        mode: 0o755,
-        mtime_secs: 0,
-        mtime_nanos: 0,
-        content: NodeContent::Dir {
-            tree: Default::default(),
-        },
-    }
-}
-
 fn mtime_of(node: &Node) -> SystemTime {
     let d = Duration::new(node.mtime_secs.unsigned_abs(), node.mtime_nanos);
-    if node.mtime_secs >= 0 {
-        UNIX_EPOCH + d
-    } else {
-        UNIX_EPOCH.checked_sub(d).unwrap_or(UNIX_EPOCH)
-    }
+    let t = if node.mtime_secs >= 0 { UNIX_EPOCH.checked_add(d) } else { UNIX_EPOCH.checked_sub(d) };
+    // Times the platform cannot represent fall back to the epoch rather than panic.
+    t.unwrap_or(UNIX_EPOCH)
 }
 
 /// Creates `path` as a real folder; refuses to go through a symlink or a file.
 fn ensure_dir(path: &Path) -> std::io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(md) if md.is_dir() => Ok(()),
-        Ok(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            "exists and is not a folder",
-        )),
+        Ok(_) => Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists and is not a folder")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir(path),
         Err(e) => Err(e),
     }
@@ -159,16 +148,12 @@ impl Repository {
         let plan = self.plan(snapshot, &options.include)?;
         let target = &options.target;
         fs::create_dir_all(target).at(|| Location::Path(target.clone()))?;
-        let mut report = RestoreReport {
-            failed: plan.failed,
-            ..RestoreReport::default()
-        };
+        let mut report = RestoreReport { failed: plan.failed, ..RestoreReport::default() };
 
         // Folders, parents first (the plan lists them in walk order).
         let mut bad_dirs: Vec<String> = Vec::new();
         let under_bad = |p: &str, bad: &[String]| {
-            bad.iter()
-                .any(|b| p.starts_with(b.as_str()) && p.as_bytes().get(b.len()) == Some(&b'/'))
+            bad.iter().any(|b| p.starts_with(b.as_str()) && p.as_bytes().get(b.len()) == Some(&b'/'))
         };
         let mut dirs_made = Vec::new();
         for d in &plan.dirs {
@@ -178,9 +163,7 @@ impl Repository {
             match ensure_dir(&target.join(&d.rel)) {
                 Ok(()) => dirs_made.push(d),
                 Err(e) => {
-                    report
-                        .failed
-                        .push((d.path.clone(), format!("cannot create folder: {e}")));
+                    report.failed.push((d.path.clone(), format!("cannot create folder: {e}")));
                     bad_dirs.push(d.path.clone());
                 }
             }
@@ -189,14 +172,12 @@ impl Repository {
         // Files: check, then create preallocated temporary files.
         let failures: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
         let fail = |file: usize, why: String| {
-            failures
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .entry(file)
-                .or_insert(why);
+            failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(file).or_insert(why);
         };
         let mut by_chunk: HashMap<Id, usize> = HashMap::new();
         let mut needs: Vec<Need> = Vec::new();
+        // Temporary files this restore created (only these are ever removed).
+        let mut created_tmp = vec![false; plan.files.len()];
         for (i, f) in plan.files.iter().enumerate() {
             if under_bad(&f.path, &bad_dirs) {
                 fail(i, "its folder could not be created".into());
@@ -215,18 +196,23 @@ impl Repository {
                     let tmp = temp_path(&final_path, i);
                     // create_new: never follow a symlink or reuse a file planted at this name.
                     let created = OpenOptions::new().write(true).create_new(true).open(&tmp);
-                    if let Err(e) = created.and_then(|f| f.set_len(*size)) {
-                        fail(i, format!("cannot create: {e}"));
-                        continue;
+                    match created {
+                        Ok(f) => {
+                            created_tmp[i] = true;
+                            if let Err(e) = f.set_len(*size) {
+                                fail(i, format!("cannot allocate {size} bytes: {e}"));
+                                continue;
+                            }
+                        }
+                        Err(e) => {
+                            fail(i, format!("cannot create a temporary file: {e}"));
+                            continue;
+                        }
                     }
                     let mut offset = 0u64;
                     for (id, loc) in chunks.iter().zip(locs) {
                         let n = *by_chunk.entry(id.0).or_insert_with(|| {
-                            needs.push(Need {
-                                id: id.0,
-                                loc,
-                                targets: Vec::new(),
-                            });
+                            needs.push(Need { id: id.0, loc, targets: Vec::new() });
                             needs.len() - 1
                         });
                         needs[n].targets.push(Target { file: i, offset });
@@ -243,6 +229,7 @@ impl Repository {
             by_pack.entry(n.loc.pack).or_default().push(n);
         }
         let groups: Vec<(PackId, Vec<Need>)> = by_pack.into_iter().collect();
+        let pack_lens: HashMap<PackId, u64> = self.index.packs().map(|p| (p.id, u64::from(p.len))).collect();
         let written: u64 = groups
             .into_par_iter()
             .map(|(pack, mut needs)| {
@@ -261,7 +248,19 @@ impl Repository {
                         range_end = range_end.max(e.end());
                         end += 1;
                     }
-                    bytes += self.restore_range(pack, first, range_end, &needs[start..end], &plan.files, target, &fail);
+                    // Widen to aligned block boundaries (never past the pack's end).
+                    let pack_len = pack_lens.get(&pack).copied().unwrap_or(range_end).max(range_end);
+                    let aligned_first = first - first % READ_ALIGN;
+                    let aligned_end = range_end.div_ceil(READ_ALIGN).saturating_mul(READ_ALIGN).min(pack_len);
+                    bytes += self.restore_range(
+                        pack,
+                        aligned_first,
+                        aligned_end,
+                        &needs[start..end],
+                        &plan.files,
+                        target,
+                        &fail,
+                    );
                     start = end;
                 }
                 bytes
@@ -269,28 +268,50 @@ impl Repository {
             .sum();
         report.bytes = written;
 
-        // Finish files: rename complete ones into place, remove the others.
+        // Finish files: metadata on the complete temporary files, flush them all to disk, then
+        // rename them into place and flush the renames. Incomplete ones are removed.
         let failures = failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ready = Vec::new();
         for (i, f) in plan.files.iter().enumerate() {
             let final_path = target.join(&f.rel);
             let tmp = temp_path(&final_path, i);
             if let Some(why) = failures.get(&i) {
-                let _ = fs::remove_file(&tmp);
+                if created_tmp[i] {
+                    let _ = fs::remove_file(&tmp);
+                }
                 report.failed.push((f.path.clone(), why.clone()));
                 continue;
             }
-            let finish = || -> std::io::Result<()> {
+            let meta = || -> std::io::Result<()> {
                 let file = OpenOptions::new().write(true).open(&tmp)?;
                 file.set_permissions(fs::Permissions::from_mode(f.node.mode))?;
-                file.set_times(FileTimes::new().set_modified(mtime_of(&f.node)))?;
-                drop(file);
-                fs::rename(&tmp, &final_path)
+                file.set_times(FileTimes::new().set_modified(mtime_of(&f.node)))
             };
-            match finish() {
+            match meta() {
+                Ok(()) => ready.push((i, tmp, final_path)),
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    report.failed.push((f.path.clone(), format!("cannot set metadata: {e}")));
+                }
+            }
+        }
+        let sync = |what: &str| -> Result<()> {
+            if options.no_sync {
+                return Ok(());
+            }
+            let dir = File::open(target).at(|| Location::Path(target.clone()))?;
+            rustix::fs::syncfs(&dir).map_err(|e| {
+                Error::Io(std::io::Error::other(format!("flushing {what} to disk: {e}")))
+                    .at(Location::Path(target.clone()))
+            })
+        };
+        sync("restored data")?;
+        for (i, tmp, final_path) in ready {
+            match fs::rename(&tmp, &final_path) {
                 Ok(()) => report.files += 1,
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
-                    report.failed.push((f.path.clone(), format!("cannot finish: {e}")));
+                    report.failed.push((plan.files[i].path.clone(), format!("cannot rename into place: {e}")));
                 }
             }
         }
@@ -301,26 +322,33 @@ impl Repository {
                 continue;
             };
             if under_bad(&l.path, &bad_dirs) {
-                report
-                    .failed
-                    .push((l.path.clone(), "its folder could not be created".into()));
+                report.failed.push((l.path.clone(), "its folder could not be created".into()));
                 continue;
             }
             let p = target.join(&l.rel);
             if fs::symlink_metadata(&p).is_ok() {
                 if !options.overwrite || fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-                    report
-                        .failed
-                        .push((l.path.clone(), "already exists in the target (not overwritten)".into()));
+                    report.failed.push((l.path.clone(), "already exists in the target (not overwritten)".into()));
                     continue;
                 }
                 let _ = fs::remove_file(&p);
             }
-            match std::os::unix::fs::symlink(OsStr::from_bytes(link), &p) {
+            let made = std::os::unix::fs::symlink(OsStr::from_bytes(link), &p).and_then(|()| {
+                // The link's own time (not its target's).
+                let t = mtime_of(&l.node).duration_since(UNIX_EPOCH).unwrap_or_default();
+                let ts = rustix::fs::Timestamps {
+                    last_access: rustix::fs::Timespec { tv_sec: t.as_secs() as i64, tv_nsec: t.subsec_nanos().into() },
+                    last_modification: rustix::fs::Timespec {
+                        tv_sec: t.as_secs() as i64,
+                        tv_nsec: t.subsec_nanos().into(),
+                    },
+                };
+                rustix::fs::utimensat(rustix::fs::CWD, &p, &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(std::io::Error::from)
+            });
+            match made {
                 Ok(()) => report.symlinks += 1,
-                Err(e) => report
-                    .failed
-                    .push((l.path.clone(), format!("cannot create symlink: {e}"))),
+                Err(e) => report.failed.push((l.path.clone(), format!("cannot create symlink: {e}"))),
             }
         }
 
@@ -332,11 +360,10 @@ impl Repository {
                 .and_then(|()| fs::set_permissions(&p, fs::Permissions::from_mode(d.node.mode)));
             match r {
                 Ok(()) => report.dirs += 1,
-                Err(e) => report
-                    .failed
-                    .push((d.path.clone(), format!("cannot set folder metadata: {e}"))),
+                Err(e) => report.failed.push((d.path.clone(), format!("cannot set folder metadata: {e}"))),
             }
         }
+        sync("restored file names")?;
         report.failed.sort();
         Ok(report)
     }
@@ -364,13 +391,7 @@ impl Repository {
         let data = match self.store.get_range(FileKind::Pack, &pack.to_hex(), first, len) {
             Ok(d) => d,
             Err(e) => {
-                fail_all(
-                    &e.at(Location::Pack {
-                        pack,
-                        offset: Some(first),
-                    })
-                    .to_string(),
-                );
+                fail_all(&e.at(Location::Pack { pack, offset: Some(first) }).to_string());
                 return 0;
             }
         };
@@ -382,12 +403,7 @@ impl Repository {
             let plain = match blob::open(&self.keys, BlobKind::Data, &n.id, e.codec, e.raw_len, sealed) {
                 Ok(p) => p,
                 Err(err) => {
-                    let msg = err
-                        .at(Location::Pack {
-                            pack,
-                            offset: Some(u64::from(e.offset)),
-                        })
-                        .to_string();
+                    let msg = err.at(Location::Pack { pack, offset: Some(u64::from(e.offset)) }).to_string();
                     for t in &n.targets {
                         fail(t.file, msg.clone());
                     }
@@ -396,11 +412,7 @@ impl Repository {
             };
             for t in &n.targets {
                 let path = temp_path(&target.join(&files[t.file].rel), t.file);
-                match OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.write_all_at(&plain, t.offset))
-                {
+                match OpenOptions::new().write(true).open(&path).and_then(|f| f.write_all_at(&plain, t.offset)) {
                     Ok(()) => bytes += plain.len() as u64,
                     Err(err) => fail(t.file, format!("write failed: {err}")),
                 }
@@ -423,9 +435,7 @@ impl Repository {
             out.push(loc);
         }
         if total != size {
-            return Err(Error::Integrity(format!(
-                "chunks add up to {total} bytes, the tree says {size}"
-            )));
+            return Err(Error::Integrity(format!("chunks add up to {total} bytes, the tree says {size}")));
         }
         Ok(out)
     }
@@ -433,9 +443,7 @@ impl Repository {
     /// Lists what to restore. Unreadable subtrees become failures, not errors.
     fn plan(&self, snapshot: &SnapshotRecord, include: &[String]) -> Result<Plan> {
         let mut plan = Plan::default();
-        let root = self
-            .load_tree(&snapshot.root)
-            .at(|| Location::SnapshotPath("/".into()))?;
+        let root = self.load_tree(&snapshot.root).at(|| Location::SnapshotPath("/".into()))?;
         if include.is_empty() {
             self.plan_tree("", Path::new(""), &root, &mut plan);
             return Ok(plan);
@@ -466,18 +474,15 @@ impl Repository {
                             plan.push(so_far.clone(), rel.clone(), node.clone());
                             self.plan_tree(&so_far, &rel, &sub, &mut plan);
                         } else {
-                            plan.push(so_far.clone(), rel.clone(), dir_node(part));
+                            // An ancestor of the included path, with its own metadata.
+                            plan.push(so_far.clone(), rel.clone(), node.clone());
                         }
                         tree = sub;
                     }
                     _ if last => {
                         plan.push(so_far.clone(), rel.clone(), node);
                     }
-                    _ => {
-                        return Err(Error::NotFound(format!(
-                            "{inc} in the snapshot ({so_far} is not a folder)"
-                        )))
-                    }
+                    _ => return Err(Error::NotFound(format!("{inc} in the snapshot ({so_far} is not a folder)"))),
                 }
             }
         }
@@ -488,11 +493,7 @@ impl Repository {
         for node in &tree.nodes {
             let path = join(prefix, &node.name_lossy());
             let rel = prefix_rel.join(OsStr::from_bytes(&node.name));
-            let sub = if let NodeContent::Dir { tree } = &node.content {
-                Some(*tree)
-            } else {
-                None
-            };
+            let sub = if let NodeContent::Dir { tree } = &node.content { Some(*tree) } else { None };
             if !plan.push(path.clone(), rel.clone(), node.clone()) {
                 continue;
             }

@@ -12,26 +12,16 @@ use std::path::PathBuf;
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::id::{hex_encode, Id, SnapshotId};
 use crate::repo::Repository;
-use crate::store::{list_ids, FileKind};
 
 impl Repository {
     fn state_path(&self) -> Option<PathBuf> {
-        self.state_dir
-            .as_ref()
-            .map(|d| d.join(format!("{}.state", hex_encode(&self.repo_id))))
+        self.state_dir.as_ref().map(|d| d.join(format!("{}.state", hex_encode(&self.repo_id))))
     }
 
-    /// The snapshot with the largest sequence number (ties: the largest id).
+    /// The readable snapshot with the largest sequence number (ties: the largest id). Damaged
+    /// snapshot files are skipped (`check` reports them).
     pub(crate) fn newest_snapshot(&self) -> Result<Option<(u64, SnapshotId)>> {
-        let mut newest = None;
-        for id in list_ids(self.store.as_ref(), FileKind::Snapshot)? {
-            let id = SnapshotId(id);
-            let rec = self.load_snapshot(&id)?;
-            if newest.is_none_or(|(s, i)| (rec.sequence, id) > (s, i)) {
-                newest = Some((rec.sequence, id));
-            }
-        }
-        Ok(newest)
+        Ok(self.snapshots()?.into_iter().map(|(id, rec)| (rec.sequence, id)).max())
     }
 
     fn read_state(&self) -> Result<Option<(u64, SnapshotId)>> {
@@ -42,22 +32,15 @@ impl Repository {
             Err(e) => return Err(Error::Io(e).at(Location::Path(path))),
         };
         let bad = || {
-            Error::malformed(
-                "client state file",
-                None,
-                "unreadable; remove it to forget what this client has seen",
-            )
-            .at(Location::Path(path.clone()))
+            Error::malformed("client state file", None, "unreadable; remove it to forget what this client has seen")
+                .at(Location::Path(path.clone()))
         };
         let mut lines = text.lines();
         if lines.next() != Some("packvault-state 1") {
             return Err(bad());
         }
-        let seq = lines
-            .next()
-            .and_then(|l| l.strip_prefix("sequence "))
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(bad)?;
+        let seq =
+            lines.next().and_then(|l| l.strip_prefix("sequence ")).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
         let id = lines
             .next()
             .and_then(|l| l.strip_prefix("snapshot "))
@@ -88,11 +71,7 @@ impl Repository {
         if let Some((seen, seen_id)) = self.read_state()? {
             let found = newest.map_or(0, |(s, _)| s);
             if found < seen && !allow {
-                return Err(Error::RolledBack {
-                    found,
-                    seen,
-                    seen_snapshot: seen_id.short(),
-                });
+                return Err(Error::RolledBack { found, seen, seen_snapshot: seen_id.short() });
             }
             if found < seen {
                 // Allowed: start over from what the repository shows now.

@@ -198,10 +198,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::create(dir.path().join("repo")).unwrap();
         crate::store::tests::exercise(&store);
-        assert!(
-            LocalStore::create(dir.path().join("repo")).is_err(),
-            "refuses a non-empty folder"
-        );
+        assert!(LocalStore::create(dir.path().join("repo")).is_err(), "refuses a non-empty folder");
         // No temporary files are left behind.
         let leftovers: Vec<_> = walk(store.root()).into_iter().filter(|p| p.contains(".tmp-")).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");

@@ -41,10 +41,7 @@ impl MemoryStore {
     }
 
     fn file(&self, kind: FileKind, name: &str) -> Result<Arc<Vec<u8>>> {
-        self.lock()
-            .get(&kind.path(name))
-            .cloned()
-            .ok_or_else(|| not_found(kind, name))
+        self.lock().get(&kind.path(name)).cloned().ok_or_else(|| not_found(kind, name))
     }
 }
 
@@ -90,10 +87,7 @@ impl Store for MemoryStore {
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
-        self.lock()
-            .remove(&kind.path(name))
-            .map(|_| ())
-            .ok_or_else(|| not_found(kind, name))
+        self.lock().remove(&kind.path(name)).map(|_| ()).ok_or_else(|| not_found(kind, name))
     }
 
     fn describe(&self) -> String {

@@ -37,19 +37,34 @@ fn message_history_round_trips_bit_exact_over_three_days() {
         assert_eq!(repo.snapshots().unwrap().len(), 3);
         for (day, snap) in snaps.iter().enumerate() {
             let target = tmp.path().join(format!("restore-{day}-{}", cache.is_some()));
-            let report = repo
-                .restore(
-                    &snap.record,
-                    &RestoreOptions {
-                        target: target.clone(),
-                        ..Default::default()
-                    },
-                )
-                .unwrap();
+            let report =
+                repo.restore(&snap.record, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
             assert!(report.is_complete(), "{:?}", report.failed);
             assert_same_tree(&tmp.path().join(format!("day{}", day + 1)), &target);
         }
     }
+    // A partial restore keeps the ancestors' own modes and times.
+    let part = tmp.path().join("partial");
+    let rec = &snaps[2].record;
+    let r = repo
+        .restore(
+            rec,
+            &RestoreOptions {
+                target: part.clone(),
+                include: vec!["export/messages/inbox".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(r.is_complete(), "{:?}", r.failed);
+    assert_same_tree(&tmp.path().join("day3/export/messages/inbox"), &part.join("export/messages/inbox"));
+    for ancestor in ["export", "export/messages"] {
+        let (a, b) =
+            (fs::metadata(tmp.path().join("day3").join(ancestor)).unwrap(), fs::metadata(part.join(ancestor)).unwrap());
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((a.mode(), a.mtime(), a.mtime_nsec()), (b.mode(), b.mtime(), b.mtime_nsec()), "{ancestor}");
+    }
+
     let report = repo.check(packvault::CheckOptions { read_data: true }).unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert!(report.unreferenced_packs.is_empty());
@@ -74,10 +89,7 @@ fn unchanged_second_backup_adds_under_one_percent_and_changes_upload_only_new_ch
     s.add_dir(&day1, "").unwrap();
     let second = s.commit(vec![]).unwrap();
     let growth = repo_size() - after_first;
-    assert!(
-        growth * 100 < input,
-        "unchanged backup grew the repository by {growth} bytes for {input} bytes of input"
-    );
+    assert!(growth * 100 < input, "unchanged backup grew the repository by {growth} bytes for {input} bytes of input");
     assert_eq!(second.record.summary.new_data_blobs, 0);
     assert_eq!(second.record.summary.new_tree_blobs, 0, "unchanged trees dedup");
 
@@ -128,12 +140,7 @@ fn unchanged_second_backup_adds_under_one_percent_and_changes_upload_only_new_ch
 fn wrong_passphrase_is_refused_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let (store, _) = new_local_repo(tmp.path());
-    let err = Repository::open(
-        store.clone(),
-        &Credentials::passphrase("not it"),
-        &OpenOptions::default(),
-    )
-    .unwrap_err();
+    let err = Repository::open(store.clone(), &Credentials::passphrase("not it"), &OpenOptions::default()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WrongPassphrase);
     assert!(err.to_string().contains("wrong passphrase"), "{err}");
     let empty = Arc::new(MemoryStore::new());
@@ -147,22 +154,13 @@ fn wrong_passphrase_is_refused_clearly() {
 fn memory_store_streams_subtree_restore_and_odd_names() {
     let store = Arc::new(MemoryStore::new());
     let mut repo = Repository::init(store.clone(), &Credentials::passphrase(PASS), fast_init(None)).unwrap();
-    let meta = FileMeta {
-        mode: 0o640,
-        mtime_secs: 1_600_000_000,
-        mtime_nanos: 123,
-    };
-    let big: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 16) as u8)
-        .collect();
+    let meta = FileMeta { mode: 0o640, mtime_secs: 1_600_000_000, mtime_nanos: 123 };
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 16) as u8).collect();
     let mut s = repo.backup();
     s.add_stream("a/big.bin", &big[..], meta).unwrap();
     s.add_stream("a/b/small.txt", &b"hello"[..], meta).unwrap();
     s.add_stream("empty", &b""[..], meta).unwrap();
-    assert!(
-        s.add_stream("a/big.bin/x", &b""[..], meta).is_err(),
-        "a file cannot be a folder"
-    );
+    assert!(s.add_stream("a/big.bin/x", &b""[..], meta).is_err(), "a file cannot be a folder");
     assert!(s.add_stream("../escape", &b""[..], meta).is_err(), "`..` is refused");
     let out = s.commit(vec![]).unwrap();
     assert_eq!(out.record.summary.files, 3);
@@ -172,53 +170,22 @@ fn memory_store_streams_subtree_restore_and_odd_names() {
     let r = repo
         .restore(
             &out.record,
-            &RestoreOptions {
-                target: target.clone(),
-                include: vec!["a/b".into()],
-                ..Default::default()
-            },
+            &RestoreOptions { target: target.clone(), include: vec!["a/b".into()], ..Default::default() },
         )
         .unwrap();
     assert!(r.is_complete());
     assert_eq!(fs::read(target.join("a/b/small.txt")).unwrap(), b"hello");
     assert!(!target.join("a/big.bin").exists(), "only the included subtree");
-    let r = repo
-        .restore(
-            &out.record,
-            &RestoreOptions {
-                target: target.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        r.failed.len(),
-        1,
-        "the existing file is not overwritten: {:?}",
-        r.failed
-    );
+    let r = repo.restore(&out.record, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
+    assert_eq!(r.failed.len(), 1, "the existing file is not overwritten: {:?}", r.failed);
     assert_eq!(fs::read(target.join("a/big.bin")).unwrap(), big);
     assert_eq!(fs::read(target.join("empty")).unwrap(), b"");
     let r = repo
-        .restore(
-            &out.record,
-            &RestoreOptions {
-                target: target.clone(),
-                overwrite: true,
-                ..Default::default()
-            },
-        )
+        .restore(&out.record, &RestoreOptions { target: target.clone(), overwrite: true, ..Default::default() })
         .unwrap();
     assert!(r.is_complete(), "{:?}", r.failed);
     assert!(repo
-        .restore(
-            &out.record,
-            &RestoreOptions {
-                target,
-                include: vec!["nope".into()],
-                ..Default::default()
-            }
-        )
+        .restore(&out.record, &RestoreOptions { target, include: vec!["nope".into()], ..Default::default() })
         .is_err());
 
     // Non-UTF-8 and unusual names survive a folder backup.
@@ -232,13 +199,7 @@ fn memory_store_streams_subtree_restore_and_odd_names() {
     let out = s.commit(vec![]).unwrap();
     let back = tmp.path().join("back");
     assert!(repo
-        .restore(
-            &out.record,
-            &RestoreOptions {
-                target: back.clone(),
-                ..Default::default()
-            }
-        )
+        .restore(&out.record, &RestoreOptions { target: back.clone(), ..Default::default() })
         .unwrap()
         .is_complete());
     crate::compare::assert_same_tree(&src, &back);

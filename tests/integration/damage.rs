@@ -23,40 +23,24 @@ fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     // Small packs, so the media spreads over several.
-    let options = packvault::InitOptions {
-        pack_target_size: 1 << 20,
-        ..fast_init(Some(&dir.join("cache")))
-    };
+    let options = packvault::InitOptions { pack_target_size: 1 << 20, ..fast_init(Some(&dir.join("cache"))) };
     let (store, mut repo) = new_local_repo_with(&dir, options);
     let src = dir.join("src");
     write_day(&src, &HistoryParams::default(), 1).unwrap();
     let mut s = repo.backup();
     s.add_dir(&src, "").unwrap();
     let snap = s.commit(vec![]).unwrap().snapshot;
-    Fixture {
-        _tmp: tmp,
-        dir,
-        store,
-        repo,
-        snap,
-        src,
-    }
+    Fixture { _tmp: tmp, dir, store, repo, snap, src }
 }
 
 /// The pack file and offset of the first chunk of `path` in the snapshot.
 fn chunk_site(f: &Fixture, path: &str) -> (PathBuf, u64, packvault::PackId) {
     let rec = f.repo.load_snapshot(&f.snap).unwrap();
     let (_, node) = f.repo.list(&rec, path, false).unwrap().pop().unwrap();
-    let NodeContent::File { chunks, .. } = node.content else {
-        panic!("{path} is not a file")
-    };
+    let NodeContent::File { chunks, .. } = node.content else { panic!("{path} is not a file") };
     let loc = f.repo.index().lookup(&chunks[0].0).unwrap().unwrap();
     let hex = loc.pack.to_hex();
-    (
-        f.store.root().join("packs").join(&hex[..2]).join(&hex),
-        u64::from(loc.offset),
-        loc.pack,
-    )
+    (f.store.root().join("packs").join(&hex[..2]).join(&hex), u64::from(loc.offset), loc.pack)
 }
 
 fn media_files(src: &Path) -> Vec<String> {
@@ -65,11 +49,7 @@ fn media_files(src: &Path) -> Vec<String> {
         let t = t.unwrap();
         for f in fs::read_dir(t.path()).unwrap() {
             let f = f.unwrap();
-            out.push(format!(
-                "media/{}/{}",
-                t.file_name().to_string_lossy(),
-                f.file_name().to_string_lossy()
-            ));
+            out.push(format!("media/{}/{}", t.file_name().to_string_lossy(), f.file_name().to_string_lossy()));
         }
     }
     out.sort();
@@ -89,66 +69,26 @@ fn flipped_byte_in_a_blob_is_found_named_and_contained() {
     assert!(f.repo.check(CheckOptions { read_data: false }).unwrap().is_ok());
     let report = f.repo.check(CheckOptions { read_data: true }).unwrap();
     assert!(!report.is_ok());
-    let blob_problem = report
-        .problems
-        .iter()
-        .find(|p| p.offset == Some(offset))
-        .expect("the blob is pinned down");
+    let blob_problem = report.problems.iter().find(|p| p.offset == Some(offset)).expect("the blob is pinned down");
     assert_eq!(blob_problem.pack, Some(pack_id));
-    assert!(
-        blob_problem.message.contains(&pack_id.to_hex()),
-        "{}",
-        blob_problem.message
-    );
-    assert!(
-        blob_problem.affected.iter().any(|a| a.ends_with(&victim)),
-        "{:?}",
-        blob_problem.affected
-    );
-    assert!(report
-        .problems
-        .iter()
-        .any(|p| p.message.contains("does not hash to its name")));
+    assert!(blob_problem.message.contains(&pack_id.to_hex()), "{}", blob_problem.message);
+    assert!(blob_problem.affected.iter().any(|a| a.ends_with(&victim)), "{:?}", blob_problem.affected);
+    assert!(report.problems.iter().any(|p| p.message.contains("does not hash to its name")));
 
     // Restore: everything but the damaged file (and any file sharing the damaged chunk).
     let target = f.dir.join("restore");
     let rec = f.repo.load_snapshot(&f.snap).unwrap();
-    let r = f
-        .repo
-        .restore(
-            &rec,
-            &RestoreOptions {
-                target: target.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let r = f.repo.restore(&rec, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
     assert!(!r.is_complete());
-    assert!(
-        r.failed
-            .iter()
-            .any(|(p, why)| *p == victim && why.contains("authentication failed")),
-        "{:?}",
-        r.failed
-    );
-    assert!(
-        !target.join(&victim).exists(),
-        "a damaged file is not left under its name"
-    );
-    let leftovers: Vec<_> = walk(&target)
-        .into_iter()
-        .filter(|p| p.contains(".pv-restore-"))
-        .collect();
+    assert!(r.failed.iter().any(|(p, why)| *p == victim && why.contains("authentication failed")), "{:?}", r.failed);
+    assert!(!target.join(&victim).exists(), "a damaged file is not left under its name");
+    let leftovers: Vec<_> = walk(&target).into_iter().filter(|p| p.contains(".pv-restore-")).collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     for m in media_files(&f.src) {
         if r.failed.iter().any(|(p, _)| *p == m) {
             continue;
         }
-        assert_eq!(
-            fs::read(target.join(&m)).unwrap(),
-            fs::read(f.src.join(&m)).unwrap(),
-            "{m}"
-        );
+        assert_eq!(fs::read(target.join(&m)).unwrap(), fs::read(f.src.join(&m)).unwrap(), "{m}");
     }
     assert_eq!(
         fs::read(target.join("databases/msgstore.db")).unwrap(),
@@ -161,10 +101,7 @@ fn missing_and_truncated_packs_are_reported() {
     let f = fixture();
     let files = media_files(&f.src);
     let (missing_path, _, missing_id) = chunk_site(&f, &files[0]);
-    let other = files
-        .iter()
-        .find(|p| chunk_site(&f, p).2 != missing_id)
-        .expect("media spread over two packs");
+    let other = files.iter().find(|p| chunk_site(&f, p).2 != missing_id).expect("media spread over two packs");
     let (trunc_path, _, trunc_id) = chunk_site(&f, other);
     fs::remove_file(&missing_path).unwrap();
     let bytes = fs::read(&trunc_path).unwrap();
@@ -173,36 +110,16 @@ fn missing_and_truncated_packs_are_reported() {
     let report = f.repo.check(CheckOptions { read_data: false }).unwrap();
     let missing = report.problems.iter().find(|p| p.pack == Some(missing_id)).unwrap();
     assert!(missing.message.contains("missing"), "{}", missing.message);
-    assert!(
-        missing.affected.iter().any(|a| a.ends_with(&files[0])),
-        "{:?}",
-        missing.affected
-    );
+    assert!(missing.affected.iter().any(|a| a.ends_with(&files[0])), "{:?}", missing.affected);
     let trunc = report.problems.iter().find(|p| p.pack == Some(trunc_id)).unwrap();
     assert!(trunc.message.contains("the index says"), "{}", trunc.message);
 
     let report = f.repo.check(CheckOptions { read_data: true }).unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.pack == Some(trunc_id) && p.offset.is_some()),
-        "{:?}",
-        report.problems
-    );
+    assert!(report.problems.iter().any(|p| p.pack == Some(trunc_id) && p.offset.is_some()), "{:?}", report.problems);
 
     let rec = f.repo.load_snapshot(&f.snap).unwrap();
     let target = f.dir.join("restore");
-    let r = f
-        .repo
-        .restore(
-            &rec,
-            &RestoreOptions {
-                target: target.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let r = f.repo.restore(&rec, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
     assert!(r.failed.iter().any(|(p, _)| *p == files[0]));
     assert!(r.failed.iter().any(|(p, _)| p == other));
     assert!(
@@ -220,4 +137,38 @@ fn walk(p: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[test]
+fn a_damaged_snapshot_file_hides_only_that_snapshot() {
+    let f = fixture();
+    let mut repo = f.repo;
+    let mut b = repo.backup();
+    b.add_stream("later.txt", &b"later"[..], packvault::FileMeta { mode: 0o600, mtime_secs: 5, mtime_nanos: 0 })
+        .unwrap();
+    let second = b.commit(vec![]).unwrap();
+    drop(repo);
+    let path = f.store.root().join("snapshots").join(f.snap.to_hex());
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[30] ^= 1;
+    fs::write(&path, bytes).unwrap();
+
+    // Opening with rollback detection on still works; the damaged snapshot is named, not fatal.
+    let options = packvault::OpenOptions {
+        cache_dir: Some(f.dir.join("cache")),
+        state_dir: Some(f.dir.join("state")),
+        ..Default::default()
+    };
+    let repo = Repository::open(f.store.clone(), &packvault::Credentials::passphrase(crate::PASS), &options).unwrap();
+    let (good, bad) = repo.snapshots_with_errors().unwrap();
+    assert_eq!(good.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![second.snapshot]);
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].0, f.snap);
+    assert!(bad[0].1.is_integrity(), "{}", bad[0].1);
+    let target = f.dir.join("restore");
+    let r = repo.restore(&good[0].1, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
+    assert!(r.is_complete());
+    assert_eq!(fs::read(target.join("later.txt")).unwrap(), b"later");
+    let report = repo.check(CheckOptions { read_data: false }).unwrap();
+    assert!(report.problems.iter().any(|p| p.message.contains(&f.snap.short())), "{:?}", report.problems);
 }

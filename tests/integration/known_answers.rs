@@ -13,10 +13,7 @@ use crate::vectors::{self, hex, master, unhex, Vector};
 
 fn committed(name: &'static str) -> Vector {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(name);
-    Vector::parse(
-        name,
-        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
+    Vector::parse(name, &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
 #[test]
@@ -36,11 +33,7 @@ fn committed_vectors_are_current() {
     assert_eq!(names, expected, "tests/vectors/ holds exactly the generated files");
     for v in &fresh {
         let on_disk = std::fs::read(root.join("tests/vectors").join(v.name)).unwrap();
-        assert!(
-            on_disk == v.render(),
-            "tests/vectors/{} is stale: run `cargo run --example gen_vectors`",
-            v.name
-        );
+        assert!(on_disk == v.render(), "tests/vectors/{} is stale: run `cargo run --example gen_vectors`", v.name);
     }
     let spec = std::fs::read_to_string(root.join("format-spec.md")).unwrap();
     assert!(
@@ -58,37 +51,17 @@ fn key_derivation_vector() {
     }
     // Independently of the library: BLAKE3 derive_key with the documented context strings.
     let m: [u8; 32] = std::array::from_fn(|i| i as u8);
-    assert_eq!(
-        v.get("chunk id key"),
-        hex(&blake3::derive_key("packvault 2026-11-26 v1 chunk id", &m))
-    );
-    assert_eq!(
-        v.get("metadata key"),
-        hex(&blake3::derive_key("packvault 2026-11-26 v1 metadata", &m))
-    );
-    assert_eq!(
-        v.get("master id"),
-        hex(&blake3::derive_key("packvault 2026-11-26 v1 master id", &m))
-    );
+    assert_eq!(v.get("chunk id key"), hex(&blake3::derive_key("packvault 2026-11-26 v1 chunk id", &m)));
+    assert_eq!(v.get("metadata key"), hex(&blake3::derive_key("packvault 2026-11-26 v1 metadata", &m)));
+    assert_eq!(v.get("master id"), hex(&blake3::derive_key("packvault 2026-11-26 v1 master id", &m)));
     assert_eq!(v.body.len(), 5 * 32);
 }
 
 fn open_vector(v: &Vector) -> packvault::Result<Vec<u8>> {
     let keys = Keys::derive(&master());
-    let codec = if v.get("codec") == "zstd" {
-        Codec::Zstd
-    } else {
-        Codec::Raw
-    };
+    let codec = if v.get("codec") == "zstd" { Codec::Zstd } else { Codec::Raw };
     let id = Id::from_hex(v.get("id")).unwrap();
-    hazmat::open_blob(
-        &keys,
-        BlobKind::Data,
-        &id,
-        codec,
-        v.get("raw length").parse().unwrap(),
-        &v.body,
-    )
+    hazmat::open_blob(&keys, BlobKind::Data, &id, codec, v.get("raw length").parse().unwrap(), &v.body)
 }
 
 #[test]
@@ -123,10 +96,7 @@ fn pack_index_and_truncation_vectors() {
         hazmat::open_blob(&keys, BlobKind::Data, &e.id, e.codec, e.raw_len, sealed).unwrap();
     }
     let t = committed("pack-truncated.txt");
-    assert_eq!(
-        pack::decode_pack(keys.meta_key(), &t.body).unwrap_err().kind(),
-        ErrorKind::Malformed
-    );
+    assert_eq!(pack::decode_pack(keys.meta_key(), &t.body).unwrap_err().kind(), ErrorKind::Malformed);
 
     let i = committed("index.txt");
     assert_eq!(hex(blake3::hash(&i.body).as_bytes()), i.get("index id"));
@@ -162,9 +132,7 @@ fn tree_snapshot_and_config_vectors() {
 fn keyslot_vectors() {
     let v = committed("keyslot-passphrase.txt");
     let slot = keyslot::decode(&v.body).unwrap();
-    let keyslot::SlotKdf::Passphrase { params, salt } = &slot.kdf else {
-        panic!("a passphrase slot")
-    };
+    let keyslot::SlotKdf::Passphrase { params, salt } = &slot.kdf else { panic!("a passphrase slot") };
     assert_eq!(hex(salt), v.get("salt"));
     assert_eq!((params.m_kib, params.t, params.p), (8192, 1, 1));
     let k = keyslot::argon2id(v.get("passphrase").as_bytes(), salt, *params).unwrap();
@@ -183,38 +151,31 @@ fn keyslot_vectors() {
 fn recovery_code_and_pin_keyslot_vectors() {
     let c = committed("recovery-code.txt");
     let code = packvault::RecoveryCode::parse(std::str::from_utf8(&c.body).unwrap()).unwrap();
-    assert_eq!(
-        code,
-        packvault::RecoveryCode::from_bytes(unhex(c.get("code bytes")).try_into().unwrap())
-    );
+    assert_eq!(code, packvault::RecoveryCode::from_bytes(unhex(c.get("code bytes")).try_into().unwrap()));
     assert_eq!(c.body.len(), 56 + 13);
 
     let r = committed("keyslot-recovery-code.txt");
     let slot = keyslot::decode(&r.body).unwrap();
-    let keyslot::SlotKdf::RecoveryCode { salt } = &slot.kdf else {
-        panic!("a recovery-code slot")
-    };
+    let keyslot::SlotKdf::RecoveryCode { salt } = &slot.kdf else { panic!("a recovery-code slot") };
     let code = packvault::RecoveryCode::parse(r.get("recovery code")).unwrap();
     let k = keyslot::recovery_kdf(&code, salt);
     assert_eq!(hex(&hazmat::key_bytes(&k)), r.get("kdf output"));
     // Independently: DERIVE(context, salt ‖ code).
     let mut material = unhex(r.get("salt"));
     material.extend_from_slice(&unhex(c.get("code bytes")));
-    assert_eq!(
-        hex(&blake3::derive_key("packvault 2026-11-26 v1 recovery code", &material)),
-        r.get("kdf output")
-    );
+    assert_eq!(hex(&blake3::derive_key("packvault 2026-11-26 v1 recovery code", &material)), r.get("kdf output"));
     assert_eq!(slot.unwrap_master(&k).unwrap().id(), master().id());
 
     let p = committed("keyslot-pin.txt");
     let slot = keyslot::decode(&p.body).unwrap();
-    let keyslot::SlotKdf::Pin { params, salt, vault_id } = &slot.kdf else {
-        panic!("a PIN slot")
-    };
+    let keyslot::SlotKdf::Pin { params, salt, vault_id } = &slot.kdf else { panic!("a PIN slot") };
     assert_eq!(hex(vault_id), p.get("vault id"));
     let h = keyslot::argon2id(p.get("pin").as_bytes(), salt, *params).unwrap();
     assert_eq!(hex(&hazmat::key_bytes(&h)), p.get("pin hash"));
     assert_eq!(hex(&keyslot::pin_auth(&h)), p.get("vault auth"));
+    let mut binding = salt.to_vec();
+    binding.extend_from_slice(&[0x00, 0x20, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]); // m = 8192, t = 1, p = 1
+    assert_eq!(hex(&blake3::derive_key("packvault 2026-11-26 v1 pin vault binding", &binding)), p.get("vault binding"));
     let secret = packvault::SecretKey::from_bytes(unhex(p.get("vault secret")).try_into().unwrap());
     let k = keyslot::pin_kdf(&h, &secret);
     assert_eq!(hex(&hazmat::key_bytes(&k)), p.get("kdf output"));

@@ -17,9 +17,7 @@ fn load(rel: &str) -> Value {
 }
 
 fn arr<const N: usize>(hex: &str) -> [u8; N] {
-    unhex(hex)
-        .try_into()
-        .unwrap_or_else(|_| panic!("{hex} is not {N} bytes"))
+    unhex(hex).try_into().unwrap_or_else(|_| panic!("{hex} is not {N} bytes"))
 }
 
 #[test]
@@ -28,10 +26,7 @@ fn aes_256_gcm_siv_rfc8452_appendix_c2() {
     let vectors = v["vectors"].as_array().unwrap();
     assert_eq!(vectors.len(), 24);
     for t in vectors {
-        let (key, nonce) = (
-            arr::<32>(t["key"].as_str().unwrap()),
-            arr::<12>(t["nonce"].as_str().unwrap()),
-        );
+        let (key, nonce) = (arr::<32>(t["key"].as_str().unwrap()), arr::<12>(t["nonce"].as_str().unwrap()));
         let aad = unhex(t["aad"].as_str().unwrap());
         let pt = unhex(t["plaintext"].as_str().unwrap());
         let ct = unhex(t["ciphertext_and_tag"].as_str().unwrap());
@@ -50,10 +45,7 @@ fn aes_256_gcm_siv_wycheproof() {
             continue;
         }
         for t in g["tests"].as_array().unwrap() {
-            let (key, nonce) = (
-                arr::<32>(t["key"].as_str().unwrap()),
-                arr::<12>(t["iv"].as_str().unwrap()),
-            );
+            let (key, nonce) = (arr::<32>(t["key"].as_str().unwrap()), arr::<12>(t["iv"].as_str().unwrap()));
             let aad = unhex(t["aad"].as_str().unwrap());
             let msg = unhex(t["msg"].as_str().unwrap());
             let mut sealed = unhex(t["ct"].as_str().unwrap());
@@ -62,31 +54,17 @@ fn aes_256_gcm_siv_wycheproof() {
             match t["result"].as_str().unwrap() {
                 "valid" => {
                     valid += 1;
-                    assert_eq!(
-                        hazmat::aes256_gcm_siv_seal(&key, &nonce, &aad, &msg),
-                        sealed,
-                        "tcId {id}"
-                    );
-                    assert_eq!(
-                        hazmat::aes256_gcm_siv_open(&key, &nonce, &aad, &sealed).unwrap(),
-                        msg,
-                        "tcId {id}"
-                    );
+                    assert_eq!(hazmat::aes256_gcm_siv_seal(&key, &nonce, &aad, &msg), sealed, "tcId {id}");
+                    assert_eq!(hazmat::aes256_gcm_siv_open(&key, &nonce, &aad, &sealed).unwrap(), msg, "tcId {id}");
                 }
                 _ => {
                     invalid += 1;
-                    assert!(
-                        hazmat::aes256_gcm_siv_open(&key, &nonce, &aad, &sealed).is_none(),
-                        "tcId {id} accepted"
-                    );
+                    assert!(hazmat::aes256_gcm_siv_open(&key, &nonce, &aad, &sealed).is_none(), "tcId {id} accepted");
                 }
             }
         }
     }
-    assert!(
-        valid > 40 && invalid > 10,
-        "{valid} valid, {invalid} invalid 256-bit cases"
-    );
+    assert!(valid > 40 && invalid > 10, "{valid} valid, {invalid} invalid 256-bit cases");
 }
 
 #[test]
@@ -102,21 +80,10 @@ fn blake3_keyed_and_derive_key_official_vectors() {
         let keyed = &c["keyed_hash"].as_str().unwrap()[..64];
         let derived = &c["derive_key"].as_str().unwrap()[..64];
         // The two modes packvault uses: chunk ids (keyed) and every subkey (derive_key).
-        assert_eq!(
-            crate::vectors::hex(blake3::keyed_hash(&key, &input).as_bytes()),
-            keyed,
-            "keyed, len {len}"
-        );
-        assert_eq!(
-            crate::vectors::hex(&blake3::derive_key(context, &input)),
-            derived,
-            "derive_key, len {len}"
-        );
+        assert_eq!(crate::vectors::hex(blake3::keyed_hash(&key, &input).as_bytes()), keyed, "keyed, len {len}");
+        assert_eq!(crate::vectors::hex(&blake3::derive_key(context, &input)), derived, "derive_key, len {len}");
         let mut xof = vec![0u8; c["derive_key"].as_str().unwrap().len() / 2];
-        blake3::Hasher::new_derive_key(context)
-            .update(&input)
-            .finalize_xof()
-            .fill(&mut xof);
+        blake3::Hasher::new_derive_key(context).update(&input).finalize_xof().fill(&mut xof);
         assert_eq!(
             crate::vectors::hex(&xof),
             c["derive_key"].as_str().unwrap(),

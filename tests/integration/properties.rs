@@ -34,10 +34,7 @@ fn node(name: Vec<u8>) -> impl Strategy<Value = Node> {
             size: size.max(ids.len() as u64),
             chunks: ids.into_iter().map(ChunkId).collect()
         }),
-        Just(NodeContent::File {
-            size: 0,
-            chunks: vec![]
-        }),
+        Just(NodeContent::File { size: 0, chunks: vec![] }),
         id().prop_map(|i| NodeContent::Dir { tree: TreeId(i) }),
         vec(1u8..=255, 1..100).prop_map(|target| NodeContent::Symlink { target }),
     ];
@@ -63,13 +60,7 @@ fn entries() -> impl Strategy<Value = Vec<BlobEntry>> {
         let mut offset = 0;
         raw.into_iter()
             .map(|(id, sealed_len, raw_len, z)| {
-                let e = BlobEntry {
-                    id,
-                    offset,
-                    sealed_len,
-                    raw_len,
-                    codec: if z { Codec::Zstd } else { Codec::Raw },
-                };
+                let e = BlobEntry { id, offset, sealed_len, raw_len, codec: if z { Codec::Zstd } else { Codec::Raw } };
                 offset += sealed_len;
                 e
             })
@@ -188,10 +179,7 @@ proptest! {
 /// A random small tree: paths (1–3 levels) → contents.
 fn files() -> impl Strategy<Value = std::collections::BTreeMap<String, Vec<u8>>> {
     let path = vec("[a-e]{1,3}", 1..4).prop_map(|p| p.join("/"));
-    let content = prop_oneof![
-        vec(any::<u8>(), 0..3000),
-        (any::<u8>(), 0usize..200_000).prop_map(|(b, n)| vec![b; n])
-    ];
+    let content = prop_oneof![vec(any::<u8>(), 0..3000), (any::<u8>(), 0usize..200_000).prop_map(|(b, n)| vec![b; n])];
     btree_map(path, content, 1..10)
 }
 

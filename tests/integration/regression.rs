@@ -18,18 +18,10 @@ use crate::{fast_init, PASS};
 fn fuzz_restore_lost_folder_tree_is_reported_as_the_folder() {
     let store = Arc::new(MemoryStore::new());
     let master = MasterKey::from_bytes([0x42; 32]);
-    let mut repo = hazmat::init_with_master_key(
-        store.clone(),
-        master.clone(),
-        &Credentials::passphrase(PASS),
-        fast_init(None),
-    )
-    .unwrap();
-    let meta = FileMeta {
-        mode: 0o644,
-        mtime_secs: 1,
-        mtime_nanos: 0,
-    };
+    let mut repo =
+        hazmat::init_with_master_key(store.clone(), master.clone(), &Credentials::passphrase(PASS), fast_init(None))
+            .unwrap();
+    let meta = FileMeta { mode: 0o644, mtime_secs: 1, mtime_nanos: 0 };
     let mut b = repo.backup();
     b.add_stream("media/IMG-1.jpg", &[7u8; 3000][..], meta).unwrap();
     b.add_stream("chats/a.json", &b"{}"[..], meta).unwrap();
@@ -38,9 +30,7 @@ fn fuzz_restore_lost_folder_tree_is_reported_as_the_folder() {
     // Damage the tree blob of `media` inside its pack.
     let root = repo.load_tree(&out.record.root).unwrap();
     let media = root.nodes.iter().find(|n| n.name == b"media").unwrap();
-    let NodeContent::Dir { tree } = media.content else {
-        panic!()
-    };
+    let NodeContent::Dir { tree } = media.content else { panic!() };
     let loc = repo.index().lookup(&tree.0).unwrap().unwrap();
     let path = packvault::FileKind::Pack.path(&loc.pack.to_hex());
     let mut pack = store.snapshot_files()[&path].clone();
@@ -49,15 +39,8 @@ fn fuzz_restore_lost_folder_tree_is_reported_as_the_folder() {
 
     let repo = hazmat::open_with_master_key(store, master, &OpenOptions::default()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let r = repo
-        .restore(
-            &out.record,
-            &RestoreOptions {
-                target: tmp.path().to_path_buf(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let r =
+        repo.restore(&out.record, &RestoreOptions { target: tmp.path().to_path_buf(), ..Default::default() }).unwrap();
     assert_eq!(r.failed.len(), 1, "{:?}", r.failed);
     assert_eq!(r.failed[0].0, "media");
     assert!(r.failed[0].1.contains("folder contents lost"), "{}", r.failed[0].1);

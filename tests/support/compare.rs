@@ -19,34 +19,16 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
         let (ma, mb) = (fs::symlink_metadata(&pa).unwrap(), fs::symlink_metadata(&pb).unwrap());
         assert_eq!(ma.file_type(), mb.file_type(), "type of {}", pb.display());
         if ma.file_type().is_symlink() {
-            assert_eq!(
-                fs::read_link(&pa).unwrap(),
-                fs::read_link(&pb).unwrap(),
-                "target of {}",
-                pb.display()
-            );
+            assert_eq!(fs::read_link(&pa).unwrap(), fs::read_link(&pb).unwrap(), "target of {}", pb.display());
+            assert_eq!((ma.mtime(), ma.mtime_nsec()), (mb.mtime(), mb.mtime_nsec()), "mtime of link {}", pb.display());
             continue;
         }
-        assert_eq!(
-            ma.permissions().mode() & 0o7777,
-            mb.permissions().mode() & 0o7777,
-            "mode of {}",
-            pb.display()
-        );
-        assert_eq!(
-            (ma.mtime(), ma.mtime_nsec()),
-            (mb.mtime(), mb.mtime_nsec()),
-            "mtime of {}",
-            pb.display()
-        );
+        assert_eq!(ma.permissions().mode() & 0o7777, mb.permissions().mode() & 0o7777, "mode of {}", pb.display());
+        assert_eq!((ma.mtime(), ma.mtime_nsec()), (mb.mtime(), mb.mtime_nsec()), "mtime of {}", pb.display());
         if ma.is_dir() {
             assert_same_tree(&pa, &pb);
         } else {
-            assert!(
-                fs::read(&pa).unwrap() == fs::read(&pb).unwrap(),
-                "content of {}",
-                pb.display()
-            );
+            assert!(fs::read(&pa).unwrap() == fs::read(&pb).unwrap(), "content of {}", pb.display());
         }
     }
 }

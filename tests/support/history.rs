@@ -91,11 +91,7 @@ fn thread_json(p: &HistoryParams, thread: usize, day: u32) -> String {
     let mut all = Vec::new();
     for d in 1..=day {
         let mut rng = Rng::new(p.seed ^ (u64::from(d) << 32) ^ (thread as u64) << 8);
-        let n = if d == 1 {
-            p.first_day_messages
-        } else {
-            p.messages_per_day
-        } / p.threads;
+        let n = if d == 1 { p.first_day_messages } else { p.messages_per_day } / p.threads;
         let n = if thread % 3 == 2 && d > 1 { 0 } else { n }; // some threads are quiet
         let base = all.len();
         for i in 0..n {

@@ -24,11 +24,7 @@ pub struct Vector {
 
 impl Vector {
     fn new(name: &'static str, expect: &str) -> Vector {
-        Vector {
-            name,
-            headers: vec![("expect".into(), expect.into())],
-            body: Vec::new(),
-        }
+        Vector { name, headers: vec![("expect".into(), expect.into())], body: Vec::new() }
     }
 
     fn h(&mut self, k: &str, v: impl Into<String>) -> &mut Self {
@@ -45,11 +41,7 @@ impl Vector {
     }
 
     pub fn get_all(&self, k: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(key, _)| key == k).map(|(_, v)| v.as_str()).collect()
     }
 
     pub fn render(&self) -> Vec<u8> {
@@ -63,10 +55,7 @@ impl Vector {
     }
 
     pub fn parse(name: &'static str, bytes: &[u8]) -> Vector {
-        let split = bytes
-            .windows(2)
-            .position(|w| w == b"\n\n")
-            .expect("blank line after the headers");
+        let split = bytes.windows(2).position(|w| w == b"\n\n").expect("blank line after the headers");
         let head = std::str::from_utf8(&bytes[..split]).expect("UTF-8 headers");
         let headers = head
             .lines()
@@ -75,11 +64,7 @@ impl Vector {
                 (k.to_string(), v.to_string())
             })
             .collect();
-        Vector {
-            name,
-            headers,
-            body: bytes[split + 2..].to_vec(),
-        }
+        Vector { name, headers, body: bytes[split + 2..].to_vec() }
     }
 }
 
@@ -88,10 +73,7 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 pub fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
 }
 
 pub fn master() -> MasterKey {
@@ -109,11 +91,7 @@ pub const RECOVERY_CODE: [u8; 32] = [
 pub const PIN: &str = "482913";
 pub const VAULT_ID: [u8; 16] = [0x0e; 16];
 pub const VAULT_SECRET: [u8; 32] = [0x0f; 32];
-pub const FAST_KDF: Argon2Params = Argon2Params {
-    m_kib: 8192,
-    t: 1,
-    p: 1,
-};
+pub const FAST_KDF: Argon2Params = Argon2Params { m_kib: 8192, t: 1, p: 1 };
 
 pub fn random_bytes() -> Vec<u8> {
     let mut x = 0x0123_4567_89ab_cdefu64;
@@ -146,9 +124,7 @@ pub fn tree() -> Tree {
                 mode: 0o777,
                 mtime_secs: 1_764_115_200,
                 mtime_nanos: 0,
-                content: NodeContent::Symlink {
-                    target: b"ana.json".to_vec(),
-                },
+                content: NodeContent::Symlink { target: b"ana.json".to_vec() },
             },
         ],
     }
@@ -199,28 +175,17 @@ pub fn all() -> Vec<Vector> {
     }
     v.h("master id", m.id().to_hex());
     let gear = gear_table(keys.chunker_key());
-    v.h(
-        "gear[0..4]",
-        gear[..4]
-            .iter()
-            .map(|g| format!("{g:016x}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
+    v.h("gear[0..4]", gear[..4].iter().map(|g| format!("{g:016x}")).collect::<Vec<_>>().join(" "));
     let text_id = keys.chunk_id(TEXT);
-    v.h(
-        "blob key of chunk id",
-        format!("{} {}", text_id, hex(&keys.blob_key(&text_id.0))),
-    );
+    v.h("blob key of chunk id", format!("{} {}", text_id, hex(&keys.blob_key(&text_id.0))));
     out.push(v);
 
     // Sealed blobs.
     let text_blob = hazmat::seal_blob(&keys, BlobKind::Data, TEXT, Some(3));
     let raw_blob = hazmat::seal_blob(&keys, BlobKind::Data, &random_bytes(), Some(3));
-    for (name, blob, plain) in [
-        ("blob-data-zstd.txt", &text_blob, TEXT.to_vec()),
-        ("blob-data-raw.txt", &raw_blob, random_bytes()),
-    ] {
+    for (name, blob, plain) in
+        [("blob-data-zstd.txt", &text_blob, TEXT.to_vec()), ("blob-data-raw.txt", &raw_blob, random_bytes())]
+    {
         let mut v = Vector::new(name, "success");
         v.h("master", "keys.txt")
             .h("kind", "data")
@@ -249,24 +214,17 @@ pub fn all() -> Vec<Vector> {
     let (pack, entries) = hazmat::encode_pack(&keys, BlobKind::Data, &blobs, &[0x01; 12]);
     let pack_id = PackId::from_bytes(*blake3::hash(&pack).as_bytes());
     let mut v = Vector::new("pack.txt", "success");
-    v.h("master", "keys.txt")
-        .h("kind", "data")
-        .h("directory nonce", hex(&[0x01; 12]))
-        .h("pack id", pack_id.to_hex());
+    v.h("master", "keys.txt").h("kind", "data").h("directory nonce", hex(&[0x01; 12])).h("pack id", pack_id.to_hex());
     for e in &entries {
         v.h(
             "blob",
-            format!(
-                "{} offset={} sealed={} raw={} codec={}",
-                e.id, e.offset, e.sealed_len, e.raw_len, e.codec as u8
-            ),
+            format!("{} offset={} sealed={} raw={} codec={}", e.id, e.offset, e.sealed_len, e.raw_len, e.codec as u8),
         );
     }
     v.body = pack.clone();
     out.push(v);
     let mut v = Vector::new("pack-truncated.txt", "malformed");
-    v.h("master", "keys.txt")
-        .h("defect", "pack.txt without its last byte (the trailer's version)");
+    v.h("master", "keys.txt").h("defect", "pack.txt without its last byte (the trailer's version)");
     v.body = pack[..pack.len() - 1].to_vec();
     out.push(v);
 
@@ -284,10 +242,7 @@ pub fn all() -> Vec<Vector> {
     v.h("master", "keys.txt")
         .h("nonce", hex(&[0x02; 12]))
         .h("index id", hex(blake3::hash(&index_bytes).as_bytes()))
-        .h(
-            "pack",
-            format!("{} kind=data length={} blobs={}", pack_id, pack.len(), entries.len()),
-        );
+        .h("pack", format!("{} kind=data length={} blobs={}", pack_id, pack.len(), entries.len()));
     v.body = index_bytes;
     out.push(v);
 
@@ -305,14 +260,8 @@ pub fn all() -> Vec<Vector> {
     let mut v = Vector::new("snapshot.txt", "success");
     v.h("master", "keys.txt")
         .h("nonce", hex(&[0x03; 12]))
-        .h(
-            "snapshot id",
-            SnapshotId::from_bytes(*blake3::hash(&snap).as_bytes()).to_hex(),
-        )
-        .h(
-            "record",
-            "time 1764115200, host phone, user ana, tag daily, path /data/chats, sequence 1",
-        );
+        .h("snapshot id", SnapshotId::from_bytes(*blake3::hash(&snap).as_bytes()).to_hex())
+        .h("record", "time 1764115200, host phone, user ana, tag daily, path /data/chats, sequence 1");
     v.body = snap;
     out.push(v);
 
@@ -330,10 +279,7 @@ pub fn all() -> Vec<Vector> {
     v.h("master", "keys.txt")
         .h("repository id", hex(&REPO_ID))
         .h("nonce", hex(&[0x04; 12]))
-        .h(
-            "settings",
-            "FastCDC 2020 16384/65536/262144 level 1, zstd 3, packs 16777216",
-        );
+        .h("settings", "FastCDC 2020 16384/65536/262144 level 1, zstd 3, packs 16777216");
     v.body = hazmat::encode_config(&keys, &cfg, &[0x04; 12]).expect("valid config");
     out.push(v);
 
@@ -358,8 +304,7 @@ pub fn all() -> Vec<Vector> {
     v.body = slot_bytes.clone();
     out.push(v);
     let mut v = Vector::new("keyslot-wrong-passphrase.txt", "wrong passphrase");
-    v.h("passphrase", WRONG_PASSPHRASE)
-        .h("defect", "keyslot-passphrase.txt opened with another passphrase");
+    v.h("passphrase", WRONG_PASSPHRASE).h("defect", "keyslot-passphrase.txt opened with another passphrase");
     v.body = slot_bytes;
     out.push(v);
 
@@ -399,11 +344,7 @@ pub fn all() -> Vec<Vector> {
         slot_id: [0x0c; 16],
         label: "phone".into(),
         created: 1_764_115_200,
-        kdf: SlotKdf::Pin {
-            params: FAST_KDF,
-            salt,
-            vault_id: VAULT_ID,
-        },
+        kdf: SlotKdf::Pin { params: FAST_KDF, salt, vault_id: VAULT_ID },
     };
     let mut v = Vector::new("keyslot-pin.txt", "success");
     v.h("master", "keys.txt")
@@ -411,6 +352,7 @@ pub fn all() -> Vec<Vector> {
         .h("argon2id", "m=8192 t=1 p=1")
         .h("salt", hex(&salt))
         .h("pin hash", hex(&hazmat::key_bytes(&pin_hash)))
+        .h("vault binding", hex(&keyslot::pin_binding(&salt, FAST_KDF)))
         .h("vault auth", hex(&auth))
         .h("vault id", hex(&VAULT_ID))
         .h("vault secret", hex(&VAULT_SECRET))
