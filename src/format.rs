@@ -162,6 +162,10 @@ impl<'a> ByteReader<'a> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
+    pub(crate) fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
     pub(crate) fn i64(&mut self) -> Result<i64> {
         Ok(i64::from_le_bytes(self.array()?))
     }

@@ -60,6 +60,7 @@ pub mod hazmat;
 mod id;
 mod index;
 mod pack;
+mod progress;
 mod repo;
 mod store;
 mod vault;
@@ -70,10 +71,11 @@ pub use error::{Error, ErrorKind, Location, Result};
 pub use format::recovery_code::RecoveryCode;
 pub use id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId, ID_LEN};
 pub use index::{cache_path, BlobLocation, Index, PackInfo};
+pub use progress::{NoProgress, Progress};
 pub use repo::{
     check_passphrase_strength, check_pin, BackupOutcome, BackupSession, CheckOptions, CheckReport, Credentials,
     FileMeta, InitOptions, KeyManager, KeyslotInfo, OpenOptions, Passphrase, Problem, Repository, RestoreOptions,
     RestoreReport, MAX_SLOTS_TRIED,
 };
-pub use store::{FileKind, LocalStore, MemoryStore, Store};
+pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

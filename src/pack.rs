@@ -4,20 +4,25 @@ use crate::crypto::{random_array, KeySet};
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::{self, BlobKind, SealedBlob};
 use crate::format::index::IndexPack;
-use crate::format::pack as pack_format;
+use crate::format::pack::{self as pack_format, BlobEntry};
 use crate::id::{Id, PackId};
 use crate::index::{BlobLocation, PackInfo};
-use crate::store::{FileKind, Store};
+use crate::store::{FileKind, Store, Upload};
 
-/// Collects sealed blobs of one kind until the target size, then writes a pack.
+/// Streams sealed blobs of one kind into a pack until the target size, then seals the
+/// directory and names the pack. Only the directory entries stay in memory: the blobs go to
+/// the store as they arrive ([`Store::begin`]).
 ///
-/// Blobs are written in id order, not input order: ids are keyed hashes, so the order inside a
-/// pack says nothing about where the chunks came from.
+/// Blob order inside a pack is the order of arrival. The backup pipeline sends each batch's
+/// new blobs (about 2 MiB of input) sorted by id, so the order follows the input only at batch
+/// granularity, and the provider never sees blob boundaries anyway.
 pub(crate) struct PackWriter {
     kind: BlobKind,
     target: usize,
-    blobs: Vec<SealedBlob>,
-    bytes: usize,
+    upload: Option<Box<dyn Upload>>,
+    hasher: blake3::Hasher,
+    entries: Vec<BlobEntry>,
+    offset: u64,
 }
 
 /// A pack that was written.
@@ -28,43 +33,55 @@ pub(crate) struct WrittenPack {
 
 impl PackWriter {
     pub(crate) fn new(kind: BlobKind, target: usize) -> PackWriter {
-        PackWriter { kind, target, blobs: Vec::new(), bytes: 0 }
+        PackWriter { kind, target, upload: None, hasher: blake3::Hasher::new(), entries: Vec::new(), offset: 0 }
     }
 
-    /// Adds a blob; true when the pack reached its target size and should be written.
-    pub(crate) fn add(&mut self, blob: SealedBlob) -> bool {
+    /// Appends a blob; writes and returns the pack when it reached its target size.
+    pub(crate) fn add(&mut self, store: &dyn Store, keys: &KeySet, blob: SealedBlob) -> Result<Option<WrittenPack>> {
         debug_assert_eq!(blob.kind, self.kind);
-        self.bytes += blob.bytes.len();
-        self.blobs.push(blob);
-        self.bytes >= self.target
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
-    }
-
-    /// Seals the directory and writes the pack (nothing when empty).
-    pub(crate) fn flush(&mut self, store: &dyn Store, keys: &KeySet) -> Result<Option<WrittenPack>> {
-        if self.blobs.is_empty() {
-            return Ok(None);
+        if self.upload.is_none() {
+            self.upload = Some(store.begin(FileKind::Pack)?);
+            self.hasher = blake3::Hasher::new();
+            self.entries.clear();
+            self.offset = 0;
         }
-        let mut blobs = std::mem::take(&mut self.blobs);
-        self.bytes = 0;
-        blobs.sort_unstable_by_key(|b| b.id);
+        let upload = self.upload.as_mut().expect("started above");
+        upload.write(&blob.bytes)?;
+        self.hasher.update(&blob.bytes);
+        let sealed_len = u32::try_from(blob.bytes.len()).expect("blob below MAX_BLOB_SEALED");
+        let offset = u32::try_from(self.offset).map_err(|_| Error::LimitExceeded {
+            what: "pack length",
+            found: self.offset,
+            limit: u64::from(u32::MAX),
+        })?;
+        self.entries.push(BlobEntry { id: blob.id, offset, sealed_len, raw_len: blob.raw_len, codec: blob.codec });
+        self.offset += u64::from(sealed_len);
+        if self.offset >= self.target as u64 {
+            return self.flush(store, keys);
+        }
+        Ok(None)
+    }
+
+    /// Seals the directory and finishes the pack (nothing when no blob is pending).
+    pub(crate) fn flush(&mut self, store: &dyn Store, keys: &KeySet) -> Result<Option<WrittenPack>> {
+        let Some(mut upload) = self.upload.take() else { return Ok(None) };
+        let entries = std::mem::take(&mut self.entries);
         let nonce = random_array()?;
-        let (bytes, entries) = pack_format::encode(keys.meta_key(), self.kind, &blobs, &nonce);
-        drop(blobs);
-        let id = PackId(Id::hash_of(&bytes));
-        let name = id.to_hex();
-        match store.put(FileKind::Pack, &name, &bytes) {
+        let tail = pack_format::encode_tail_for(keys.meta_key(), self.kind, &entries, &nonce);
+        upload.write(&tail)?;
+        self.hasher.update(&tail);
+        let id = PackId(Id(*self.hasher.finalize().as_bytes()));
+        let total = self.offset + tail.len() as u64;
+        // Durable at the store's next flush, which comes before any index names this pack.
+        match upload.finish(store, &id.to_hex()) {
             // The name is the hash of the content: an existing file with this name already
             // holds these bytes (a retry, or another writer).
             Ok(()) | Err(Error::AlreadyExists(_)) => {}
             Err(e) => return Err(e.at(Location::Pack { pack: id, offset: None })),
         }
-        let len = u32::try_from(bytes.len()).map_err(|_| Error::LimitExceeded {
+        let len = u32::try_from(total).map_err(|_| Error::LimitExceeded {
             what: "pack length",
-            found: bytes.len() as u64,
+            found: total,
             limit: u64::from(u32::MAX),
         })?;
         Ok(Some(WrittenPack {

@@ -3,6 +3,7 @@
 
 mod backup;
 mod check;
+mod files_cache;
 mod keys;
 mod restore;
 mod state;

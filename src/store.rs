@@ -70,6 +70,45 @@ pub trait Store: Send + Sync {
     /// [`Error::AlreadyExists`] when the name is taken; [`Error::Io`] otherwise.
     fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()>;
 
+    /// Creates `kind/name` from the concatenation of `parts` (no copy into one buffer where the
+    /// store can avoid it). Same contract as [`Store::put`].
+    ///
+    /// # Errors
+    /// As [`Store::put`].
+    fn put_parts(&self, kind: FileKind, name: &str, parts: &[&[u8]]) -> Result<()> {
+        self.put(kind, name, &parts.concat())
+    }
+
+    /// As [`Store::put_parts`], but the store may make the file durable later, at the next
+    /// [`Store::flush`]: the file is complete under its name for every reader, but might not
+    /// survive a power loss before `flush` returns. Backups write packs this way and flush
+    /// before writing the index file that names them.
+    ///
+    /// # Errors
+    /// As [`Store::put`].
+    fn put_deferred(&self, kind: FileKind, name: &str, parts: &[&[u8]]) -> Result<()> {
+        self.put_parts(kind, name, parts)
+    }
+
+    /// Starts writing a file whose name is known only at the end (packs are named by the
+    /// hash of their content). Written bytes need not stay in memory. The file appears under
+    /// its name at [`Upload::finish`], with the durability of [`Store::put_deferred`].
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    fn begin(&self, kind: FileKind) -> Result<Box<dyn Upload>> {
+        Ok(Box::new(BufferedUpload { kind, data: Vec::new() }))
+    }
+
+    /// Makes every earlier [`Store::put_deferred`] durable.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when flushing fails (the deferred files may then be incomplete after a
+    /// power loss).
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Reads a whole file.
     ///
     /// # Errors
@@ -129,6 +168,39 @@ pub(crate) fn get_bounded(
     Ok(data)
 }
 
+/// A file being written by [`Store::begin`]. Dropping it without `finish` leaves nothing.
+pub trait Upload: Send {
+    /// Appends bytes.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+
+    /// Makes the file visible under `name` (create-only) in `store` (the store that began the
+    /// upload), durable at the store's next flush.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] when the name is taken; [`Error::Io`].
+    fn finish(self: Box<Self>, store: &dyn Store, name: &str) -> Result<()>;
+}
+
+/// The default [`Upload`]: collects the bytes and calls [`Store::put_deferred`].
+struct BufferedUpload {
+    kind: FileKind,
+    data: Vec<u8>,
+}
+
+impl Upload for BufferedUpload {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, store: &dyn Store, name: &str) -> Result<()> {
+        store.put_deferred(self.kind, name, &[&self.data])
+    }
+}
+
 /// Lists the files of a kind whose names are 64-hex ids, skipping anything else (temporary
 /// files, foreign files).
 pub(crate) fn list_ids(store: &dyn Store, kind: FileKind) -> Result<Vec<Id>> {
@@ -173,6 +245,21 @@ pub(crate) mod tests {
         assert_eq!(store.list(FileKind::Pack).unwrap(), vec![name.clone()]);
         assert!(matches!(store.get(FileKind::Index, &name), Err(Error::NotFound(_))));
         store.put(FileKind::Config, "config", b"cfg").unwrap();
+        store.put_deferred(FileKind::Index, &"cd".repeat(32), &[b"def", b"erred"]).unwrap();
+        let mut up = store.begin(FileKind::Snapshot).unwrap();
+        up.write(b"stream").unwrap();
+        up.write(b"ed").unwrap();
+        up.finish(store, &"ef".repeat(32)).unwrap();
+        drop(store.begin(FileKind::Snapshot).unwrap());
+        assert_eq!(
+            store.list(FileKind::Snapshot).unwrap(),
+            vec!["ef".repeat(32)],
+            "an abandoned upload leaves nothing"
+        );
+        assert_eq!(store.get(FileKind::Snapshot, &"ef".repeat(32)).unwrap(), b"streamed");
+        store.flush().unwrap();
+        assert_eq!(store.get(FileKind::Index, &"cd".repeat(32)).unwrap(), b"deferred");
+        assert!(store.put_deferred(FileKind::Index, &"cd".repeat(32), &[b"x"]).is_err(), "never overwrites");
         assert_eq!(store.get(FileKind::Config, "config").unwrap(), b"cfg");
         store.delete(FileKind::Pack, &name).unwrap();
         assert!(store.list(FileKind::Pack).unwrap().is_empty());

@@ -124,10 +124,10 @@ enum Command {
         /// Replace files that already exist in the target.
         #[arg(long)]
         overwrite: bool,
-        /// Do not flush restored files to disk before renaming them into place (faster; after
-        /// a power loss a file may then be incomplete under its final name).
+        /// Flush restored files to disk before renaming them into place (safe against power
+        /// loss, at the cost of waiting for the disk).
         #[arg(long)]
-        no_sync: bool,
+        sync: bool,
     },
     /// Check the repository's structure, and with --read-data every byte.
     Check {
@@ -367,7 +367,7 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             out.listing(&nodes, *long)?;
             Ok(0)
         }
-        Command::Restore { snapshot, target, include, overwrite, no_sync } => {
+        Command::Restore { snapshot, target, include, overwrite, sync } => {
             let repo = open(g)?;
             let (id, rec) = repo.find_snapshot(snapshot).map_err(explain)?;
             let report = repo
@@ -377,7 +377,7 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                         target: target.clone(),
                         include: include.clone(),
                         overwrite: *overwrite,
-                        no_sync: *no_sync,
+                        sync: *sync,
                     },
                 )
                 .map_err(explain)?;

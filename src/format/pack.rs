@@ -101,7 +101,23 @@ pub(crate) fn encode(
     blobs: &[SealedBlob],
     nonce: &[u8; NONCE_LEN],
 ) -> (Vec<u8>, Vec<BlobEntry>) {
-    let blobs_len: usize = blobs.iter().map(|b| b.bytes.len()).sum();
+    let (tail, entries) = encode_tail(meta_key, kind, blobs, nonce);
+    let mut pack = Vec::with_capacity(blobs.iter().map(|b| b.bytes.len()).sum::<usize>() + tail.len());
+    for b in blobs {
+        pack.extend_from_slice(&b.bytes);
+    }
+    pack.extend_from_slice(&tail);
+    (pack, entries)
+}
+
+/// The part of a pack after its blobs (directory and trailer), for writers that write the
+/// blobs from where they already are instead of copying them into one buffer.
+pub(crate) fn encode_tail(
+    meta_key: &SecretKey,
+    kind: BlobKind,
+    blobs: &[SealedBlob],
+    nonce: &[u8; NONCE_LEN],
+) -> (Vec<u8>, Vec<BlobEntry>) {
     let mut entries = Vec::with_capacity(blobs.len());
     let mut offset = 0u32;
     for b in blobs {
@@ -110,22 +126,30 @@ pub(crate) fn encode(
         entries.push(BlobEntry { id: b.id, offset, sealed_len, raw_len: b.raw_len, codec: b.codec });
         offset += sealed_len;
     }
-    let mut dir = encode_directory_plaintext(kind, &entries);
+    (encode_tail_for(meta_key, kind, &entries, nonce), entries)
+}
+
+/// The directory and trailer for blobs already written, described by `entries` (which must
+/// tile the blob area from offset 0).
+pub(crate) fn encode_tail_for(
+    meta_key: &SecretKey,
+    kind: BlobKind,
+    entries: &[BlobEntry],
+    nonce: &[u8; NONCE_LEN],
+) -> Vec<u8> {
+    let blobs_len = entries.last().map_or(0, |e| e.end() as usize);
+    let mut dir = encode_directory_plaintext(kind, entries);
     let unpadded = (blobs_len + NONCE_LEN + dir.len() + TAG_LEN + TRAILER_LEN) as u64;
     dir.resize(dir.len() + (padme(unpadded) - unpadded) as usize, 0);
     crypto::aead_seal(meta_key, nonce, &directory_ad(blobs_len as u64), &mut dir);
-
-    let mut pack = Vec::with_capacity(padme(unpadded) as usize);
-    for b in blobs {
-        pack.extend_from_slice(&b.bytes);
-    }
-    pack.extend_from_slice(nonce);
-    pack.extend_from_slice(&dir);
+    let mut tail = Vec::with_capacity(NONCE_LEN + dir.len() + TRAILER_LEN);
+    tail.extend_from_slice(nonce);
+    tail.extend_from_slice(&dir);
     let dir_len = u32::try_from(NONCE_LEN + dir.len()).expect("directory below MAX_PACK_LEN");
-    pack.extend_from_slice(&dir_len.to_le_bytes());
-    pack.extend_from_slice(&header(MAGIC_PACK));
-    debug_assert_eq!(pack.len() as u64, padme(unpadded));
-    (pack, entries)
+    tail.extend_from_slice(&dir_len.to_le_bytes());
+    tail.extend_from_slice(&header(MAGIC_PACK));
+    debug_assert_eq!((blobs_len + tail.len()) as u64, padme(unpadded));
+    tail
 }
 
 /// Encodes a directory plaintext without its padding (format-spec.md §5.5.2).

@@ -1,12 +1,18 @@
 //! Backup: walk sources, chunk, dedup, seal, pack; then trees, index file, snapshot.
 //!
-//! Pipeline per batch of about [`BATCH_BYTES`]: files are read and cut sequentially into one
-//! batch buffer; the batch's chunks are hashed in parallel (rayon); new chunks (not in the
-//! index, not seen earlier in this session) are compressed and sealed in parallel; sealed blobs
-//! go to the pack writer. Memory is bounded by the batch and one pack per kind, whatever the
-//! input size.
+//! The pipeline (format-spec.md §8 for the write order), three stages running at once:
 //!
-//! Durability order at commit: packs, then the index file naming them, then the snapshot.
+//! 1. a **reader** thread walks the file list: files whose (size, mtime, ctime, inode) match
+//!    the files cache are taken without being read; the others are read into batches of about
+//!    [`BATCH_BYTES`] and cut into chunks (FastCDC is sequential per stream);
+//! 2. the **workers** (rayon, the calling thread waits on them) hash each batch's chunks, look
+//!    them up in the index and in this session's set, and compress and seal the new ones;
+//! 3. a **pack writer** thread collects sealed blobs into packs and writes them, so disk
+//!    writes never stall hashing.
+//!
+//! The stages are joined by bounded channels and batch buffers are recycled: memory is a few
+//! batches plus one pack, whatever the input size. Durability order at commit: packs, then the
+//! index file naming them, then the snapshot.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -15,23 +21,33 @@ use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rayon::prelude::*;
 
-use crate::crypto::random_array;
+use crate::chunker::Chunker;
+use crate::crypto::{random_array, KeySet};
 use crate::error::{Error, Location, Result, ResultExt};
-use crate::format::blob::{self, BlobKind};
+use crate::format::blob::{self, BlobKind, SealedBlob};
 use crate::format::index::IndexFile;
 use crate::format::snapshot::{self, valid_name, Node, NodeContent, SnapshotRecord, Summary, Tree, MODE_MASK};
 use crate::id::{ChunkId, Id, IndexId, SnapshotId, TreeId};
+use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
+use crate::progress::{NoProgress, Progress};
+use crate::repo::files_cache::{self, FilesCache, Stamp};
 use crate::repo::{now, Repository};
 use crate::store::FileKind;
 
 /// Bytes of input gathered before a batch is hashed and sealed in parallel.
-pub const BATCH_BYTES: usize = 8 << 20;
+pub const BATCH_BYTES: usize = 2 << 20;
 /// Bytes asked of a reader per call.
 const READ_BYTES: u64 = 1 << 20;
+/// Batches queued between the reader and the workers.
+const BATCH_QUEUE: usize = 1;
+/// Sealed blobs queued between the workers and the pack writer.
+const BLOB_QUEUE: usize = 16;
 
 /// Metadata of a file or directory added to a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,15 +80,53 @@ enum Entry {
     Symlink { meta: FileMeta, target: Vec<u8> },
 }
 
+#[derive(Default)]
 struct FileRecord {
     size: u64,
     chunks: Vec<ChunkId>,
+    /// Set when reading failed: the file is left out of the snapshot.
+    failed: bool,
+    /// Absolute path and stamp, for the files cache.
+    cache_key: Option<(Vec<u8>, Stamp)>,
+}
+
+/// Where the bytes of one file come from.
+enum Source<'a> {
+    Path(PathBuf),
+    Reader(Box<dyn Read + Send + 'a>),
+}
+
+struct Job<'a> {
+    file: usize,
+    source: Source<'a>,
 }
 
 #[derive(Default)]
 struct Batch {
     data: Vec<u8>,
     chunks: Vec<(usize, Range<usize>)>,
+}
+
+/// What the reader sends to the workers, in file order.
+enum Msg {
+    Batch(Batch),
+    /// All bytes of `file` were read (its chunks are in batches sent before or with this).
+    Done {
+        file: usize,
+        size: u64,
+    },
+    /// `file` could not be read; chunks already sent for it are ignored.
+    Failed {
+        file: usize,
+        path: PathBuf,
+        error: Error,
+    },
+    /// `file` is unchanged: its chunks come from the files cache.
+    Cached {
+        file: usize,
+        size: u64,
+        chunks: Vec<ChunkId>,
+    },
 }
 
 /// A backup in progress. Add sources, then [`commit`](BackupSession::commit). Dropping a
@@ -82,14 +136,20 @@ pub struct BackupSession<'r> {
     repo: &'r mut Repository,
     root: BTreeMap<Vec<u8>, Entry>,
     files: Vec<FileRecord>,
-    batch: Batch,
-    data_packs: PackWriter,
+    data_packs: Option<PackWriter>,
     tree_packs: PackWriter,
     written: Vec<WrittenPack>,
     seen: HashSet<Id>,
     summary: Summary,
     paths: Vec<String>,
     warnings: Vec<(PathBuf, Error)>,
+    cache: FilesCache,
+    new_cache: FilesCache,
+    started: (i64, u32),
+    progress: Arc<dyn Progress>,
+    files_unchanged: u64,
+    /// Set when a run failed in a way that loses data already accepted: commit refuses.
+    broken: Option<String>,
 }
 
 /// What a committed backup did.
@@ -101,24 +161,33 @@ pub struct BackupOutcome {
     pub record: SnapshotRecord,
     /// Files that could not be read and were left out, with why.
     pub warnings: Vec<(PathBuf, Error)>,
+    /// Files taken from the files cache without being read.
+    pub files_unchanged: u64,
 }
 
 impl Repository {
     /// Starts a backup.
     pub fn backup(&mut self) -> BackupSession<'_> {
         let target = self.settings.pack_target_size as usize;
+        let cache =
+            self.cache_dir.as_ref().map(|d| FilesCache::load(&files_cache::path(d, &self.repo_id))).unwrap_or_default();
         BackupSession {
             repo: self,
             root: BTreeMap::new(),
             files: Vec::new(),
-            batch: Batch::default(),
-            data_packs: PackWriter::new(BlobKind::Data, target),
+            data_packs: Some(PackWriter::new(BlobKind::Data, target)),
             tree_packs: PackWriter::new(BlobKind::Tree, target),
             written: Vec::new(),
             seen: HashSet::new(),
             summary: Summary::default(),
             paths: Vec::new(),
             warnings: Vec::new(),
+            cache,
+            new_cache: FilesCache::default(),
+            started: now(),
+            progress: Arc::new(NoProgress),
+            files_unchanged: 0,
+            broken: None,
         }
     }
 }
@@ -135,6 +204,11 @@ fn split_path(path: &str) -> Result<Vec<Vec<u8>>> {
 }
 
 impl BackupSession<'_> {
+    /// Reports progress to `progress` (bytes and files of the sources added after this call).
+    pub fn set_progress(&mut self, progress: Arc<dyn Progress>) {
+        self.progress = progress;
+    }
+
     /// The directory map at `parts` (created with default metadata where missing).
     fn dir_at(&mut self, parts: &[Vec<u8>]) -> Result<&mut BTreeMap<Vec<u8>, Entry>> {
         let mut cur = &mut self.root;
@@ -166,7 +240,8 @@ impl BackupSession<'_> {
         if !md.is_dir() {
             return Err(Error::InvalidArgument(format!("{} is not a folder", dir.display())));
         }
-        self.paths.push(fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string());
+        let abs = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        self.paths.push(abs.display().to_string());
         if let Some((last, parents)) = parts.split_last() {
             let parent = self.dir_at(parents)?;
             let e = parent
@@ -177,10 +252,21 @@ impl BackupSession<'_> {
             }
         }
         self.summary.dirs += u64::from(!parts.is_empty());
-        self.walk(dir, &parts)
+        let mut jobs = Vec::new();
+        let mut total = 0;
+        self.walk(&abs, &parts, &mut jobs, &mut total)?;
+        self.progress.start("backup", total, jobs.len() as u64);
+        let result = self.run_jobs(jobs);
+        self.progress.finish();
+        for (file, path, error) in result? {
+            let _ = file;
+            self.warnings.push((path, error));
+        }
+        Ok(())
     }
 
-    fn walk(&mut self, dir: &Path, at: &[Vec<u8>]) -> Result<()> {
+    /// Lists a folder recursively: folders and symlinks go into the tree now, files become jobs.
+    fn walk(&mut self, dir: &Path, at: &[Vec<u8>], jobs: &mut Vec<Job<'static>>, total: &mut u64) -> Result<()> {
         let mut entries: Vec<(Vec<u8>, PathBuf)> = Vec::new();
         for e in fs::read_dir(dir).at(|| Location::Path(dir.to_path_buf()))? {
             let e = e.at(|| Location::Path(dir.to_path_buf()))?;
@@ -196,13 +282,13 @@ impl BackupSession<'_> {
                 }
             };
             let ft = md.file_type();
-            let mut sub = at.to_vec();
-            sub.push(name.clone());
+            let meta = FileMeta::from_fs(&md);
             if ft.is_dir() {
-                let meta = FileMeta::from_fs(&md);
-                self.dir_at(at)?.insert(name, Entry::Dir { meta, children: BTreeMap::new() });
+                self.dir_at(at)?.insert(name.clone(), Entry::Dir { meta, children: BTreeMap::new() });
                 self.summary.dirs += 1;
-                if let Err(e) = self.walk(&path, &sub) {
+                let mut sub = at.to_vec();
+                sub.push(name);
+                if let Err(e) = self.walk(&path, &sub, jobs, total) {
                     if matches!(e.kind(), crate::ErrorKind::Io) {
                         self.warnings.push((path, e));
                     } else {
@@ -212,7 +298,6 @@ impl BackupSession<'_> {
             } else if ft.is_symlink() {
                 match fs::read_link(&path) {
                     Ok(t) => {
-                        let meta = FileMeta::from_fs(&md);
                         self.dir_at(at)?
                             .insert(name, Entry::Symlink { meta, target: t.as_os_str().as_bytes().to_vec() });
                         self.summary.symlinks += 1;
@@ -220,20 +305,15 @@ impl BackupSession<'_> {
                     Err(e) => self.warnings.push((path, e.into())),
                 }
             } else if ft.is_file() {
-                let file = match File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        self.warnings.push((path, e.into()));
-                        continue;
-                    }
-                };
-                if let Err(e) = self.add_file_inner(at, name, file, FileMeta::from_fs(&md)) {
-                    if matches!(e.kind(), crate::ErrorKind::Io) {
-                        self.warnings.push((path, e));
-                    } else {
-                        return Err(e);
-                    }
-                }
+                let file = self.files.len();
+                let stamp = Stamp::of(&md);
+                self.files.push(FileRecord {
+                    cache_key: Some((path.as_os_str().as_bytes().to_vec(), stamp)),
+                    ..FileRecord::default()
+                });
+                self.dir_at(at)?.insert(name, Entry::File { meta, file });
+                *total += md.len();
+                jobs.push(Job { file, source: Source::Path(path) });
             } else {
                 self.warnings
                     .push((path, Error::InvalidArgument("not a regular file, folder or symlink: skipped".into())));
@@ -246,118 +326,92 @@ impl BackupSession<'_> {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad path; the reader's errors; repository write errors.
-    pub fn add_stream(&mut self, path: &str, reader: impl Read, meta: FileMeta) -> Result<()> {
+    pub fn add_stream(&mut self, path: &str, reader: impl Read + Send, meta: FileMeta) -> Result<()> {
         let parts = split_path(path)?;
         let (name, parents) =
             parts.split_last().ok_or_else(|| Error::InvalidArgument("a stream needs a file name".into()))?;
-        self.add_file_inner(parents, name.clone(), reader, meta).at(|| Location::SnapshotPath(path.to_string()))
-    }
-
-    fn add_file_inner(&mut self, at: &[Vec<u8>], name: Vec<u8>, mut reader: impl Read, meta: FileMeta) -> Result<()> {
         // Refuse a path through a file before reading anything.
-        self.dir_at(at)?;
+        self.dir_at(parents)?;
         let file = self.files.len();
-        self.files.push(FileRecord { size: 0, chunks: Vec::new() });
-        match self.read_chunks(file, &mut reader) {
-            Ok(size) => {
-                self.files[file].size = size;
-                self.summary.files += 1;
-                self.summary.total_bytes += size;
-                self.dir_at(at)?.insert(name, Entry::File { meta, file });
-                Ok(())
-            }
+        self.files.push(FileRecord::default());
+        // The session outlives this call, the reader does not: it is run to completion here.
+        let jobs = vec![Job { file, source: Source::Reader(Box::new(reader)) }];
+        if let Some((_, _, error)) = self.run_jobs(jobs)?.into_iter().next() {
+            return Err(error.at(Location::SnapshotPath(path.to_string())));
+        }
+        self.dir_at(parents)?.insert(name.clone(), Entry::File { meta, file });
+        Ok(())
+    }
+
+    /// Runs the reader, workers and pack writer over `jobs` until all are done. Returns the
+    /// files that could not be read (they are left out of the snapshot).
+    fn run_jobs(&mut self, jobs: Vec<Job<'_>>) -> Result<Vec<(usize, PathBuf, Error)>> {
+        let repo: &Repository = self.repo;
+        let mut tally =
+            Tally { files: &mut self.files, summary: &mut self.summary, files_unchanged: &mut self.files_unchanged };
+        let chunker = repo.chunker.clone();
+        let keys = &repo.keys;
+        let index = &repo.index;
+        let store = repo.store.as_ref();
+        let level = repo.settings.zstd_level;
+        let cache = &self.cache;
+        let started = self.started;
+        let progress = self.progress.clone();
+        let seen = Mutex::new(std::mem::take(&mut self.seen));
+        let mut packer = self.data_packs.take().expect("the data pack writer is present between runs");
+
+        let mut failures = Vec::new();
+        let outcome = std::thread::scope(|scope| -> Result<(PackWriter, Vec<WrittenPack>)> {
+            let (msg_tx, msg_rx) = sync_channel::<Msg>(BATCH_QUEUE);
+            let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(BATCH_QUEUE + 2);
+            let (blob_tx, blob_rx) = sync_channel::<SealedBlob>(BLOB_QUEUE);
+            let reader = scope.spawn(move || read_all(jobs, &chunker, cache, index, started, &msg_tx, &recycle_rx));
+            let writer = scope.spawn(move || -> Result<(PackWriter, Vec<WrittenPack>)> {
+                let mut written = Vec::new();
+                for b in blob_rx {
+                    written.extend(packer.add(store, keys, b)?);
+                }
+                Ok((packer, written))
+            });
+            let worked = Tally::work(
+                &mut tally,
+                &msg_rx,
+                &recycle_tx,
+                &blob_tx,
+                keys,
+                index,
+                &seen,
+                level,
+                progress.as_ref(),
+                &mut failures,
+            );
+            // Stop the other stages whatever happened here, then collect their results.
+            drop(msg_rx);
+            drop(blob_tx);
+            let read =
+                reader.join().unwrap_or_else(|_| Err(Error::InvalidArgument("the reader thread panicked".into())));
+            let wrote =
+                writer.join().unwrap_or_else(|_| Err(Error::InvalidArgument("the pack writer panicked".into())));
+            worked?;
+            read?;
+            wrote
+        });
+        self.seen = seen.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let (packer, written) = match outcome {
+            Ok(x) => x,
             Err(e) => {
-                // Drop the chunks of the half-read file from the batch (they were all added
-                // after any other file's), so the file leaves no trace.
-                self.batch.chunks.retain(|(f, _)| *f != file);
-                Err(e)
+                // The pack writer's unwritten blobs are lost with it, and files of earlier
+                // calls may refer to them: this session must not commit.
+                self.broken = Some(e.to_string());
+                self.data_packs = Some(PackWriter::new(BlobKind::Data, self.repo.settings.pack_target_size as usize));
+                return Err(e);
             }
-        }
-    }
-
-    /// Reads `reader` into the batch, cutting chunks; returns the bytes read.
-    fn read_chunks(&mut self, file: usize, reader: &mut dyn Read) -> Result<u64> {
-        let chunker = self.repo.chunker.clone();
-        let mut pos = self.batch.data.len();
-        let mut eof = false;
-        let mut total = 0u64;
-        loop {
-            while let Some(len) = chunker.next_cut(&self.batch.data[pos..], eof) {
-                if len == 0 {
-                    break;
-                }
-                self.batch.chunks.push((file, pos..pos + len));
-                pos += len;
-            }
-            if eof {
-                return Ok(total);
-            }
-            if self.batch.data.len() >= BATCH_BYTES {
-                let tail = self.batch.data[pos..].to_vec();
-                self.flush_batch()?;
-                self.batch.data.extend_from_slice(&tail);
-                pos = 0;
-            }
-            let before = self.batch.data.len();
-            let n = loop {
-                match reader.take(READ_BYTES).read_to_end(&mut self.batch.data) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.batch.data.truncate(before);
-                        return Err(e.into());
-                    }
-                }
-            };
-            total += n as u64;
-            self.summary.bytes_read += n as u64;
-            eof = (n as u64) < READ_BYTES;
-        }
-    }
-
-    /// Hashes, dedups, seals and packs the current batch.
-    fn flush_batch(&mut self) -> Result<()> {
-        let batch = std::mem::take(&mut self.batch);
-        let keys = &self.repo.keys;
-        let ids: Vec<ChunkId> = batch.chunks.par_iter().map(|(_, r)| keys.chunk_id(&batch.data[r.clone()])).collect();
-        let mut fresh = Vec::new();
-        for (i, ((file, _), id)) in batch.chunks.iter().zip(&ids).enumerate() {
-            self.files[*file].chunks.push(*id);
-            if !self.repo.index.contains(&id.0) && self.seen.insert(id.0) {
-                fresh.push(i);
-            }
-        }
-        self.summary.chunks += ids.len() as u64;
-        let level = Some(self.repo.settings.zstd_level);
-        let sealed: Vec<blob::SealedBlob> = fresh
-            .par_iter()
-            .map(|&i| blob::seal(keys, BlobKind::Data, ids[i].0, &batch.data[batch.chunks[i].1.clone()], level))
-            .collect();
-        for s in sealed {
-            self.summary.new_data_blobs += 1;
-            self.summary.new_raw_bytes += u64::from(s.raw_len);
-            self.summary.new_stored_bytes += s.bytes.len() as u64;
-            if self.data_packs.add(s) {
-                self.flush_pack(BlobKind::Data)?;
-            }
-        }
-        // Keep the allocation for the next batch.
-        self.batch.data = batch.data;
-        self.batch.data.clear();
-        Ok(())
-    }
-
-    fn flush_pack(&mut self, kind: BlobKind) -> Result<()> {
-        let writer = match kind {
-            BlobKind::Data => &mut self.data_packs,
-            BlobKind::Tree => &mut self.tree_packs,
         };
-        if let Some(w) = writer.flush(self.repo.store.as_ref(), &self.repo.keys)? {
-            self.repo.index.add_pack(w.info, &w.record.entries);
-            self.summary.new_packs += 1;
-            self.written.push(w);
+        self.data_packs = Some(packer);
+        for w in written {
+            self.record_pack(w);
         }
-        Ok(())
+        Ok(failures)
     }
 
     /// Seals one directory's tree (children first) and returns its id.
@@ -366,15 +420,23 @@ impl BackupSession<'_> {
         for (name, entry) in children {
             let (meta, content) = match entry {
                 Entry::File { meta, file } => {
-                    let rec = std::mem::replace(&mut self.files[file], FileRecord { size: 0, chunks: Vec::new() });
+                    let rec = std::mem::take(&mut self.files[file]);
+                    if rec.failed {
+                        continue;
+                    }
+                    if let Some((path, stamp)) = rec.cache_key {
+                        // Remembered for the next backup only when the file read as big as
+                        // its stamp says and was not modified around this backup's start.
+                        if stamp.size == rec.size && !stamp.is_racy(self.started) {
+                            self.new_cache.insert(path, stamp, rec.chunks.clone());
+                        }
+                    }
                     (meta, NodeContent::File { size: rec.size, chunks: rec.chunks })
                 }
-                Entry::Dir { meta, children } => (
-                    meta,
-                    NodeContent::Dir {
-                        tree: self.store_tree(children, &crate::repo::join(path, &String::from_utf8_lossy(&name)))?,
-                    },
-                ),
+                Entry::Dir { meta, children } => {
+                    let sub = crate::repo::join(path, &String::from_utf8_lossy(&name));
+                    (meta, NodeContent::Dir { tree: self.store_tree(children, &sub)? })
+                }
                 Entry::Symlink { meta, target } => (meta, NodeContent::Symlink { target }),
             };
             nodes.push(Node {
@@ -402,29 +464,49 @@ impl BackupSession<'_> {
             self.summary.new_tree_blobs += 1;
             self.summary.new_raw_bytes += u64::from(s.raw_len);
             self.summary.new_stored_bytes += s.bytes.len() as u64;
-            if self.tree_packs.add(s) {
-                self.flush_pack(BlobKind::Tree)?;
+            if let Some(w) = self.tree_packs.add(self.repo.store.as_ref(), &self.repo.keys, s)? {
+                self.record_pack(w);
             }
         }
         Ok(id)
     }
 
+    fn flush_tree_pack(&mut self) -> Result<()> {
+        if let Some(w) = self.tree_packs.flush(self.repo.store.as_ref(), &self.repo.keys)? {
+            self.record_pack(w);
+        }
+        Ok(())
+    }
+
+    fn record_pack(&mut self, w: WrittenPack) {
+        self.repo.index.add_pack(w.info, &w.record.entries);
+        self.summary.new_packs += 1;
+        self.written.push(w);
+    }
+
     /// Finishes the backup: seals the last chunks and the trees, writes the packs, the index
-    /// file and the snapshot, and updates the local index cache.
+    /// file and the snapshot, and updates the local caches.
     ///
     /// # Errors
     /// Repository write errors; nothing is referenced by a snapshot until every pack and the
     /// index file are durable.
     pub fn commit(mut self, tags: Vec<String>) -> Result<BackupOutcome> {
-        self.flush_batch()?;
+        if let Some(why) = &self.broken {
+            return Err(Error::InvalidArgument(format!("this backup failed earlier and cannot be committed: {why}")));
+        }
+        if let Some(mut packer) = self.data_packs.take() {
+            if let Some(w) = packer.flush(self.repo.store.as_ref(), &self.repo.keys)? {
+                self.record_pack(w);
+            }
+        }
         let root = std::mem::take(&mut self.root);
         let root_id = self.store_tree(root, "")?;
         self.summary.dirs += 1;
-        self.flush_pack(BlobKind::Data)?;
-        self.flush_pack(BlobKind::Tree)?;
-        debug_assert!(self.data_packs.is_empty() && self.tree_packs.is_empty());
+        self.flush_tree_pack()?;
 
         let repo = &mut *self.repo;
+        // Every pack durable before the index file that names them (format-spec.md §8).
+        repo.store.flush()?;
         let mut index_id = None;
         if !self.written.is_empty() {
             let file = IndexFile { packs: self.written.iter().map(|w| w.record.clone()).collect() };
@@ -439,6 +521,7 @@ impl BackupSession<'_> {
             None => (1, None),
         };
         let now = now();
+        let files_unchanged = self.files_unchanged;
         let record = SnapshotRecord {
             time_secs: now.0,
             time_nanos: now.1,
@@ -458,7 +541,198 @@ impl BackupSession<'_> {
         repo.store.put(FileKind::Snapshot, &id.to_hex(), &bytes)?;
         repo.record_seen(record.sequence, id)?;
         repo.refresh_index_cache(index_id)?;
-        Ok(BackupOutcome { snapshot: id, record, warnings: std::mem::take(&mut self.warnings) })
+        if let Some(dir) = &repo.cache_dir {
+            // Only a cache: failing to write it costs the next backup time, not data.
+            let _ = self.new_cache.save(&files_cache::path(dir, &repo.repo_id));
+        }
+        Ok(BackupOutcome { snapshot: id, record, warnings: std::mem::take(&mut self.warnings), files_unchanged })
+    }
+}
+
+/// The session state the workers update.
+struct Tally<'s> {
+    files: &'s mut Vec<FileRecord>,
+    summary: &'s mut Summary,
+    files_unchanged: &'s mut u64,
+}
+
+impl Tally<'_> {
+    fn work(
+        t: &mut Tally<'_>,
+        msgs: &Receiver<Msg>,
+        recycle: &SyncSender<Vec<u8>>,
+        blobs: &SyncSender<SealedBlob>,
+        keys: &KeySet,
+        index: &Index,
+        seen: &Mutex<HashSet<Id>>,
+        level: i32,
+        progress: &dyn Progress,
+        failures: &mut Vec<(usize, PathBuf, Error)>,
+    ) -> Result<()> {
+        for msg in msgs {
+            match msg {
+                Msg::Batch(mut batch) => {
+                    let results: Vec<(ChunkId, Option<SealedBlob>)> = batch
+                        .chunks
+                        .par_iter()
+                        .map(|(_, r)| {
+                            let data = &batch.data[r.clone()];
+                            let id = keys.chunk_id(data);
+                            let fresh = !index.contains(&id.0)
+                                && seen.lock().unwrap_or_else(PoisonError::into_inner).insert(id.0);
+                            (id, fresh.then(|| blob::seal(keys, BlobKind::Data, id.0, data, Some(level))))
+                        })
+                        .collect();
+                    let bytes = batch.data.len() as u64;
+                    let mut fresh = Vec::new();
+                    for ((file, _), (id, sealed)) in batch.chunks.iter().zip(results) {
+                        t.files[*file].chunks.push(id);
+                        t.summary.chunks += 1;
+                        if let Some(s) = sealed {
+                            t.summary.new_data_blobs += 1;
+                            t.summary.new_raw_bytes += u64::from(s.raw_len);
+                            t.summary.new_stored_bytes += s.bytes.len() as u64;
+                            fresh.push(s);
+                        }
+                    }
+                    // In id order, not input order, inside each batch.
+                    fresh.sort_unstable_by_key(|s| s.id);
+                    for s in fresh {
+                        if blobs.send(s).is_err() {
+                            // The pack writer stopped: its error is reported by the caller.
+                            return Ok(());
+                        }
+                    }
+                    progress.advance(bytes, 0);
+                    batch.data.clear();
+                    let _ = recycle.try_send(std::mem::take(&mut batch.data));
+                }
+                Msg::Done { file, size } => {
+                    t.summary.bytes_read += size;
+                    t.finish_file(file, size);
+                    progress.advance(0, 1);
+                }
+                Msg::Cached { file, size, chunks } => {
+                    t.summary.chunks += chunks.len() as u64;
+                    t.files[file].chunks = chunks;
+                    *t.files_unchanged += 1;
+                    t.finish_file(file, size);
+                    progress.advance(size, 1);
+                }
+                Msg::Failed { file, path, error } => {
+                    let rec = &mut t.files[file];
+                    rec.failed = true;
+                    rec.chunks.clear();
+                    failures.push((file, path, error));
+                    progress.advance(0, 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_file(&mut self, file: usize, size: u64) {
+        self.files[file].size = size;
+        self.summary.files += 1;
+        self.summary.total_bytes += size;
+    }
+}
+
+/// The reader stage: files cache lookups, then reading and cutting into batches.
+fn read_all(
+    jobs: Vec<Job<'_>>,
+    chunker: &Chunker,
+    cache: &FilesCache,
+    index: &Index,
+    started: (i64, u32),
+    out: &SyncSender<Msg>,
+    recycled: &Receiver<Vec<u8>>,
+) -> Result<()> {
+    let mut batch = Batch { data: Vec::with_capacity(BATCH_BYTES + (READ_BYTES as usize)), chunks: Vec::new() };
+    let send = |m: Msg| out.send(m).map_err(|_| Error::InvalidArgument("backup stopped".into()));
+    for job in jobs {
+        let (mut reader, path): (Box<dyn Read + Send + '_>, PathBuf) = match job.source {
+            Source::Reader(r) => (r, PathBuf::new()),
+            Source::Path(path) => {
+                let opened = File::open(&path).and_then(|f| {
+                    let md = f.metadata()?;
+                    Ok((f, md))
+                });
+                let (f, md) = match opened {
+                    Ok(x) => x,
+                    Err(e) => {
+                        send(Msg::Failed { file: job.file, path, error: e.into() })?;
+                        continue;
+                    }
+                };
+                let stamp = Stamp::of(&md);
+                let hit = cache
+                    .get(path.as_os_str().as_bytes(), &stamp)
+                    .filter(|chunks| !stamp.is_racy(started) && chunks.iter().all(|c| index.contains(&c.0)));
+                if let Some(chunks) = hit {
+                    send(Msg::Cached { file: job.file, size: stamp.size, chunks: chunks.to_vec() })?;
+                    continue;
+                }
+                (Box::new(f), path)
+            }
+        };
+        match read_file(job.file, &mut reader, chunker, &mut batch, out, recycled) {
+            Ok(size) => send(Msg::Done { file: job.file, size })?,
+            Err(e) => send(Msg::Failed { file: job.file, path, error: e })?,
+        }
+    }
+    if !batch.chunks.is_empty() {
+        send(Msg::Batch(batch))?;
+    }
+    Ok(())
+}
+
+/// Reads one file into the current batch, cutting chunks and sending full batches on.
+fn read_file(
+    file: usize,
+    reader: &mut dyn Read,
+    chunker: &Chunker,
+    batch: &mut Batch,
+    out: &SyncSender<Msg>,
+    recycled: &Receiver<Vec<u8>>,
+) -> Result<u64> {
+    let mut pos = batch.data.len();
+    let mut eof = false;
+    let mut total = 0u64;
+    loop {
+        while let Some(len) = chunker.next_cut(&batch.data[pos..], eof) {
+            if len == 0 {
+                break;
+            }
+            batch.chunks.push((file, pos..pos + len));
+            pos += len;
+        }
+        if eof {
+            return Ok(total);
+        }
+        if batch.data.len() >= BATCH_BYTES && !batch.chunks.is_empty() {
+            // Hand the full batch on; the uncut tail starts the next one.
+            let mut next =
+                recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES + READ_BYTES as usize));
+            next.clear();
+            next.extend_from_slice(&batch.data[pos..]);
+            let full = std::mem::replace(batch, Batch { data: next, chunks: Vec::new() });
+            out.send(Msg::Batch(full)).map_err(|_| Error::InvalidArgument("backup stopped".into()))?;
+            pos = 0;
+        }
+        let before = batch.data.len();
+        let n = loop {
+            match reader.take(READ_BYTES).read_to_end(&mut batch.data) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    batch.data.truncate(before);
+                    return Err(e.into());
+                }
+            }
+        };
+        total += n as u64;
+        eof = (n as u64) < READ_BYTES;
     }
 }
 

@@ -43,9 +43,11 @@ pub struct RestoreOptions {
     /// Replace files that already exist in the target (otherwise they are reported as
     /// failures and left alone).
     pub overwrite: bool,
-    /// Skip flushing restored files to disk before renaming them into place (faster; after a
-    /// power loss, a file under its final name may then be incomplete).
-    pub no_sync: bool,
+    /// Flush restored files to disk before renaming them into place, and the renames after.
+    /// Without it, a restore that is interrupted (killed, out of space) still never leaves a
+    /// partial file under its real name, but after a *power loss* a renamed file may not have
+    /// reached the disk yet. Costs the time to write everything to disk.
+    pub sync: bool,
 }
 
 /// What a restore did.
@@ -296,7 +298,7 @@ impl Repository {
             }
         }
         let sync = |what: &str| -> Result<()> {
-            if options.no_sync {
+            if !options.sync {
                 return Ok(());
             }
             let dir = File::open(target).at(|| Location::Path(target.clone()))?;

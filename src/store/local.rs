@@ -1,20 +1,36 @@
 //! A repository in a local folder.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::id::hex_encode;
-use crate::store::{check_range, not_found, FileKind, Store};
+use crate::store::{check_range, not_found, FileKind, Store, Upload};
 
 /// A store in a local folder. Writes go to a temporary file that is fsynced and then
 /// hard-linked into place (which fails instead of overwriting), and the folder is fsynced.
+/// Deferred writes ([`Store::put_deferred`]) are fsynced by background threads while the
+/// caller goes on, and [`Store::flush`] waits for them.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    pending: Arc<Mutex<Pending>>,
 }
+
+/// Deferred writes not yet known to be durable.
+#[derive(Debug, Default)]
+struct Pending {
+    syncs: VecDeque<(PathBuf, JoinHandle<io::Result<()>>)>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+/// Background fsyncs in flight before a deferred write waits for the oldest.
+const MAX_PENDING_SYNCS: usize = 4;
 
 const DIRS: [&str; 5] = ["keys", "packs", "index", "snapshots", "locks"];
 
@@ -28,7 +44,7 @@ impl LocalStore {
         if !root.is_dir() {
             return Err(Error::NotARepository(format!("{} is not a folder", root.display())));
         }
-        Ok(LocalStore { root })
+        Ok(LocalStore { root, pending: Arc::default() })
     }
 
     /// Creates the repository folder layout at `root` (which may exist but must be empty).
@@ -49,7 +65,7 @@ impl LocalStore {
             fs::create_dir_all(root.join(d)).at(loc)?;
         }
         sync_dir(&root).at(loc)?;
-        Ok(LocalStore { root })
+        Ok(LocalStore { root, pending: Arc::default() })
     }
 
     /// The repository folder.
@@ -58,11 +74,115 @@ impl LocalStore {
         &self.root
     }
 
+    /// Writes `parts` to a temporary file (fsynced when `sync`) and links it to its name;
+    /// returns the path and the open file.
+    fn write_linked(&self, kind: FileKind, name: &str, parts: &[&[u8]], sync: bool) -> Result<(PathBuf, File)> {
+        let path = self.full(kind, name)?;
+        let loc = || Location::Path(path.clone());
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).at(loc)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).at(loc)?;
+            }
+        }
+        if path.exists() {
+            return Err(Error::AlreadyExists(kind.path(name)));
+        }
+        let tmp = dir.join(format!(".tmp-{}", hex_encode(&crate::crypto::random_array::<8>()?)));
+        let result = (|| -> io::Result<File> {
+            let mut f = File::options().write(true).create_new(true).open(&tmp)?;
+            for part in parts {
+                f.write_all(part)?;
+            }
+            if sync {
+                f.sync_all()?;
+            }
+            fs::hard_link(&tmp, &path)?;
+            Ok(f)
+        })();
+        let _ = fs::remove_file(&tmp);
+        match result {
+            Ok(f) => Ok((path, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists(kind.path(name))),
+            Err(e) => Err(Error::Io(e).at(loc())),
+        }
+    }
+
+    /// fsyncs `file` on a background thread; [`Store::flush`] waits for it.
+    fn sync_later(&self, path: PathBuf, file: File) -> Result<()> {
+        let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        while p.syncs.len() >= MAX_PENDING_SYNCS {
+            let (old, handle) = p.syncs.pop_front().expect("non-empty");
+            join_sync(old, handle)?;
+        }
+        if let Some(dir) = path.parent() {
+            p.dirs.insert(dir.to_path_buf());
+        }
+        let handle = std::thread::spawn(move || file.sync_all());
+        p.syncs.push_back((path, handle));
+        Ok(())
+    }
+
     fn full(&self, kind: FileKind, name: &str) -> Result<PathBuf> {
         if name.is_empty() || name.starts_with('.') || name.contains('/') || name.contains('\0') {
             return Err(Error::InvalidArgument(format!("bad repository file name {name:?}")));
         }
         Ok(self.root.join(kind.path(name)))
+    }
+}
+
+/// A file being written straight to a temporary name in its folder.
+struct LocalUpload {
+    store: LocalStore,
+    kind: FileKind,
+    tmp: PathBuf,
+    file: Option<io::BufWriter<File>>,
+}
+
+impl Upload for LocalUpload {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        let f = self.file.as_mut().ok_or_else(|| Error::Io(io::Error::other("upload already finished")))?;
+        f.write_all(data).at(|| Location::Path(self.tmp.clone()))
+    }
+
+    fn finish(mut self: Box<Self>, _store: &dyn Store, name: &str) -> Result<()> {
+        let path = self.store.full(self.kind, name)?;
+        let loc = || Location::Path(path.clone());
+        if let Some(parent) = path.parent() {
+            if !parent.is_dir() {
+                fs::create_dir_all(parent).at(loc)?;
+            }
+        }
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::Io(io::Error::other("upload already finished")))?
+            .into_inner()
+            .map_err(|e| Error::Io(e.into_error()).at(loc()))?;
+        let linked = fs::hard_link(&self.tmp, &path);
+        let _ = fs::remove_file(&self.tmp);
+        match linked {
+            Ok(()) => self.store.sync_later(path, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists(self.kind.path(name))),
+            Err(e) => Err(Error::Io(e).at(loc())),
+        }
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn join_sync(path: PathBuf, handle: JoinHandle<io::Result<()>>) -> Result<()> {
+    match handle.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Io(e).at(Location::Path(path))),
+        Err(_) => Err(Error::Io(io::Error::other("the fsync thread panicked")).at(Location::Path(path))),
     }
 }
 
@@ -80,33 +200,52 @@ fn map_not_found(e: io::Error, kind: FileKind, name: &str) -> Error {
 
 impl Store for LocalStore {
     fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
-        let path = self.full(kind, name)?;
-        let loc = || Location::Path(path.clone());
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        if !dir.is_dir() {
-            fs::create_dir_all(&dir).at(loc)?;
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent).at(loc)?;
+        self.put_parts(kind, name, &[data])
+    }
+
+    fn put_parts(&self, kind: FileKind, name: &str, parts: &[&[u8]]) -> Result<()> {
+        let (path, file) = self.write_linked(kind, name, parts, true)?;
+        drop(file);
+        sync_dir(path.parent().unwrap_or(&self.root)).at(|| Location::Path(path.clone()))
+    }
+
+    fn put_deferred(&self, kind: FileKind, name: &str, parts: &[&[u8]]) -> Result<()> {
+        let (path, file) = self.write_linked(kind, name, parts, false)?;
+        self.sync_later(path, file)
+    }
+
+    fn begin(&self, kind: FileKind) -> Result<Box<dyn Upload>> {
+        let dir = self.root.join(kind.dir());
+        let loc = || Location::Path(dir.clone());
+        fs::create_dir_all(&dir).at(loc)?;
+        let tmp = dir.join(format!(".tmp-{}", hex_encode(&crate::crypto::random_array::<8>()?)));
+        let file = File::options().write(true).create_new(true).open(&tmp).at(loc)?;
+        Ok(Box::new(LocalUpload {
+            store: self.clone(),
+            kind,
+            tmp,
+            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+        }))
+    }
+
+    fn flush(&self) -> Result<()> {
+        let (syncs, dirs) = {
+            let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            (std::mem::take(&mut p.syncs), std::mem::take(&mut p.dirs))
+        };
+        let mut first_err = None;
+        for (path, handle) in syncs {
+            if let Err(e) = join_sync(path, handle) {
+                first_err.get_or_insert(e);
             }
         }
-        if path.exists() {
-            return Err(Error::AlreadyExists(kind.path(name)));
+        if let Some(e) = first_err {
+            return Err(e);
         }
-        let tmp = dir.join(format!(".tmp-{}", hex_encode(&crate::crypto::random_array::<8>()?)));
-        let result = (|| -> io::Result<()> {
-            let mut f = File::options().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            drop(f);
-            fs::hard_link(&tmp, &path)
-        })();
-        let _ = fs::remove_file(&tmp);
-        match result {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(kind.path(name))),
-            Err(e) => return Err(Error::Io(e).at(loc())),
+        for dir in dirs {
+            sync_dir(&dir).at(|| Location::Path(dir.clone()))?;
         }
-        sync_dir(&dir).at(loc)
+        Ok(())
     }
 
     fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {

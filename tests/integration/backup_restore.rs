@@ -37,8 +37,9 @@ fn message_history_round_trips_bit_exact_over_three_days() {
         assert_eq!(repo.snapshots().unwrap().len(), 3);
         for (day, snap) in snaps.iter().enumerate() {
             let target = tmp.path().join(format!("restore-{day}-{}", cache.is_some()));
-            let report =
-                repo.restore(&snap.record, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
+            // Flushed to disk before the renames on one pass, not on the other.
+            let options = RestoreOptions { target: target.clone(), sync: cache.is_some(), ..Default::default() };
+            let report = repo.restore(&snap.record, &options).unwrap();
             assert!(report.is_complete(), "{:?}", report.failed);
             assert_same_tree(&tmp.path().join(format!("day{}", day + 1)), &target);
         }
@@ -204,4 +205,62 @@ fn memory_store_streams_subtree_restore_and_odd_names() {
         .is_complete());
     crate::compare::assert_same_tree(&src, &back);
     assert!(store.list(packvault::FileKind::Snapshot).unwrap().len() == 2);
+}
+
+#[test]
+fn files_cache_skips_unchanged_files_and_rereads_changed_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, mut repo) = new_local_repo(tmp.path());
+    let src = tmp.path().join("src");
+    write_day(&src, &HistoryParams::default(), 1).unwrap();
+    // Times in the past, so the files are not "racy" (modified around the backup's start).
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    set_mtimes(&src, old);
+    // Setting times changed the files' ctime to now: wait until that is not "racy" any more.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut b = repo.backup();
+    b.add_dir(&src, "").unwrap();
+    let first = b.commit(vec![]).unwrap();
+    assert_eq!(first.files_unchanged, 0);
+
+    let mut b = repo.backup();
+    b.add_dir(&src, "").unwrap();
+    let second = b.commit(vec![]).unwrap();
+    assert_eq!(second.files_unchanged, first.record.summary.files, "every file comes from the cache");
+    assert_eq!(second.record.summary.bytes_read, 0, "nothing is read");
+    assert_eq!(second.record.root, first.record.root, "the same tree");
+
+    // Change one file (same size, new content and time): only it is read again.
+    let f = src.join("export/messages/inbox/thread_0/message_1.json");
+    let mut data = fs::read(&f).unwrap();
+    data[10] ^= 1;
+    fs::write(&f, &data).unwrap();
+    let when = old + std::time::Duration::from_secs(60);
+    fs::File::options().write(true).open(&f).unwrap().set_modified(when).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    drop(repo);
+    let mut repo = crate::reopen(store, Some(&tmp.path().join("cache")));
+    let mut b = repo.backup();
+    b.add_dir(&src, "").unwrap();
+    let third = b.commit(vec![]).unwrap();
+    assert_eq!(third.files_unchanged, first.record.summary.files - 1);
+    assert_eq!(third.record.summary.bytes_read, data.len() as u64);
+    let target = tmp.path().join("restore");
+    assert!(repo
+        .restore(&third.record, &RestoreOptions { target: target.clone(), ..Default::default() })
+        .unwrap()
+        .is_complete());
+    assert_same_tree(&src, &target);
+}
+
+fn set_mtimes(dir: &std::path::Path, t: std::time::SystemTime) {
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            set_mtimes(&e.path(), t);
+        } else if ft.is_file() {
+            fs::File::options().write(true).open(e.path()).unwrap().set_modified(t).unwrap();
+        }
+    }
 }
