@@ -373,18 +373,8 @@ impl BackupSession<'_> {
                 }
                 Ok((packer, written))
             });
-            let worked = Tally::work(
-                &mut tally,
-                &msg_rx,
-                &recycle_tx,
-                &blob_tx,
-                keys,
-                index,
-                &seen,
-                level,
-                progress.as_ref(),
-                &mut failures,
-            );
+            let shared = Shared { keys, index, seen: &seen, level, progress: progress.as_ref() };
+            let worked = tally.work(&shared, &msg_rx, &recycle_tx, &blob_tx, &mut failures);
             // Stop the other stages whatever happened here, then collect their results.
             drop(msg_rx);
             drop(blob_tx);
@@ -556,19 +546,27 @@ struct Tally<'s> {
     files_unchanged: &'s mut u64,
 }
 
+/// What the workers read: keys, the index, this session's set of stored blobs.
+struct Shared<'a> {
+    keys: &'a KeySet,
+    index: &'a Index,
+    seen: &'a Mutex<HashSet<Id>>,
+    level: i32,
+    progress: &'a dyn Progress,
+}
+
 impl Tally<'_> {
+    /// The workers' side: hash, dedup and seal every batch; record chunk lists and failures.
     fn work(
-        t: &mut Tally<'_>,
+        &mut self,
+        sh: &Shared<'_>,
         msgs: &Receiver<Msg>,
         recycle: &SyncSender<Vec<u8>>,
         blobs: &SyncSender<SealedBlob>,
-        keys: &KeySet,
-        index: &Index,
-        seen: &Mutex<HashSet<Id>>,
-        level: i32,
-        progress: &dyn Progress,
         failures: &mut Vec<(usize, PathBuf, Error)>,
     ) -> Result<()> {
+        let Shared { keys, index, seen, level, progress } = *sh;
+        let t = self;
         for msg in msgs {
             match msg {
                 Msg::Batch(mut batch) => {
