@@ -1,11 +1,17 @@
-//! The merged index: blob id → (pack, offset, length), as one sorted fixed-width table.
+//! The merged index: blob id → (pack, offset, length), as sorted fixed-width tables.
 //!
-//! At open, every index file of the repository is merged into a table kept as a local cache
-//! file (format-spec.md §5.12; the cache is local, never stored in the repository) and
-//! memory-mapped, so a lookup is a binary search over the mapping, with no per-entry heap
-//! objects. Blobs added since the table was built sit in a small overlay until the next
-//! rebuild. The cache records which index files it covers: when new index files appear, only
-//! those are read and merged in; when one disappears (prune), the table is rebuilt.
+//! At open, every index file of the repository is merged into a sorted table kept as a local
+//! cache file (format-spec.md §5.12; the cache is local, never stored in the repository) and
+//! memory-mapped: a lookup is an interpolation search over the mapping (ids are uniformly
+//! distributed keyed hashes), with no per-entry heap objects. 48 bytes per blob.
+//!
+//! After a backup, the new blobs are not merged into the big table: they go into a small
+//! second table (`index.delta`) that is rewritten alone, so the cost of keeping the cache
+//! current follows what changed, not the repository's size. When the delta grows past an
+//! eighth of the base, both are merged into a new base. Blobs added since the tables were
+//! written sit in a small in-memory overlay. The cache records which index files it covers:
+//! when new index files appear, only those are read and merged in; when one disappears
+//! (prune), everything is rebuilt.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -26,12 +32,15 @@ use crate::store::{FileKind, Store};
 /// Magic of the local index cache.
 pub const MAGIC_CACHE: [u8; 6] = *b"PVICAC";
 /// Length of the cache header.
-pub const CACHE_HEADER_LEN: usize = 96;
+pub const CACHE_HEADER_LEN: usize = 128;
 /// Length of a cache pack record.
 pub const CACHE_PACK_LEN: usize = 40;
 /// Length of a cache entry.
 pub const CACHE_ENTRY_LEN: usize = 48;
 const CODEC_BIT: u32 = 1 << 31;
+/// The delta is merged into the base once it holds more than this many entries and more
+/// than an eighth of the base's.
+const DELTA_MIN: usize = 1 << 16;
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,25 +92,15 @@ impl Bytes {
     }
 }
 
-/// The sorted table (heap or memory-mapped) plus the overlay of recent additions.
-pub struct Index {
+/// One sorted table (a cache file, or built in memory).
+struct Table {
     bytes: Bytes,
     covered: Vec<IndexId>,
     packs: Vec<PackInfo>,
     entries_at: usize,
     count: usize,
-    overlay: HashMap<Id, BlobLocation>,
-    overlay_packs: Vec<PackInfo>,
-}
-
-impl std::fmt::Debug for Index {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index")
-            .field("entries", &self.count)
-            .field("packs", &self.packs.len())
-            .field("overlay", &self.overlay.len())
-            .finish()
-    }
+    checksum: [u8; 32],
+    base_checksum: [u8; 32],
 }
 
 /// One row before it is written into a table.
@@ -115,51 +114,17 @@ struct Row {
     codec: Codec,
 }
 
-impl Index {
-    /// An empty index.
-    #[must_use]
-    pub fn empty() -> Index {
-        Index::from_parts(&[0; 16], Vec::new(), Vec::new(), Vec::new())
-    }
+/// The first 8 bytes of an id as a number (ids are uniform: this locates them).
+fn key(id: &[u8]) -> u64 {
+    let mut k = [0u8; 8];
+    k.copy_from_slice(&id[..8]);
+    u64::from_be_bytes(k)
+}
 
-    /// Number of entries (table and overlay).
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.count + self.overlay.len()
-    }
-
-    /// True when the index knows no blob.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Packs the index knows, table first.
-    pub fn packs(&self) -> impl Iterator<Item = &PackInfo> {
-        self.packs.iter().chain(self.overlay_packs.iter())
-    }
-
-    /// The index files the table was built from.
-    #[must_use]
-    pub fn covered(&self) -> &[IndexId] {
-        &self.covered
-    }
-
-    /// Bytes of the table (mapped or on the heap).
-    #[must_use]
-    pub fn table_bytes(&self) -> usize {
-        self.bytes.as_slice().len()
-    }
-
-    /// True when the table is memory-mapped from a cache file.
-    #[must_use]
-    pub fn is_mapped(&self) -> bool {
-        matches!(self.bytes, Bytes::Mapped(_))
-    }
-
+impl Table {
     fn entry_bytes(&self, i: usize) -> Option<&[u8]> {
         let start = self.entries_at.checked_add(i.checked_mul(CACHE_ENTRY_LEN)?)?;
-        self.bytes.as_slice().get(start..start + CACHE_ENTRY_LEN)
+        self.bytes.as_slice().get(start..start.checked_add(CACHE_ENTRY_LEN)?)
     }
 
     fn entry_id(&self, i: usize) -> Option<&[u8]> {
@@ -174,8 +139,7 @@ impl Index {
         let word = |at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]);
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(&e[..ID_LEN]);
-        let pack_idx = word(32) as usize;
-        let pack = self.packs.get(pack_idx).ok_or_else(|| corrupt("pack number out of range"))?;
+        let pack = self.packs.get(word(32) as usize).ok_or_else(|| corrupt("pack number out of range"))?;
         let sealed = word(40);
         Ok((
             Id(id),
@@ -190,9 +154,42 @@ impl Index {
         ))
     }
 
-    /// Binary search for the first table entry with `id`.
+    /// Interpolation search for the first entry with `id`: a few probes guided by the id's
+    /// value narrow the range, then a binary search finishes. Every probe is bounds-checked
+    /// and the number of interpolation steps is capped, so an unsorted (damaged) table gives
+    /// a wrong answer at worst, never a panic or a long loop.
     fn search(&self, id: &Id) -> Option<usize> {
+        let target = key(&id.0);
         let (mut lo, mut hi) = (0usize, self.count);
+        for _ in 0..8 {
+            if hi - lo <= 32 {
+                break;
+            }
+            let (klo, khi) = (key(self.entry_id(lo)?), key(self.entry_id(hi - 1)?));
+            if target < klo || target > khi || khi <= klo {
+                break;
+            }
+            let span = (hi - 1 - lo) as u128;
+            let guess = lo + ((u128::from(target - klo) * span) / u128::from(khi - klo)) as usize;
+            // Probe a small window around the guess; shrink [lo, hi) to it when it brackets.
+            let w = 16.max((hi - lo) >> 10);
+            let (a, b) = (guess.saturating_sub(w).max(lo), (guess + w).min(hi - 1));
+            if self.entry_id(a)? < &id.0[..] {
+                lo = a + 1;
+            } else {
+                hi = a.max(lo);
+                break;
+            }
+            if self.entry_id(b)? >= &id.0[..] {
+                hi = b;
+            } else {
+                lo = b + 1;
+            }
+            if lo >= hi {
+                break;
+            }
+        }
+        let (mut lo, mut hi) = (lo.min(self.count), hi.min(self.count));
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.entry_id(mid)?.cmp(&id.0[..]) {
@@ -203,62 +200,64 @@ impl Index {
         (lo < self.count && self.entry_id(lo)? == &id.0[..]).then_some(lo)
     }
 
-    /// Where the blob `id` is stored, if the index knows it.
-    ///
-    /// # Errors
-    /// [`Error::Malformed`] when the cache entry is damaged.
-    pub fn lookup(&self, id: &Id) -> Result<Option<BlobLocation>> {
-        if let Some(loc) = self.overlay.get(id) {
-            return Ok(Some(*loc));
+    fn rows(&self) -> Result<Vec<Row>> {
+        let pack_numbers: HashMap<PackId, u32> = self.packs.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
+        (0..self.count)
+            .map(|i| {
+                let (id, l) = self.decode_entry(i)?;
+                Ok(Row {
+                    id,
+                    pack: pack_numbers[&l.pack],
+                    offset: l.offset,
+                    sealed_len: l.sealed_len,
+                    raw_len: l.raw_len,
+                    codec: l.codec,
+                })
+            })
+            .collect()
+    }
+
+    fn encode(
+        repo_id: &[u8; 16],
+        covered: &[IndexId],
+        packs: &[PackInfo],
+        rows: &[Row],
+        base_checksum: &[u8; 32],
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            CACHE_HEADER_LEN + covered.len() * ID_LEN + packs.len() * CACHE_PACK_LEN + rows.len() * CACHE_ENTRY_LEN,
+        );
+        out.extend_from_slice(&header(MAGIC_CACHE));
+        out.extend_from_slice(repo_id);
+        for n in [covered.len(), packs.len(), rows.len()] {
+            out.extend_from_slice(&(n as u64).to_le_bytes());
         }
-        match self.search(id) {
-            Some(i) => Ok(Some(self.decode_entry(i)?.1)),
-            None => Ok(None),
+        out.resize(80, 0); // the checksum, filled below
+        out.extend_from_slice(base_checksum);
+        out.resize(CACHE_HEADER_LEN, 0);
+        for c in covered {
+            out.extend_from_slice(c.as_bytes());
         }
-    }
-
-    /// True when the index knows the blob.
-    #[must_use]
-    pub fn contains(&self, id: &Id) -> bool {
-        self.overlay.contains_key(id) || self.search(id).is_some()
-    }
-
-    /// Every entry of the table and overlay, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<(Id, BlobLocation)>> + '_ {
-        (0..self.count).map(|i| self.decode_entry(i)).chain(self.overlay.iter().map(|(k, v)| Ok((*k, *v))))
-    }
-
-    /// Records the blobs of a pack just written.
-    pub(crate) fn add_pack(&mut self, pack: PackInfo, entries: &[BlobEntry]) {
-        self.overlay_packs.push(pack);
-        for e in entries {
-            self.overlay.entry(e.id).or_insert(BlobLocation {
-                pack: pack.id,
-                kind: pack.kind,
-                offset: e.offset,
-                sealed_len: e.sealed_len,
-                raw_len: e.raw_len,
-                codec: e.codec,
-            });
+        for p in packs {
+            out.extend_from_slice(p.id.as_bytes());
+            out.push(p.kind as u8);
+            out.extend_from_slice(&[0; 3]);
+            out.extend_from_slice(&p.len.to_le_bytes());
         }
+        for r in rows {
+            out.extend_from_slice(&r.id.0);
+            out.extend_from_slice(&r.pack.to_le_bytes());
+            out.extend_from_slice(&r.offset.to_le_bytes());
+            let codec = if r.codec == Codec::Zstd { CODEC_BIT } else { 0 };
+            out.extend_from_slice(&(r.sealed_len | codec).to_le_bytes());
+            out.extend_from_slice(&r.raw_len.to_le_bytes());
+        }
+        let sum = blake3::hash(&out[CACHE_HEADER_LEN..]);
+        out[48..80].copy_from_slice(sum.as_bytes());
+        out
     }
 
-    fn from_parts(repo_id: &[u8; 16], covered: Vec<IndexId>, packs: Vec<PackInfo>, rows: Vec<Row>) -> Index {
-        let bytes = encode_table(repo_id, &covered, &packs, &rows);
-        Index::parse(Bytes::Heap(bytes), repo_id).expect("freshly encoded table parses")
-    }
-
-    fn parse(bytes: Bytes, repo_id: &[u8; 16]) -> Result<Index> {
-        Index::parse_with(bytes, Some(repo_id), true)
-    }
-
-    /// Parses a cache from untrusted bytes (fuzzing, tools): with `verify_checksum` false the
-    /// table is used as is, which is only safe because every lookup is bounds-checked.
-    pub(crate) fn from_untrusted_bytes(bytes: Vec<u8>, verify_checksum: bool) -> Result<Index> {
-        Index::parse_with(Bytes::Heap(bytes), None, verify_checksum)
-    }
-
-    fn parse_with(bytes: Bytes, repo_id: Option<&[u8; 16]>, verify_checksum: bool) -> Result<Index> {
+    fn parse(bytes: Bytes, repo_id: Option<&[u8; 16]>, verify_checksum: bool) -> Result<Table> {
         let b = bytes.as_slice();
         check_header(b, MAGIC_CACHE, "index cache")?;
         if b.len() < CACHE_HEADER_LEN {
@@ -270,6 +269,7 @@ impl Index {
         let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
         let (c, p, n) = (word(24), word(32), word(40));
         let checksum: [u8; 32] = b[48..80].try_into().expect("32 bytes");
+        let base_checksum: [u8; 32] = b[80..112].try_into().expect("32 bytes");
         let body_len = c
             .checked_mul(ID_LEN as u64)
             .and_then(|x| x.checked_add(p.checked_mul(CACHE_PACK_LEN as u64)?))
@@ -302,14 +302,169 @@ impl Index {
             });
         }
         at += p * CACHE_PACK_LEN;
-        Ok(Index {
-            bytes,
-            covered,
-            packs,
-            entries_at: at,
-            count: n,
+        Ok(Table { bytes, covered, packs, entries_at: at, count: n, checksum, base_checksum })
+    }
+
+    fn built(repo_id: &[u8; 16], covered: Vec<IndexId>, packs: Vec<PackInfo>, rows: &[Row], base: &[u8; 32]) -> Table {
+        let bytes = Table::encode(repo_id, &covered, &packs, rows, base);
+        Table::parse(Bytes::Heap(bytes), Some(repo_id), false).expect("a freshly encoded table parses")
+    }
+}
+
+/// The tables (heap or memory-mapped) plus the overlay of recent additions.
+pub struct Index {
+    repo_id: [u8; 16],
+    base: Table,
+    delta: Option<Table>,
+    overlay: HashMap<Id, BlobLocation>,
+    overlay_packs: Vec<PackInfo>,
+    /// Index files whose content is in the overlay (written by this client since the load).
+    overlay_covered: Vec<IndexId>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("base", &self.base.count)
+            .field("delta", &self.delta.as_ref().map(|d| d.count))
+            .field("overlay", &self.overlay.len())
+            .finish()
+    }
+}
+
+impl Index {
+    /// An empty index.
+    #[must_use]
+    pub fn empty() -> Index {
+        Index::from_rows(&[0; 16], Vec::new(), Vec::new(), Vec::new())
+    }
+
+    fn from_rows(repo_id: &[u8; 16], covered: Vec<IndexId>, packs: Vec<PackInfo>, mut rows: Vec<Row>) -> Index {
+        rows.par_sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Index {
+            repo_id: *repo_id,
+            base: Table::built(repo_id, covered, packs, &rows, &[0; 32]),
+            delta: None,
             overlay: HashMap::new(),
             overlay_packs: Vec::new(),
+            overlay_covered: Vec::new(),
+        }
+    }
+
+    fn tables(&self) -> impl Iterator<Item = &Table> {
+        self.delta.iter().chain(std::iter::once(&self.base))
+    }
+
+    /// The newest table's pack list (the delta's includes the base's).
+    fn table_packs(&self) -> &[PackInfo] {
+        self.delta.as_ref().map_or(&self.base.packs, |d| &d.packs)
+    }
+
+    /// Number of entries (tables and overlay).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tables().map(|t| t.count).sum::<usize>() + self.overlay.len()
+    }
+
+    /// True when the index knows no blob.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Packs the index knows, tables first.
+    pub fn packs(&self) -> impl Iterator<Item = &PackInfo> {
+        self.table_packs().iter().chain(self.overlay_packs.iter())
+    }
+
+    /// The index files the index was built from.
+    #[must_use]
+    pub fn covered(&self) -> Vec<IndexId> {
+        let mut c = self.delta.as_ref().map_or(&self.base.covered, |d| &d.covered).clone();
+        c.extend_from_slice(&self.overlay_covered);
+        c.sort_unstable();
+        c.dedup();
+        c
+    }
+
+    /// Bytes of the tables (mapped or on the heap).
+    #[must_use]
+    pub fn table_bytes(&self) -> usize {
+        self.tables().map(|t| t.bytes.as_slice().len()).sum()
+    }
+
+    /// Entries in the base table and in the delta table.
+    #[must_use]
+    pub fn table_counts(&self) -> (usize, usize) {
+        (self.base.count, self.delta.as_ref().map_or(0, |d| d.count))
+    }
+
+    /// True when the base table is memory-mapped from a cache file.
+    #[must_use]
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.base.bytes, Bytes::Mapped(_))
+    }
+
+    /// Where the blob `id` is stored, if the index knows it.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] when the cache entry is damaged.
+    pub fn lookup(&self, id: &Id) -> Result<Option<BlobLocation>> {
+        if let Some(loc) = self.overlay.get(id) {
+            return Ok(Some(*loc));
+        }
+        for t in self.tables() {
+            if let Some(i) = t.search(id) {
+                return Ok(Some(t.decode_entry(i)?.1));
+            }
+        }
+        Ok(None)
+    }
+
+    /// True when the index knows the blob.
+    #[must_use]
+    pub fn contains(&self, id: &Id) -> bool {
+        self.overlay.contains_key(id) || self.tables().any(|t| t.search(id).is_some())
+    }
+
+    /// Every entry of the tables and the overlay, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(Id, BlobLocation)>> + '_ {
+        self.tables()
+            .flat_map(|t| (0..t.count).map(move |i| t.decode_entry(i)))
+            .chain(self.overlay.iter().map(|(k, v)| Ok((*k, *v))))
+    }
+
+    /// Records the blobs of a pack just written.
+    pub(crate) fn add_pack(&mut self, pack: PackInfo, entries: &[BlobEntry]) {
+        self.overlay_packs.push(pack);
+        for e in entries {
+            self.overlay.entry(e.id).or_insert(BlobLocation {
+                pack: pack.id,
+                kind: pack.kind,
+                offset: e.offset,
+                sealed_len: e.sealed_len,
+                raw_len: e.raw_len,
+                codec: e.codec,
+            });
+        }
+    }
+
+    /// Records that the index file `id` lists what the overlay holds.
+    pub(crate) fn add_covered(&mut self, id: IndexId) {
+        self.overlay_covered.push(id);
+    }
+
+    /// Parses a cache from untrusted bytes (fuzzing, tools): with `verify_checksum` false the
+    /// table is used as is, which is only safe because every lookup is bounds-checked.
+    pub(crate) fn from_untrusted_bytes(bytes: Vec<u8>, verify_checksum: bool) -> Result<Index> {
+        let base = Table::parse(Bytes::Heap(bytes), None, verify_checksum)?;
+        Ok(Index {
+            repo_id: [0; 16],
+            base,
+            delta: None,
+            overlay: HashMap::new(),
+            overlay_packs: Vec::new(),
+            overlay_covered: Vec::new(),
         })
     }
 
@@ -318,46 +473,61 @@ impl Index {
     /// # Errors
     /// [`Error::Malformed`] naming the first bad entry.
     pub fn verify_table(&self) -> Result<()> {
-        for i in 0..self.count {
-            self.decode_entry(i)?;
-            if i > 0 && self.entry_id(i - 1) > self.entry_id(i) {
-                return Err(Error::malformed("index cache", None, format!("entry {i} out of order")));
+        for t in self.tables() {
+            for i in 0..t.count {
+                t.decode_entry(i)?;
+                if i > 0 && t.entry_id(i - 1) > t.entry_id(i) {
+                    return Err(Error::malformed("index cache", None, format!("entry {i} out of order")));
+                }
             }
         }
         Ok(())
     }
-}
 
-fn encode_table(repo_id: &[u8; 16], covered: &[IndexId], packs: &[PackInfo], rows: &[Row]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        CACHE_HEADER_LEN + covered.len() * ID_LEN + packs.len() * CACHE_PACK_LEN + rows.len() * CACHE_ENTRY_LEN,
-    );
-    out.extend_from_slice(&header(MAGIC_CACHE));
-    out.extend_from_slice(repo_id);
-    for n in [covered.len(), packs.len(), rows.len()] {
-        out.extend_from_slice(&(n as u64).to_le_bytes());
+    /// Folds the overlay into the tables: into the delta, or into a new base when the delta
+    /// has grown past an eighth of the base. Returns whether the base was rewritten.
+    fn fold(&mut self) -> Result<bool> {
+        if self.overlay.is_empty() && self.overlay_packs.is_empty() && self.overlay_covered.is_empty() {
+            return Ok(false);
+        }
+        let mut packs = self.table_packs().to_vec();
+        let mut numbers: HashMap<PackId, u32> = packs.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
+        for p in &self.overlay_packs {
+            numbers.entry(p.id).or_insert_with(|| {
+                packs.push(*p);
+                (packs.len() - 1) as u32
+            });
+        }
+        let mut rows: Vec<Row> = self
+            .overlay
+            .iter()
+            .map(|(id, l)| Row {
+                id: *id,
+                pack: numbers[&l.pack],
+                offset: l.offset,
+                sealed_len: l.sealed_len,
+                raw_len: l.raw_len,
+                codec: l.codec,
+            })
+            .collect();
+        if let Some(d) = &self.delta {
+            rows.extend(d.rows()?);
+        }
+        let covered = self.covered();
+        let delta_count = rows.len();
+        let rebase = delta_count > DELTA_MIN && delta_count > self.base.count / 8;
+        if rebase {
+            rows.extend(self.base.rows()?);
+            *self = Index::from_rows(&self.repo_id, covered, packs, rows);
+            return Ok(true);
+        }
+        rows.par_sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.delta = Some(Table::built(&self.repo_id, covered, packs, &rows, &self.base.checksum));
+        self.overlay.clear();
+        self.overlay_packs.clear();
+        self.overlay_covered.clear();
+        Ok(false)
     }
-    out.resize(CACHE_HEADER_LEN, 0); // checksum (filled below) and reserved bytes
-    for c in covered {
-        out.extend_from_slice(c.as_bytes());
-    }
-    for p in packs {
-        out.extend_from_slice(p.id.as_bytes());
-        out.push(p.kind as u8);
-        out.extend_from_slice(&[0; 3]);
-        out.extend_from_slice(&p.len.to_le_bytes());
-    }
-    for r in rows {
-        out.extend_from_slice(&r.id.0);
-        out.extend_from_slice(&r.pack.to_le_bytes());
-        out.extend_from_slice(&r.offset.to_le_bytes());
-        let codec = if r.codec == Codec::Zstd { CODEC_BIT } else { 0 };
-        out.extend_from_slice(&(r.sealed_len | codec).to_le_bytes());
-        out.extend_from_slice(&r.raw_len.to_le_bytes());
-    }
-    let sum = blake3::hash(&out[CACHE_HEADER_LEN..]);
-    out[48..80].copy_from_slice(sum.as_bytes());
-    out
 }
 
 /// Reads, decrypts and decodes the index files `ids`, in parallel.
@@ -392,9 +562,13 @@ pub fn cache_path(cache_dir: &Path, repo_id: &[u8; 16]) -> PathBuf {
     cache_dir.join(crate::id::hex_encode(repo_id)).join("index.cache")
 }
 
+fn delta_path(cache_dir: &Path, repo_id: &[u8; 16]) -> PathBuf {
+    cache_path(cache_dir, repo_id).with_file_name("index.delta")
+}
+
 /// Loads the index for the repository: from the cache when it covers exactly the index files
-/// present, merging in new ones when it covers a subset, rebuilding otherwise. With no cache
-/// folder, the table is built on the heap.
+/// present, reading only the new ones when it covers a subset, rebuilding otherwise. With no
+/// cache folder, the tables are built on the heap.
 pub(crate) fn load(
     store: &dyn Store,
     meta_key: &SecretKey,
@@ -402,129 +576,95 @@ pub(crate) fn load(
     cache_dir: Option<&Path>,
 ) -> Result<Index> {
     let present: Vec<IndexId> = crate::store::list_ids(store, FileKind::Index)?.into_iter().map(IndexId).collect();
-    let cached = cache_dir.and_then(|d| open_cache(&cache_path(d, repo_id), repo_id).ok());
-    if let Some(idx) = &cached {
-        if idx.covered == present {
-            return Ok(cached.expect("checked above"));
-        }
+    let cached = cache_dir
+        .and_then(|d| open_cached(d, repo_id))
+        .filter(|idx| idx.covered().iter().all(|c| present.binary_search(c).is_ok()));
+    let from_cache = cached.is_some();
+    let mut index = cached.unwrap_or_else(|| Index::from_rows(repo_id, Vec::new(), Vec::new(), Vec::new()));
+    let covered = index.covered();
+    let missing: Vec<IndexId> = present.iter().filter(|p| covered.binary_search(p).is_err()).copied().collect();
+    if missing.is_empty() && from_cache {
+        return Ok(index);
     }
-    let (base, missing): (Option<Index>, Vec<IndexId>) = match cached {
-        Some(idx) if idx.covered.iter().all(|c| present.binary_search(c).is_ok()) => {
-            let missing = present.iter().filter(|p| idx.covered.binary_search(p).is_err()).copied().collect();
-            (Some(idx), missing)
+    for (id, file) in read_index_files(store, meta_key, &missing)? {
+        for p in &file.packs {
+            index.add_pack(PackInfo { id: p.pack, kind: p.kind, len: p.pack_len }, &p.entries);
         }
-        _ => (None, present.clone()),
-    };
-    let files = read_index_files(store, meta_key, &missing)?;
-    let index = merge(repo_id, base.as_ref(), &files, &[])?;
-    persist(index, repo_id, cache_dir)
+        index.add_covered(id);
+    }
+    persist(index, cache_dir)
 }
 
-/// Writes the table to the cache (when there is a cache folder) and maps it back.
-pub(crate) fn persist(index: Index, repo_id: &[u8; 16], cache_dir: Option<&Path>) -> Result<Index> {
+/// Folds the overlay into the tables and, with a cache folder, writes what changed (the delta,
+/// or a new base) and maps it back.
+pub(crate) fn persist(mut index: Index, cache_dir: Option<&Path>) -> Result<Index> {
+    let rebased = index.fold()?;
     let Some(dir) = cache_dir else { return Ok(index) };
-    let path = cache_path(dir, repo_id);
-    let loc = || Location::Path(path.clone());
-    let parent = path.parent().unwrap_or(dir);
+    let repo_id = index.repo_id;
+    let (base_path, delta_path) = (cache_path(dir, &repo_id), delta_path(dir, &repo_id));
+    if rebased || !base_path.exists() {
+        write_atomic(&base_path, index.base.bytes.as_slice())?;
+        let _ = fs::remove_file(&delta_path);
+    }
+    if let Some(d) = &index.delta {
+        write_atomic(&delta_path, d.bytes.as_slice())?;
+    }
+    open_cached(dir, &repo_id).ok_or_else(|| {
+        Error::Io(std::io::Error::other("the index cache just written does not read back"))
+            .at(Location::Path(base_path))
+    })
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let loc = || Location::Path(path.to_path_buf());
+    let parent = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).at(loc)?;
-    let tmp = parent.join(format!(".index.cache.{}", std::process::id()));
+    let tmp = parent.join(format!(
+        ".{}.{}",
+        path.file_name().map_or("cache".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
     {
         let mut f = File::create(&tmp).at(loc)?;
-        f.write_all(index.bytes.as_slice()).at(loc)?;
+        f.write_all(bytes).at(loc)?;
         f.sync_all().at(loc)?;
     }
-    fs::rename(&tmp, &path).at(loc)?;
-    open_cache(&path, repo_id).at(loc)
+    fs::rename(&tmp, path).at(loc)
+}
+
+/// Maps the base table and, when it belongs to that base, the delta; `None` when the cache is
+/// missing or damaged (the caller rebuilds).
+fn open_cached(dir: &Path, repo_id: &[u8; 16]) -> Option<Index> {
+    let base = map_table(&cache_path(dir, repo_id), repo_id).ok()?;
+    let delta = map_table(&delta_path(dir, repo_id), repo_id).ok().filter(|d| d.base_checksum == base.checksum);
+    if let Some(d) = &delta {
+        // The delta's pack list extends the base's: entries of the base resolve through it.
+        if d.packs.get(..base.packs.len()) != Some(&base.packs[..]) {
+            return None;
+        }
+    }
+    Some(Index {
+        repo_id: *repo_id,
+        base,
+        delta,
+        overlay: HashMap::new(),
+        overlay_packs: Vec::new(),
+        overlay_covered: Vec::new(),
+    })
 }
 
 #[allow(unsafe_code)]
-fn open_cache(path: &Path, repo_id: &[u8; 16]) -> Result<Index> {
+fn map_table(path: &Path, repo_id: &[u8; 16]) -> Result<Table> {
     let f = File::open(path)?;
     if f.metadata()?.len() < CACHE_HEADER_LEN as u64 {
         return Err(Error::malformed("index cache", None, "truncated"));
     }
-    // SAFETY: the cache file is private to this client and only ever replaced by rename, never
+    // SAFETY: cache files are private to this client and only ever replaced by rename, never
     // modified or truncated in place, so the mapping stays valid and unchanged while mapped.
     // Every access through it is bounds-checked (`entry_bytes`), and its content was verified
     // against the checksum in its header by `parse`.
     let map = unsafe { memmap2::Mmap::map(&f)? };
-    Index::parse(Bytes::Mapped(map), repo_id)
-}
-
-/// A new table: `base`'s entries (with its pack numbers kept), the entries of `files`, and
-/// the overlay of `base`, sorted by id. `extra_covered` are index files whose content is
-/// already in `base`'s overlay.
-pub(crate) fn merge(
-    repo_id: &[u8; 16],
-    base: Option<&Index>,
-    files: &[(IndexId, IndexFile)],
-    extra_covered: &[IndexId],
-) -> Result<Index> {
-    let mut packs: Vec<PackInfo> = base.map(|b| b.packs.clone()).unwrap_or_default();
-    let mut covered: Vec<IndexId> = base.map(|b| b.covered.clone()).unwrap_or_default();
-    let mut pack_numbers: HashMap<PackId, u32> = packs.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
-    let mut add_pack = |info: PackInfo, packs: &mut Vec<PackInfo>| -> u32 {
-        *pack_numbers.entry(info.id).or_insert_with(|| {
-            packs.push(info);
-            (packs.len() - 1) as u32
-        })
-    };
-    let mut new_rows = Vec::new();
-    for (id, file) in files {
-        covered.push(*id);
-        for p in &file.packs {
-            let n = add_pack(PackInfo { id: p.pack, kind: p.kind, len: p.pack_len }, &mut packs);
-            new_rows.extend(p.entries.iter().map(|e| Row {
-                id: e.id,
-                pack: n,
-                offset: e.offset,
-                sealed_len: e.sealed_len,
-                raw_len: e.raw_len,
-                codec: e.codec,
-            }));
-        }
-    }
-    if let Some(b) = base {
-        for info in &b.overlay_packs {
-            add_pack(*info, &mut packs);
-        }
-        for (id, loc) in &b.overlay {
-            let n = pack_numbers[&loc.pack];
-            new_rows.push(Row {
-                id: *id,
-                pack: n,
-                offset: loc.offset,
-                sealed_len: loc.sealed_len,
-                raw_len: loc.raw_len,
-                codec: loc.codec,
-            });
-        }
-    }
-    covered.extend_from_slice(extra_covered);
-    covered.sort_unstable();
-    covered.dedup();
-    new_rows.par_sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
-    // Merge the base table (already sorted) with the new rows.
-    let mut rows = Vec::with_capacity(base.map_or(0, |b| b.count) + new_rows.len());
-    let mut new_iter = new_rows.into_iter().peekable();
-    if let Some(b) = base {
-        for i in 0..b.count {
-            let (id, loc) = b.decode_entry(i)?;
-            while new_iter.peek().is_some_and(|r| r.id < id) {
-                rows.push(new_iter.next().expect("peeked"));
-            }
-            rows.push(Row {
-                id,
-                pack: pack_numbers[&loc.pack],
-                offset: loc.offset,
-                sealed_len: loc.sealed_len,
-                raw_len: loc.raw_len,
-                codec: loc.codec,
-            });
-        }
-    }
-    rows.extend(new_iter);
-    Ok(Index::from_parts(repo_id, covered, packs, rows))
+    Table::parse(Bytes::Mapped(map), Some(repo_id), true)
 }
 
 #[cfg(test)]
@@ -541,7 +681,7 @@ mod tests {
                     pack_len: 1 << 20,
                     entries: (0..per_pack)
                         .map(|i| BlobEntry {
-                            id: Id::hash_of(&[seed, p, i as u8, (i >> 8) as u8]),
+                            id: Id::hash_of(&[seed, p, i as u8, (i >> 8) as u8, (i >> 16) as u8]),
                             offset: i * 100,
                             sealed_len: 100,
                             raw_len: 90 + i,
@@ -553,62 +693,110 @@ mod tests {
         }
     }
 
-    #[test]
-    fn merge_lookup_and_incremental_merge() {
-        let repo = [3u8; 16];
-        let f1 = (IndexId(Id([1; 32])), file(1, 3, 50));
-        let f2 = (IndexId(Id([2; 32])), file(2, 2, 70));
-        let full = merge(&repo, None, &[f1.clone(), f2.clone()], &[]).unwrap();
-        let step = merge(
-            &repo,
-            Some(&merge(&repo, None, std::slice::from_ref(&f1), &[]).unwrap()),
-            std::slice::from_ref(&f2),
-            &[],
-        )
-        .unwrap();
-        for idx in [&full, &step] {
-            assert_eq!(idx.len(), 3 * 50 + 2 * 70);
-            idx.verify_table().unwrap();
-            for (_, f) in [&f1, &f2] {
-                for p in &f.packs {
-                    for e in &p.entries {
-                        let loc = idx.lookup(&e.id).unwrap().expect("present");
-                        assert_eq!(loc.pack, p.pack);
-                        assert_eq!(loc.entry(e.id), *e);
-                    }
+    fn add(index: &mut Index, id: IndexId, f: &IndexFile) {
+        for p in &f.packs {
+            index.add_pack(PackInfo { id: p.pack, kind: p.kind, len: p.pack_len }, &p.entries);
+        }
+        index.add_covered(id);
+    }
+
+    fn check_all(idx: &Index, files: &[&IndexFile]) {
+        idx.verify_table().unwrap();
+        for f in files {
+            for p in &f.packs {
+                for e in &p.entries {
+                    let loc = idx.lookup(&e.id).unwrap().expect("present");
+                    assert_eq!(loc.pack, p.pack);
+                    assert_eq!(loc.entry(e.id), *e);
                 }
             }
-            assert_eq!(idx.lookup(&Id([0xee; 32])).unwrap(), None);
-            assert_eq!(idx.covered().len(), 2);
         }
+        assert_eq!(idx.lookup(&Id([0xee; 32])).unwrap(), None);
+        assert_eq!(idx.lookup(&Id([0; 32])).unwrap(), None);
+        assert_eq!(idx.lookup(&Id([0xff; 32])).unwrap(), None);
     }
 
     #[test]
-    fn cache_file_round_trip_and_corruption() {
+    fn base_delta_and_rebase_through_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let repo = [4u8; 16];
-        let f1 = (IndexId(Id([1; 32])), file(1, 2, 40));
-        let idx =
-            persist(merge(&repo, None, std::slice::from_ref(&f1), &[]).unwrap(), &repo, Some(dir.path())).unwrap();
+        let f1 = file(1, 3, 400);
+        let f2 = file(2, 2, 300);
+        let mut idx = Index::from_rows(&repo, Vec::new(), Vec::new(), Vec::new());
+        add(&mut idx, IndexId(Id([1; 32])), &f1);
+        let idx = persist(idx, Some(dir.path())).unwrap();
         assert!(idx.is_mapped());
-        let e = &f1.1.packs[1].entries[7];
-        assert_eq!(idx.lookup(&e.id).unwrap().unwrap().entry(e.id), *e);
+        assert_eq!(idx.table_counts(), (0, 1200), "the first fold goes to the delta");
+        check_all(&idx, &[&f1]);
+
+        let mut idx = open_cached(dir.path(), &repo).unwrap();
+        add(&mut idx, IndexId(Id([2; 32])), &f2);
+        let idx = persist(idx, Some(dir.path())).unwrap();
+        assert_eq!(idx.table_counts(), (0, 1800));
+        assert_eq!(idx.covered().len(), 2);
+        check_all(&idx, &[&f1, &f2]);
+
+        // Past the threshold, the delta is merged into a new base.
+        let big = file(3, 1, 70_000);
+        let mut idx = open_cached(dir.path(), &repo).unwrap();
+        add(&mut idx, IndexId(Id([3; 32])), &big);
+        let idx = persist(idx, Some(dir.path())).unwrap();
+        assert_eq!(idx.table_counts(), (71_800, 0));
+        assert!(!delta_path(dir.path(), &repo).exists());
+        check_all(&idx, &[&f1, &f2, &big]);
+
+        // Then small additions go to a delta again, whose packs extend the base's.
+        let f4 = file(4, 1, 10);
+        let mut idx = open_cached(dir.path(), &repo).unwrap();
+        add(&mut idx, IndexId(Id([4; 32])), &f4);
+        let idx = persist(idx, Some(dir.path())).unwrap();
+        assert_eq!(idx.table_counts(), (71_800, 10));
+        check_all(&open_cached(dir.path(), &repo).unwrap(), &[&f1, &f2, &big, &f4]);
+    }
+
+    #[test]
+    fn cache_file_corruption_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = [4u8; 16];
+        let mut idx = Index::from_rows(&repo, Vec::new(), Vec::new(), Vec::new());
+        add(&mut idx, IndexId(Id([1; 32])), &file(1, 2, 40));
+        let big = file(3, 1, 70_000);
+        add(&mut idx, IndexId(Id([3; 32])), &big);
+        persist(idx, Some(dir.path())).unwrap();
         let path = cache_path(dir.path(), &repo);
-        assert!(open_cache(&path, &[5; 16]).is_err(), "another repository's cache is refused");
+        assert!(open_cached(dir.path(), &[5; 16]).is_none(), "another repository's cache is refused");
         let mut bytes = fs::read(&path).unwrap();
         let n = bytes.len();
         bytes[n - 3] ^= 1;
         fs::write(&path, &bytes).unwrap();
-        assert!(open_cache(&path, &repo).is_err(), "a damaged cache is refused");
+        assert!(open_cached(dir.path(), &repo).is_none(), "a damaged cache is refused");
         fs::write(&path, &bytes[..n - 48]).unwrap();
-        assert!(open_cache(&path, &repo).is_err(), "a truncated cache is refused");
+        assert!(open_cached(dir.path(), &repo).is_none(), "a truncated cache is refused");
+    }
+
+    #[test]
+    fn interpolation_search_agrees_with_a_scan() {
+        let repo = [0u8; 16];
+        let f = file(9, 4, 5000);
+        let mut idx = Index::from_rows(&repo, Vec::new(), Vec::new(), Vec::new());
+        add(&mut idx, IndexId(Id([9; 32])), &f);
+        let idx = persist(idx, None).unwrap();
+        check_all(&idx, &[&f]);
+        // Ids just above and below every stored id are absent.
+        for p in &f.packs {
+            for e in p.entries.iter().take(500) {
+                let mut near = e.id;
+                near.0[31] ^= 1;
+                assert!(!idx.contains(&near) || f.packs.iter().any(|q| q.entries.iter().any(|x| x.id == near)));
+            }
+        }
     }
 
     #[test]
     fn hostile_table_lookups_do_not_panic() {
-        // An unsorted table with a pack number out of range, bypassing the checksum.
+        // An unsorted table with pack numbers out of range, bypassing the checksum.
         let repo = [0u8; 16];
-        let rows: Vec<Row> = (0..20u8)
+        let rows: Vec<Row> = (0..200u8)
             .rev()
             .map(|i| Row {
                 id: Id([i; 32]),
@@ -619,9 +807,10 @@ mod tests {
                 codec: Codec::Raw,
             })
             .collect();
-        let idx = Index::from_parts(&repo, Vec::new(), Vec::new(), rows);
+        let bytes = Table::encode(&repo, &[], &[], &rows, &[0; 32]);
+        let idx = Index::from_untrusted_bytes(bytes, false).unwrap();
         assert!(idx.verify_table().is_err());
-        for i in 0..25u8 {
+        for i in 0..=255u8 {
             let _ = idx.lookup(&Id([i; 32]));
         }
     }

@@ -402,11 +402,13 @@ impl Repository {
         unreachable!("the loop returns at the last part")
     }
 
-    /// Makes the index cache current (after a backup added packs).
+    /// Makes the index cache current (after a backup added packs and an index file).
     fn refresh_index_cache(&mut self, new_index_file: Option<crate::id::IndexId>) -> Result<()> {
-        let extra: Vec<_> = new_index_file.into_iter().collect();
-        let merged = index::merge(&self.repo_id, Some(&self.index), &[], &extra)?;
-        self.index = index::persist(merged, &self.repo_id, self.cache_dir.as_deref())?;
+        if let Some(id) = new_index_file {
+            self.index.add_covered(id);
+        }
+        let index = std::mem::replace(&mut self.index, Index::empty());
+        self.index = index::persist(index, self.cache_dir.as_deref())?;
         Ok(())
     }
 }
