@@ -185,3 +185,26 @@ pub fn aes256_gcm_siv_open(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], sealed:
     let mut buf = sealed.to_vec();
     crypto::aead_open(&SecretKey::from_bytes(*key), nonce, aad, &mut buf).ok().map(|()| buf)
 }
+
+/// Builds an index from pack listings, as a backup's commit does: folded into the tables and,
+/// with `cache_dir`, written to and mapped from the cache files (benchmarks, tools).
+///
+/// # Errors
+/// Cache folder I/O errors.
+pub fn build_index(
+    cache_dir: Option<&std::path::Path>,
+    repo_id: &[u8; 16],
+    packs: Vec<(crate::PackInfo, Vec<crate::format::pack::BlobEntry>)>,
+) -> Result<crate::Index> {
+    let mut index = crate::Index::for_repo(repo_id);
+    for (info, entries) in &packs {
+        index.add_pack(*info, entries);
+    }
+    crate::index::persist(index, cache_dir)
+}
+
+/// Opens the index cache files of a repository, if present and valid.
+#[must_use]
+pub fn open_index_cache(cache_dir: &std::path::Path, repo_id: &[u8; 16]) -> Option<crate::Index> {
+    crate::index::open_cached(cache_dir, repo_id)
+}

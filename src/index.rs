@@ -339,6 +339,10 @@ impl Index {
         Index::from_rows(&[0; 16], Vec::new(), Vec::new(), Vec::new())
     }
 
+    pub(crate) fn for_repo(repo_id: &[u8; 16]) -> Index {
+        Index::from_rows(repo_id, Vec::new(), Vec::new(), Vec::new())
+    }
+
     fn from_rows(repo_id: &[u8; 16], covered: Vec<IndexId>, packs: Vec<PackInfo>, mut rows: Vec<Row>) -> Index {
         rows.par_sort_unstable_by(|a, b| a.id.cmp(&b.id));
         Index {
@@ -580,7 +584,7 @@ pub(crate) fn load(
         .and_then(|d| open_cached(d, repo_id))
         .filter(|idx| idx.covered().iter().all(|c| present.binary_search(c).is_ok()));
     let from_cache = cached.is_some();
-    let mut index = cached.unwrap_or_else(|| Index::from_rows(repo_id, Vec::new(), Vec::new(), Vec::new()));
+    let mut index = cached.unwrap_or_else(|| Index::for_repo(repo_id));
     let covered = index.covered();
     let missing: Vec<IndexId> = present.iter().filter(|p| covered.binary_search(p).is_err()).copied().collect();
     if missing.is_empty() && from_cache {
@@ -634,7 +638,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Maps the base table and, when it belongs to that base, the delta; `None` when the cache is
 /// missing or damaged (the caller rebuilds).
-fn open_cached(dir: &Path, repo_id: &[u8; 16]) -> Option<Index> {
+pub(crate) fn open_cached(dir: &Path, repo_id: &[u8; 16]) -> Option<Index> {
     let base = map_table(&cache_path(dir, repo_id), repo_id).ok()?;
     let delta = map_table(&delta_path(dir, repo_id), repo_id).ok().filter(|d| d.base_checksum == base.checksum);
     if let Some(d) = &delta {
