@@ -20,7 +20,8 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let n: usize = std::env::var("PACKVAULT_BENCH_INDEX_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let n: usize =
+        std::env::var("PACKVAULT_BENCH_INDEX_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
     let per_pack = 256;
     let id_of = |i: usize| Id(*blake3::hash(&(i as u64).to_le_bytes()).as_bytes());
     let dir = tempfile::tempdir().unwrap();
@@ -31,7 +32,13 @@ fn main() {
             let info = PackInfo { id: PackId(id_of(usize::MAX - p)), kind: BlobKind::Data, len: 16 << 20 };
             let entries = (p * per_pack..((p + 1) * per_pack).min(n))
                 .enumerate()
-                .map(|(k, i)| BlobEntry { id: id_of(i), offset: k as u32 * 65_536, sealed_len: 65_536, raw_len: 70_000, codec: Codec::Zstd })
+                .map(|(k, i)| BlobEntry {
+                    id: id_of(i),
+                    offset: k as u32 * 65_536,
+                    sealed_len: 65_536,
+                    raw_len: 70_000,
+                    codec: Codec::Zstd,
+                })
                 .collect();
             (info, entries)
         })
@@ -59,7 +66,12 @@ fn main() {
     let miss = t0.elapsed();
     assert_eq!((found, missed), (lookups, lookups));
     let rss_after = rss_kib();
-    println!("index with {n} entries: built and written in {:.1} s; {:.1} bytes per entry on disk ({:.0} MiB mapped)", build.as_secs_f64(), bytes as f64 / n as f64, bytes as f64 / 1048576.0);
+    println!(
+        "index with {n} entries: built and written in {:.1} s; {:.1} bytes per entry on disk ({:.0} MiB mapped)",
+        build.as_secs_f64(),
+        bytes as f64 / n as f64,
+        bytes as f64 / 1048576.0
+    );
     println!(
         "lookups: {:.0} ns per hit, {:.0} ns per miss ({lookups} random lookups each)",
         hit.as_nanos() as f64 / lookups as f64,

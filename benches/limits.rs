@@ -53,44 +53,65 @@ fn stage_costs(data: &[u8], keys: &Keys, chunker: &Chunker, name: &str) -> Costs
             .collect()
     };
     let n = data.len();
-    let cdc = mbps(n, median(5, || {
-        std::hint::black_box(chunker.cut_points(data));
-    }));
-    let b3 = mbps(n, median(5, || {
-        for c in &chunks {
-            std::hint::black_box(keys.chunk_id(c));
-        }
-    }));
+    let cdc = mbps(
+        n,
+        median(5, || {
+            std::hint::black_box(chunker.cut_points(data));
+        }),
+    );
+    let b3 = mbps(
+        n,
+        median(5, || {
+            for c in &chunks {
+                std::hint::black_box(keys.chunk_id(c));
+            }
+        }),
+    );
     // Reused contexts, as the pipeline's workers keep one per thread.
     let mut cctx = zstd::bulk::Compressor::new(LEVEL).unwrap();
     let mut dctx = zstd::bulk::Decompressor::new().unwrap();
     let mut frames: Vec<Vec<u8>> = Vec::new();
-    let zstd_c = mbps(n, median(3, || {
-        frames = chunks.iter().map(|c| cctx.compress(c).unwrap()).collect();
-    }));
+    let zstd_c = mbps(
+        n,
+        median(3, || {
+            frames = chunks.iter().map(|c| cctx.compress(c).unwrap()).collect();
+        }),
+    );
     let compressed: usize = frames.iter().map(|f| f.len().min(usize::MAX)).sum();
-    let zstd_d = mbps(n, median(5, || {
-        for (f, c) in frames.iter().zip(&chunks) {
-            std::hint::black_box(dctx.decompress(f, c.len()).unwrap());
-        }
-    }));
+    let zstd_d = mbps(
+        n,
+        median(5, || {
+            for (f, c) in frames.iter().zip(&chunks) {
+                std::hint::black_box(dctx.decompress(f, c.len()).unwrap());
+            }
+        }),
+    );
     let key = [7u8; 32];
     let sealed: Vec<Vec<u8>> = chunks.iter().map(|c| hazmat::aes256_gcm_siv_seal(&key, &[0; 12], b"", c)).collect();
-    let aes_e = mbps(n, median(5, || {
-        for c in &chunks {
-            std::hint::black_box(hazmat::aes256_gcm_siv_seal(&key, &[0; 12], b"", c));
-        }
-    }));
-    let aes_d = mbps(n, median(5, || {
-        for s in &sealed {
-            std::hint::black_box(hazmat::aes256_gcm_siv_open(&key, &[0; 12], b"", s));
-        }
-    }));
+    let aes_e = mbps(
+        n,
+        median(5, || {
+            for c in &chunks {
+                std::hint::black_box(hazmat::aes256_gcm_siv_seal(&key, &[0; 12], b"", c));
+            }
+        }),
+    );
+    let aes_d = mbps(
+        n,
+        median(5, || {
+            for s in &sealed {
+                std::hint::black_box(hazmat::aes256_gcm_siv_open(&key, &[0; 12], b"", s));
+            }
+        }),
+    );
     let dir = tempfile::tempdir().unwrap();
-    let write = mbps(n, median(3, || {
-        let p = dir.path().join(format!("w{}", Instant::now().elapsed().as_nanos()));
-        std::fs::write(&p, data).unwrap();
-    }));
+    let write = mbps(
+        n,
+        median(3, || {
+            let p = dir.path().join(format!("w{}", Instant::now().elapsed().as_nanos()));
+            std::fs::write(&p, data).unwrap();
+        }),
+    );
     let ratio = compressed as f64 / n as f64;
     println!(
         "{name:<7} FastCDC {cdc:>7.0} | BLAKE3 {b3:>7.0} | zstd-{LEVEL} {zstd_c:>6.0} (ratio {ratio:.2}) unzstd {zstd_d:>6.0} | AES-GCM-SIV seal {aes_e:>6.0} open {aes_d:>6.0} | write {write:>6.0}   (MB/s, 1 core)"
@@ -167,7 +188,8 @@ fn main() {
         let repo = Repository::open(store, &creds, &OpenOptions::default()).unwrap();
         let target = tmp.path().join(format!("restore{run}"));
         let t0 = Instant::now();
-        let report = repo.restore(&out.record, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
+        let report =
+            repo.restore(&out.record, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
         restores.push(t0.elapsed());
         assert!(report.is_complete());
         let _ = std::fs::remove_dir_all(&target);

@@ -239,6 +239,30 @@ pub(crate) fn aead_open(
     }
 }
 
+/// AES-256-GCM-SIV decryption of `ciphertext ‖ tag` from `sealed` into `out` (exactly the
+/// ciphertext's length). On failure `out` is wiped.
+pub(crate) fn aead_open_into(
+    key: &SecretKey,
+    nonce: &[u8; NONCE_LEN],
+    ad: &[u8],
+    sealed: &[u8],
+    out: &mut [u8],
+) -> Result<(), AeadError> {
+    let ct_len = sealed.len().checked_sub(TAG_LEN).ok_or(AeadError)?;
+    if out.len() != ct_len {
+        return Err(AeadError);
+    }
+    let (ct, tag) = sealed.split_at(ct_len);
+    let tag = Tag::try_from(tag).map_err(|_| AeadError)?;
+    let cipher = Aes256GcmSiv::new(key.bytes().into());
+    let buf = aes_gcm_siv::aead::inout::InOutBuf::new(ct, out).map_err(|_| AeadError)?;
+    if cipher.decrypt_inout_detached(&Nonce::from(*nonce), ad, buf, &tag).is_err() {
+        out.zeroize();
+        return Err(AeadError);
+    }
+    Ok(())
+}
+
 /// An AEAD tag did not verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AeadError;

@@ -121,6 +121,15 @@ pub trait Store: Send + Sync {
     /// [`Error::NotFound`]; [`Error::Malformed`] when the range runs past the end; [`Error::Io`].
     fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
 
+    /// As [`Store::get_range`], into a buffer the caller reuses (no allocation per read).
+    ///
+    /// # Errors
+    /// As [`Store::get_range`].
+    fn get_range_into(&self, kind: FileKind, name: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.get_range(kind, name, offset, len)?;
+        Ok(())
+    }
+
     /// Length of a file.
     ///
     /// # Errors

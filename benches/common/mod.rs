@@ -44,8 +44,11 @@ pub fn text(len: usize, seed: u64) -> Vec<u8> {
         id += 1 + next() % 3;
         let who = NAMES[(next() % NAMES.len() as u64) as usize];
         out.extend_from_slice(
-            format!("{{\"id\":{id},\"ts\":{},\"from\":\"{who}\",\"text\":\"", 1_700_000_000_000 + id * 7919 + next() % 1000)
-                .as_bytes(),
+            format!(
+                "{{\"id\":{id},\"ts\":{},\"from\":\"{who}\",\"text\":\"",
+                1_700_000_000_000 + id * 7919 + next() % 1000
+            )
+            .as_bytes(),
         );
         for _ in 0..(3 + next() % 14) {
             // Zipf-like: the index is the square of a uniform draw.
@@ -85,6 +88,8 @@ pub fn mbps(bytes: usize, d: Duration) -> f64 {
 pub fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }

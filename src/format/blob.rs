@@ -113,6 +113,11 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
+/// Chunks at least this long are sampled before being compressed.
+const SAMPLE_FROM: usize = 16 << 10;
+/// Size of the compressibility sample.
+const SAMPLE: usize = 4 << 10;
+
 /// Compresses with a per-thread zstd context; `None` when compression does not shrink the data.
 fn compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
     COMPRESSOR.with(|cell| {
@@ -121,6 +126,17 @@ fn compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
             *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
         }
         let (_, c) = slot.as_mut()?;
+        // Media is incompressible: a 4 KiB sample from the middle of a large chunk that does not
+        // shrink by 3 % settles it without compressing the whole chunk. (A deterministic test,
+        // so the same chunk always seals the same way.)
+        if raw.len() >= SAMPLE_FROM {
+            let mid = raw.len() / 2 - SAMPLE / 2;
+            let mut probe = Vec::with_capacity(SAMPLE + SAMPLE / 8);
+            match c.compress_to_buffer(&raw[mid..mid + SAMPLE], &mut probe) {
+                Ok(n) if n < SAMPLE * 97 / 100 => {}
+                _ => return None,
+            }
+        }
         // Room for the marker, padding and tag, so sealing does not reallocate.
         let mut out = Vec::with_capacity(raw.len() + raw.len() / 8 + TAG_LEN + 1);
         match c.compress_to_buffer(raw, &mut out) {
@@ -130,21 +146,25 @@ fn compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
     })
 }
 
-fn decompress(body: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+/// Decompresses one frame into `out` (cleared first), which must come out exactly `raw_len`
+/// bytes long. The buffer never grows to fit the frame: a frame that decodes to more (a "zstd
+/// bomb") fails instead.
+fn decompress_into(body: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
         }
         let d = slot.as_mut().ok_or("no zstd context")?;
-        // The output buffer is exactly the declared length: a frame that decodes to more
-        // (a "zstd bomb") fails instead of growing the buffer.
-        let mut out = Vec::with_capacity(raw_len);
-        let n = d.decompress_to_buffer(body, &mut out).map_err(|e| e.to_string())?;
+        out.clear();
+        out.reserve_exact(raw_len);
+        // zstd writes at most the buffer's capacity: `raw_len`, or what an earlier, larger blob
+        // needed (never more than MAX_BLOB_RAW); anything but exactly `raw_len` is refused.
+        let n = d.decompress_to_buffer(body, out).map_err(|e| e.to_string())?;
         if n != raw_len {
             return Err(format!("decompressed to {n} bytes, {raw_len} declared"));
         }
-        Ok(out)
+        Ok(())
     })
 }
 
@@ -195,6 +215,25 @@ pub(crate) fn open(
     raw_len: u32,
     sealed: &[u8],
 ) -> Result<Vec<u8>> {
+    let (mut scratch, mut out) = (Vec::new(), Vec::new());
+    let plain = open_into(keys, kind, id, codec, raw_len, sealed, &mut scratch, &mut out)?;
+    Ok(plain.to_vec())
+}
+
+/// As [`open`], with caller-owned buffers reused from blob to blob (restores open millions):
+/// the ciphertext is decrypted straight into `scratch` and a zstd body decompressed into
+/// `out`; the returned plaintext borrows one of them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn open_into<'a>(
+    keys: &KeySet,
+    kind: BlobKind,
+    id: &Id,
+    codec: Codec,
+    raw_len: u32,
+    sealed: &[u8],
+    scratch: &'a mut Vec<u8>,
+    out: &'a mut Vec<u8>,
+) -> Result<&'a [u8]> {
     if raw_len > MAX_BLOB_RAW {
         return Err(Error::LimitExceeded {
             what: "declared blob length",
@@ -205,32 +244,36 @@ pub(crate) fn open(
     if sealed.len() <= TAG_LEN || sealed.len() > MAX_BLOB_SEALED as usize {
         return Err(Error::malformed("blob", None, format!("sealed length {} out of range", sealed.len())));
     }
-    let padded_len = (sealed.len() - TAG_LEN) as u32;
-    let ad = associated_data(kind, codec, id, padded_len);
+    let padded_len = sealed.len() - TAG_LEN;
+    let ad = associated_data(kind, codec, id, padded_len as u32);
     let key = keys.blob_key(id);
-    let mut buf = sealed.to_vec();
-    crypto::aead_open(&key, &[0u8; NONCE_LEN], &ad, &mut buf)
+    if scratch.len() < padded_len {
+        scratch.resize(padded_len, 0);
+    }
+    let padded = &mut scratch[..padded_len];
+    crypto::aead_open_into(&key, &[0u8; NONCE_LEN], &ad, sealed, padded)
         .map_err(|_| Error::Integrity(format!("{} blob {}: authentication failed", kind.name(), id.short())))?;
-    let body_len = padding::unpad_marker(&buf)
+    let body_len = padding::unpad_marker(padded)
         .ok_or_else(|| Error::Integrity(format!("blob {}: padding is not canonical", id.short())))?;
-    buf.truncate(body_len);
-    let plain = match codec {
+    let plain: &[u8] = match codec {
         Codec::Raw => {
-            if buf.len() != raw_len as usize {
+            if body_len != raw_len as usize {
                 return Err(Error::Integrity(format!(
-                    "blob {}: {} bytes stored, {raw_len} declared",
-                    id.short(),
-                    buf.len()
+                    "blob {}: {body_len} bytes stored, {raw_len} declared",
+                    id.short()
                 )));
             }
-            buf
+            &scratch[..body_len]
         }
-        Codec::Zstd => decompress(&buf, raw_len as usize)
-            .map_err(|e| Error::Integrity(format!("blob {}: zstd: {e}", id.short())))?,
+        Codec::Zstd => {
+            decompress_into(&scratch[..body_len], raw_len as usize, out)
+                .map_err(|e| Error::Integrity(format!("blob {}: zstd: {e}", id.short())))?;
+            &out[..]
+        }
     };
     let actual = match kind {
-        BlobKind::Data => keys.chunk_id(&plain).0,
-        BlobKind::Tree => keys.tree_id(&plain).0,
+        BlobKind::Data => keys.chunk_id(plain).0,
+        BlobKind::Tree => keys.tree_id(plain).0,
     };
     if !crypto::ct_eq(&actual.0, &id.0) {
         return Err(Error::Integrity(format!("blob {}: content does not hash to its id", id.short())));

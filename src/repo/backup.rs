@@ -41,13 +41,15 @@ use crate::repo::{now, Repository};
 use crate::store::FileKind;
 
 /// Bytes of input gathered before a batch is hashed and sealed in parallel.
-pub const BATCH_BYTES: usize = 2 << 20;
+pub const BATCH_BYTES: usize = 1 << 20;
 /// Bytes asked of a reader per call.
-const READ_BYTES: u64 = 1 << 20;
+const READ_BYTES: u64 = 512 << 10;
 /// Batches queued between the reader and the workers.
 const BATCH_QUEUE: usize = 1;
 /// Sealed blobs queued between the workers and the pack writer.
 const BLOB_QUEUE: usize = 16;
+/// Batches being hashed and sealed at once.
+const BATCHES_IN_FLIGHT: u64 = 2;
 
 /// Metadata of a file or directory added to a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -566,67 +568,122 @@ impl Tally<'_> {
         failures: &mut Vec<(usize, PathBuf, Error)>,
     ) -> Result<()> {
         let Shared { keys, index, seen, level, progress } = *sh;
-        let t = self;
-        for msg in msgs {
-            match msg {
-                Msg::Batch(mut batch) => {
-                    let results: Vec<(ChunkId, Option<SealedBlob>)> = batch
-                        .chunks
-                        .par_iter()
-                        .map(|(_, r)| {
-                            let data = &batch.data[r.clone()];
-                            let id = keys.chunk_id(data);
-                            let fresh = !index.contains(&id.0)
-                                && seen.lock().unwrap_or_else(PoisonError::into_inner).insert(id.0);
-                            (id, fresh.then(|| blob::seal(keys, BlobKind::Data, id.0, data, Some(level))))
-                        })
-                        .collect();
-                    let bytes = batch.data.len() as u64;
-                    let mut fresh = Vec::new();
-                    for ((file, _), (id, sealed)) in batch.chunks.iter().zip(results) {
-                        t.files[*file].chunks.push(id);
-                        t.summary.chunks += 1;
-                        if let Some(s) = sealed {
-                            t.summary.new_data_blobs += 1;
-                            t.summary.new_raw_bytes += u64::from(s.raw_len);
-                            t.summary.new_stored_bytes += s.bytes.len() as u64;
-                            fresh.push(s);
+        // Hash, look up and seal one batch (on the rayon pool).
+        let process = |batch: &Batch| -> Vec<(ChunkId, Option<SealedBlob>)> {
+            batch
+                .chunks
+                .par_iter()
+                .map(|(_, r)| {
+                    let data = &batch.data[r.clone()];
+                    let id = keys.chunk_id(data);
+                    let fresh =
+                        !index.contains(&id.0) && seen.lock().unwrap_or_else(PoisonError::into_inner).insert(id.0);
+                    (id, fresh.then(|| blob::seal(keys, BlobKind::Data, id.0, data, Some(level))))
+                })
+                .collect()
+        };
+        type Done = (u64, Batch, Vec<(ChunkId, Option<SealedBlob>)>);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
+        rayon::in_place_scope(|scope| -> Result<()> {
+            // Batches run concurrently (no idle cores at the end of each), but their results
+            // are applied in order, since a file's chunks span batches.
+            let (mut issued, mut applied) = (0u64, 0u64);
+            let mut ready: BTreeMap<u64, (Batch, Vec<(ChunkId, Option<SealedBlob>)>)> = BTreeMap::new();
+            for msg in msgs {
+                match msg {
+                    Msg::Batch(batch) => {
+                        let (tx, seq) = (done_tx.clone(), issued);
+                        issued += 1;
+                        let process = &process;
+                        scope.spawn(move |_| {
+                            let results = process(&batch);
+                            let _ = tx.send((seq, batch, results));
+                        });
+                        while issued - applied > BATCHES_IN_FLIGHT {
+                            let Ok((seq, batch, results)) = done_rx.recv() else { break };
+                            ready.insert(seq, (batch, results));
+                            if !self.apply_ready(&mut ready, &mut applied, blobs, recycle, progress) {
+                                // The pack writer stopped: its error is reported by the caller.
+                                return Ok(());
+                            }
                         }
                     }
-                    // In id order, not input order, inside each batch.
-                    fresh.sort_unstable_by_key(|s| s.id);
-                    for s in fresh {
-                        if blobs.send(s).is_err() {
-                            // The pack writer stopped: its error is reported by the caller.
-                            return Ok(());
-                        }
+                    Msg::Done { file, size } => {
+                        self.summary.bytes_read += size;
+                        self.finish_file(file, size);
+                        progress.advance(0, 1);
                     }
-                    progress.advance(bytes, 0);
-                    batch.data.clear();
-                    let _ = recycle.try_send(std::mem::take(&mut batch.data));
-                }
-                Msg::Done { file, size } => {
-                    t.summary.bytes_read += size;
-                    t.finish_file(file, size);
-                    progress.advance(0, 1);
-                }
-                Msg::Cached { file, size, chunks } => {
-                    t.summary.chunks += chunks.len() as u64;
-                    t.files[file].chunks = chunks;
-                    *t.files_unchanged += 1;
-                    t.finish_file(file, size);
-                    progress.advance(size, 1);
-                }
-                Msg::Failed { file, path, error } => {
-                    let rec = &mut t.files[file];
-                    rec.failed = true;
-                    rec.chunks.clear();
-                    failures.push((file, path, error));
-                    progress.advance(0, 1);
+                    Msg::Cached { file, size, chunks } => {
+                        self.summary.chunks += chunks.len() as u64;
+                        self.files[file].chunks = chunks;
+                        *self.files_unchanged += 1;
+                        self.finish_file(file, size);
+                        progress.advance(size, 1);
+                    }
+                    Msg::Failed { file, path, error } => {
+                        let rec = &mut self.files[file];
+                        rec.failed = true;
+                        rec.chunks.clear();
+                        failures.push((file, path, error));
+                        progress.advance(0, 1);
+                    }
                 }
             }
+            while applied < issued {
+                let Ok((seq, batch, results)) = done_rx.recv() else { break };
+                ready.insert(seq, (batch, results));
+                if !self.apply_ready(&mut ready, &mut applied, blobs, recycle, progress) {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Applies the processed batches that are next in order; false when the pack writer has
+    /// stopped.
+    fn apply_ready(
+        &mut self,
+        ready: &mut BTreeMap<u64, (Batch, Vec<(ChunkId, Option<SealedBlob>)>)>,
+        applied: &mut u64,
+        blobs: &SyncSender<SealedBlob>,
+        recycle: &SyncSender<Vec<u8>>,
+        progress: &dyn Progress,
+    ) -> bool {
+        while let Some((mut batch, results)) = ready.remove(applied) {
+            *applied += 1;
+            if !self.apply_batch(&batch, results, blobs) {
+                return false;
+            }
+            progress.advance(batch.data.len() as u64, 0);
+            batch.data.clear();
+            let _ = recycle.try_send(std::mem::take(&mut batch.data));
         }
-        Ok(())
+        true
+    }
+
+    /// Records a processed batch's chunk ids and sends its new blobs, in id order, to the pack
+    /// writer. False when the pack writer has stopped.
+    fn apply_batch(
+        &mut self,
+        batch: &Batch,
+        results: Vec<(ChunkId, Option<SealedBlob>)>,
+        blobs: &SyncSender<SealedBlob>,
+    ) -> bool {
+        let mut fresh = Vec::new();
+        for ((file, _), (id, sealed)) in batch.chunks.iter().zip(results) {
+            self.files[*file].chunks.push(id);
+            self.summary.chunks += 1;
+            if let Some(s) = sealed {
+                self.summary.new_data_blobs += 1;
+                self.summary.new_raw_bytes += u64::from(s.raw_len);
+                self.summary.new_stored_bytes += s.bytes.len() as u64;
+                fresh.push(s);
+            }
+        }
+        // In id order, not input order, inside each batch.
+        fresh.sort_unstable_by_key(|s| s.id);
+        fresh.into_iter().all(|s| blobs.send(s).is_ok())
     }
 
     fn finish_file(&mut self, file: usize, size: u64) {

@@ -263,6 +263,16 @@ impl Store for LocalStore {
         Ok(buf)
     }
 
+    fn get_range_into(&self, kind: FileKind, name: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        let path = self.full(kind, name)?;
+        let f = File::open(&path).map_err(|e| map_not_found(e, kind, name))?;
+        let file_len = f.metadata()?.len();
+        check_range(kind, name, file_len, offset, len)?;
+        // Only bytes beyond the buffer's current length are zeroed; reads overwrite the rest.
+        buf.resize(len, 0);
+        f.read_exact_at(buf, offset).at(|| Location::Path(path.clone()))
+    }
+
     fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
         let path = self.full(kind, name)?;
         Ok(fs::metadata(&path).map_err(|e| map_not_found(e, kind, name))?.len())
