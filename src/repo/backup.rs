@@ -541,6 +541,9 @@ impl BackupSession<'_> {
     }
 }
 
+/// A processed batch: each chunk's id, and its sealed blob when it is new.
+type Sealed = Vec<(ChunkId, Option<SealedBlob>)>;
+
 /// The session state the workers update.
 struct Tally<'s> {
     files: &'s mut Vec<FileRecord>,
@@ -569,7 +572,7 @@ impl Tally<'_> {
     ) -> Result<()> {
         let Shared { keys, index, seen, level, progress } = *sh;
         // Hash, look up and seal one batch (on the rayon pool).
-        let process = |batch: &Batch| -> Vec<(ChunkId, Option<SealedBlob>)> {
+        let process = |batch: &Batch| -> Sealed {
             batch
                 .chunks
                 .par_iter()
@@ -582,13 +585,13 @@ impl Tally<'_> {
                 })
                 .collect()
         };
-        type Done = (u64, Batch, Vec<(ChunkId, Option<SealedBlob>)>);
+        type Done = (u64, Batch, Sealed);
         let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
         rayon::in_place_scope(|scope| -> Result<()> {
             // Batches run concurrently (no idle cores at the end of each), but their results
             // are applied in order, since a file's chunks span batches.
             let (mut issued, mut applied) = (0u64, 0u64);
-            let mut ready: BTreeMap<u64, (Batch, Vec<(ChunkId, Option<SealedBlob>)>)> = BTreeMap::new();
+            let mut ready: BTreeMap<u64, (Batch, Sealed)> = BTreeMap::new();
             for msg in msgs {
                 match msg {
                     Msg::Batch(batch) => {
@@ -644,7 +647,7 @@ impl Tally<'_> {
     /// stopped.
     fn apply_ready(
         &mut self,
-        ready: &mut BTreeMap<u64, (Batch, Vec<(ChunkId, Option<SealedBlob>)>)>,
+        ready: &mut BTreeMap<u64, (Batch, Sealed)>,
         applied: &mut u64,
         blobs: &SyncSender<SealedBlob>,
         recycle: &SyncSender<Vec<u8>>,
@@ -664,12 +667,7 @@ impl Tally<'_> {
 
     /// Records a processed batch's chunk ids and sends its new blobs, in id order, to the pack
     /// writer. False when the pack writer has stopped.
-    fn apply_batch(
-        &mut self,
-        batch: &Batch,
-        results: Vec<(ChunkId, Option<SealedBlob>)>,
-        blobs: &SyncSender<SealedBlob>,
-    ) -> bool {
+    fn apply_batch(&mut self, batch: &Batch, results: Sealed, blobs: &SyncSender<SealedBlob>) -> bool {
         let mut fresh = Vec::new();
         for ((file, _), (id, sealed)) in batch.chunks.iter().zip(results) {
             self.files[*file].chunks.push(id);
