@@ -46,8 +46,12 @@
 //! ```
 //!
 //! # Crate features
-//! None yet. The format is versioned (`format-spec.md` §6); the API is pre-1.0 and may change
-//! in minor releases.
+//! - `deterministic-for-tests` (off): makes randomness and time deterministic when the
+//!   environment variable `PACKVAULT_TEST_SEED` is set, for golden CLI tests. **Never enable it
+//!   in a build that protects data.**
+//!
+//! The format is versioned (`format-spec.md` §6); the API is pre-1.0 and may change in minor
+//! releases.
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(missing_docs)]
 #![cfg(unix)]
@@ -63,6 +67,8 @@ mod pack;
 mod progress;
 mod repo;
 mod store;
+#[cfg(feature = "deterministic-for-tests")]
+mod testmode;
 mod vault;
 
 pub use chunker::{gear_table, ChunkReader, Chunker};
@@ -73,9 +79,9 @@ pub use id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId, ID_LEN};
 pub use index::{cache_path, BlobLocation, Index, PackInfo};
 pub use progress::{NoProgress, Progress};
 pub use repo::{
-    check_passphrase_strength, check_pin, BackupOutcome, BackupSession, CheckOptions, CheckReport, Credentials,
-    FileMeta, InitOptions, KeyManager, KeyslotInfo, OpenOptions, Passphrase, Problem, Repository, RestoreOptions,
-    RestoreReport, MAX_SLOTS_TRIED,
+    check_passphrase_strength, check_pin, BackupOutcome, BackupSession, Bucket, Change, CheckOptions, CheckReport,
+    Credentials, DiffEntry, FileMeta, InitOptions, KeyManager, KeyslotInfo, OpenOptions, Passphrase, Problem,
+    Repository, RestoreOptions, RestoreReport, Stats, MAX_SLOTS_TRIED,
 };
 pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

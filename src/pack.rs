@@ -98,3 +98,19 @@ pub(crate) fn read_blob(store: &dyn Store, keys: &KeySet, id: &Id, loc: &BlobLoc
         store.get_range(FileKind::Pack, &loc.pack.to_hex(), u64::from(loc.offset), loc.sealed_len as usize).at(at)?;
     blob::open(keys, loc.kind, id, loc.codec, loc.raw_len, &sealed).at(at)
 }
+
+/// Reads only the directory of a pack (trailer, then directory) with two ranged reads.
+pub(crate) fn read_directory(store: &dyn Store, keys: &KeySet, id: &PackId) -> Result<pack_format::PackDirectory> {
+    let at = || Location::Pack { pack: *id, offset: None };
+    let name = id.to_hex();
+    let len = store.size(FileKind::Pack, &name).at(at)?;
+    if len < pack_format::MIN_PACK_LEN {
+        return Err(Error::malformed("pack", None, format!("{len} bytes is shorter than the smallest pack")).at(at()));
+    }
+    let trailer_len = pack_format::TRAILER_LEN as u64;
+    let trailer = store.get_range(FileKind::Pack, &name, len - trailer_len, pack_format::TRAILER_LEN).at(at)?;
+    let dir_len = pack_format::decode_trailer(len, &trailer).at(at)?;
+    let dir_at = len - trailer_len - u64::from(dir_len);
+    let dir = store.get_range(FileKind::Pack, &name, dir_at, dir_len as usize).at(at)?;
+    pack_format::decode_directory(keys.meta_key(), len, &dir).at(at)
+}

@@ -13,6 +13,12 @@ pub trait Progress: Send + Sync {
     fn finish(&self) {}
 }
 
+impl std::fmt::Debug for dyn Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
 /// A [`Progress`] that reports nothing.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoProgress;

@@ -4,12 +4,14 @@
 mod backup;
 mod check;
 mod files_cache;
+mod inspect;
 mod keys;
 mod restore;
 mod state;
 
 pub use backup::{BackupOutcome, BackupSession, FileMeta};
 pub use check::{CheckOptions, CheckReport, Problem};
+pub use inspect::{Bucket, Change, DiffEntry, Stats};
 pub use keys::{
     check_passphrase_strength, check_pin, Credentials, KeyManager, KeyslotInfo, Passphrase, MAX_SLOTS_TRIED,
 };
@@ -105,15 +107,17 @@ impl fmt::Debug for Repository {
 
 /// The current time as (seconds, nanoseconds) since the Unix epoch.
 pub(crate) fn now() -> (i64, u32) {
+    #[cfg(feature = "deterministic-for-tests")]
+    if let Some(t) = crate::testmode::now() {
+        return t;
+    }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or((0, 0), |d| (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()))
 }
 
 pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    now().0
 }
 
 impl Repository {

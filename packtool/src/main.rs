@@ -4,7 +4,9 @@
 //! Exit codes: 0 success, 1 error, 2 usage error, 3 integrity problems found (by `check`, or
 //! files a `restore` could not restore).
 
+mod inspect;
 mod output;
+mod progress;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ use packvault::{
 use zeroize::Zeroizing;
 
 use crate::output::Out;
+use crate::progress::Bar;
 
 const AFTER_HELP: &str = "\
 Credentials (the first one given is used; otherwise a passphrase prompt on a terminal):
@@ -138,6 +141,39 @@ enum Command {
     /// Manage keyslots: the passphrases, recovery codes and PINs that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Which snapshots contain a path matching PATTERN (`*`, `**`, `?`; without `/`, names only).
+    Find {
+        /// Glob pattern.
+        pattern: String,
+    },
+    /// Paths added, removed and modified between two snapshots.
+    Diff {
+        /// The older snapshot (id, prefix or `latest`).
+        snapshot1: String,
+        /// The newer snapshot.
+        snapshot2: String,
+    },
+    /// Sizes, dedup and compression ratios, chunk and pack histograms.
+    Stats {
+        /// Only this snapshot (default: all).
+        snapshot: Option<String>,
+    },
+    /// List packs: id, kind, size, blob count, the index file that lists each.
+    Packs,
+    /// Look inside one pack.
+    #[command(subcommand)]
+    Pack(inspect::PackCommand),
+    /// The merged index.
+    #[command(subcommand)]
+    Index(inspect::IndexCommand),
+    /// Print a repository object, decrypted, as JSON (`blob` prints raw bytes).
+    #[command(subcommand)]
+    Cat(inspect::CatCommand),
+    /// Fetch one blob, open it and check its id.
+    VerifyBlob {
+        /// Blob id or unique prefix (at least 8 hex digits).
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -378,6 +414,7 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                         include: include.clone(),
                         overwrite: *overwrite,
                         sync: *sync,
+                        progress: Bar::wanted(g.quiet, g.json),
                     },
                 )
                 .map_err(explain)?;
@@ -385,9 +422,19 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             Ok(if report.is_complete() { 0 } else { 3 })
         }
         Command::Key(k) => cmd_key(g, k, out),
+        Command::Find { pattern } => inspect::find(&open(g)?, pattern, out),
+        Command::Diff { snapshot1, snapshot2 } => inspect::diff(&open(g)?, snapshot1, snapshot2, out),
+        Command::Stats { snapshot } => inspect::stats(&open(g)?, snapshot.as_deref(), out),
+        Command::Packs => inspect::packs(&open(g)?, out),
+        Command::Pack(inspect::PackCommand::Show { id }) => inspect::pack_show(&open(g)?, id, out),
+        Command::Index(c) => inspect::index(&open(g)?, c, out),
+        Command::Cat(inspect::CatCommand::PackHeader { id }) => inspect::pack_header(repo_path(g)?, id, out),
+        Command::Cat(c) => inspect::cat(&open(g)?, c, out),
+        Command::VerifyBlob { id } => inspect::verify_blob(&open(g)?, id, out),
         Command::Check { read_data } => {
             let repo = open(g)?;
-            let report = repo.check(CheckOptions { read_data: *read_data }).map_err(explain)?;
+            let options = CheckOptions { read_data: *read_data, progress: Bar::wanted(g.quiet, g.json) };
+            let report = repo.check(options).map_err(explain)?;
             out.check(&report, *read_data)?;
             Ok(if report.is_ok() { 0 } else { 3 })
         }
@@ -446,6 +493,9 @@ fn cmd_backup(g: &Global, dir: &Path, tags: &[String], out: &Out) -> anyhow::Res
     let mut repo = open(g)?;
     let started = std::time::Instant::now();
     let mut session = repo.backup();
+    if let Some(bar) = Bar::wanted(g.quiet, g.json) {
+        session.set_progress(bar);
+    }
     session.add_dir(dir, "").map_err(explain).with_context(|| format!("cannot back up {}", dir.display()))?;
     let outcome = session.commit(tags.to_vec()).map_err(explain)?;
     for (path, e) in &outcome.warnings {

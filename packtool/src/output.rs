@@ -56,7 +56,7 @@ fn node_type(n: &Node) -> &'static str {
     }
 }
 
-fn snapshot_json(id: &SnapshotId, r: &SnapshotRecord) -> Value {
+pub fn snapshot_json(id: &SnapshotId, r: &SnapshotRecord) -> Value {
     let s = &r.summary;
     json!({
         "id": id.to_hex(),
@@ -91,10 +91,29 @@ impl Out {
         Out { json, quiet }
     }
 
-    fn json(&self, v: &Value) -> std::io::Result<()> {
+    /// True with `--json`.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// One JSON document on stdout.
+    pub fn json(&self, v: &Value) -> std::io::Result<()> {
         let mut o = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut o, v)?;
         writeln!(o)
+    }
+
+    /// JSON even without `--json` (commands whose output is JSON), nothing with `--quiet`.
+    pub fn json_always(&self, v: &Value) -> std::io::Result<()> {
+        if self.quiet && !self.json {
+            return Ok(());
+        }
+        self.json(v)
+    }
+
+    /// One line of text (nothing with `--quiet`).
+    pub fn line(&self, s: &str) -> std::io::Result<()> {
+        self.text(s)
     }
 
     fn text(&self, s: &str) -> std::io::Result<()> {
@@ -119,6 +138,11 @@ impl Out {
         if self.json {
             let mut v = snapshot_json(&o.snapshot, &o.record);
             v["duration_secs"] = json!(took.as_secs_f64());
+            v["files_new"] = json!(o.files_new);
+            v["files_changed"] = json!(o.files_changed);
+            v["files_unchanged"] = json!(o.files_unchanged);
+            v["bytes_read"] = json!(s.bytes_read);
+            v["bytes_added"] = json!(s.new_stored_bytes);
             v["warnings"] = json!(o
                 .warnings
                 .iter()
@@ -127,8 +151,11 @@ impl Out {
             return self.json(&v);
         }
         self.text(&format!(
-            "{} files, {} dirs, {} read in {:.1}s; added {} new chunks, {} stored ({} before compression) in {} packs",
+            "{} files ({} new, {} changed, {} unchanged), {} dirs, {} read in {:.1}s; added {} new chunks, {} stored ({} before compression) in {} packs",
             s.files,
+            o.files_new,
+            o.files_changed,
+            o.files_unchanged,
             s.dirs,
             human_bytes(s.bytes_read),
             took.as_secs_f64(),
@@ -150,19 +177,20 @@ impl Out {
         let mut o = std::io::stdout().lock();
         writeln!(
             o,
-            "{:<8}  {:<20}  {:<12}  {:<12}  {:>8}  {:>10}  paths",
-            "id", "time", "host", "tags", "files", "size"
+            "{:<8}  {:<20}  {:<12}  {:<12}  {:>8}  {:>10}  {:>10}  paths",
+            "id", "time", "host", "tags", "files", "size", "added"
         )?;
         for (id, r) in snaps {
             writeln!(
                 o,
-                "{:<8}  {:<20}  {:<12}  {:<12}  {:>8}  {:>10}  {}",
+                "{:<8}  {:<20}  {:<12}  {:<12}  {:>8}  {:>10}  {:>10}  {}",
                 id.short(),
                 utc(r.time_secs),
                 r.hostname,
                 r.tags.join(","),
                 r.summary.files,
                 human_bytes(r.summary.total_bytes),
+                human_bytes(r.summary.new_stored_bytes),
                 r.paths.join(" ")
             )?;
         }

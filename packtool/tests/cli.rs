@@ -317,3 +317,121 @@ fn keys_pins_recovery_files_and_rollback_through_the_cli() {
     let o = run_env(&env, &pass, &["snapshots", "--allow-rollback"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+#[path = "../../tests/support/history.rs"]
+mod history;
+
+fn json_of(env: &Env, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&env.ok(args)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Collects the chunk ids of every file below a tree, through `cat tree` only.
+fn chunks_below(env: &Env, tree: &str, out: &mut Vec<String>, logical: &mut u64) {
+    let t = json_of(env, &["cat", "tree", tree]);
+    for n in t["nodes"].as_array().unwrap() {
+        match n["type"].as_str().unwrap() {
+            "file" => {
+                *logical += n["size"].as_u64().unwrap();
+                out.extend(n["chunks"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()));
+            }
+            "dir" => chunks_below(env, n["tree"].as_str().unwrap(), out, logical),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn stats_ratios_match_an_independent_count() {
+    let env = Env::new();
+    env.init();
+    let p = history::HistoryParams { first_day_messages: 2000, db_pages: 200, media_per_day: 4, ..Default::default() };
+    for day in 1..=2 {
+        let src = env.dir.join(format!("day{day}"));
+        history::write_day(&src, &p, day).unwrap();
+        env.ok(&["backup", src.to_str().unwrap()]);
+    }
+    let stats = json_of(&env, &["stats", "--json"]);
+    // Independently: walk every snapshot's trees with `cat tree`, size the distinct chunks with
+    // `index show`.
+    let sizes: std::collections::HashMap<String, (u64, u64)> = json_of(&env, &["index", "show", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (e["id"].as_str().unwrap().to_string(), (e["raw_len"].as_u64().unwrap(), e["sealed_len"].as_u64().unwrap()))
+        })
+        .collect();
+    let mut logical = 0;
+    let mut chunks = Vec::new();
+    for s in json_of(&env, &["snapshots", "--json"]).as_array().unwrap() {
+        chunks_below(&env, s["root"].as_str().unwrap(), &mut chunks, &mut logical);
+    }
+    let refs = chunks.len() as u64;
+    chunks.sort();
+    chunks.dedup();
+    let raw: u64 = chunks.iter().map(|c| sizes[c].0).sum();
+    let stored: u64 = chunks.iter().map(|c| sizes[c].1).sum();
+    assert_eq!(stats["logical_bytes"], logical);
+    assert_eq!(stats["chunk_refs"], refs);
+    assert_eq!(stats["unique_chunks"], chunks.len() as u64);
+    let dedup = logical as f64 / raw as f64;
+    let compression = raw as f64 / stored as f64;
+    assert!((stats["dedup_ratio"].as_f64().unwrap() - dedup).abs() < 1e-9, "{dedup} vs {}", stats["dedup_ratio"]);
+    assert!((stats["compression_ratio"].as_f64().unwrap() - compression).abs() < 1e-9);
+    assert!(dedup > 1.3, "two days of a growing history dedup: {dedup}");
+    assert!(compression > 1.05, "text compresses: {compression}");
+    let hist: u64 =
+        stats["chunk_size_histogram"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(hist, chunks.len() as u64);
+}
+
+#[test]
+fn progress_bars_only_in_a_terminal_and_never_with_json() {
+    let env = Env::new();
+    env.init();
+    let src = env.dir.join("big");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..40 {
+        let mut x = 0x9e37_79b9u64 + i;
+        let data: Vec<u8> = (0..2_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        fs::write(src.join(format!("f{i}")), data).unwrap();
+    }
+    // `script` runs the command with a pseudo-terminal as its stdin, stdout and stderr.
+    let in_pty = |args: &str| -> String {
+        let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_packtool"));
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("PACKTOOL_REPO", env.repo())
+            .env("PACKTOOL_PASSPHRASE", "pw-cli-test")
+            .env("PACKTOOL_CACHE_DIR", env.dir.join("cache"))
+            .env("PACKTOOL_STATE_DIR", env.dir.join("state"))
+            .env("TERM", "xterm")
+            .output()
+            .expect("script runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = in_pty(&format!("backup {}", src.display()));
+    assert!(shown.contains("ETA") && shown.contains("files"), "a bar is drawn in a terminal: {shown:?}");
+    let json = in_pty(&format!("backup {} --json", src.display()));
+    assert!(!json.contains("ETA"), "no bar with --json: {json:?}");
+    let quiet = in_pty(&format!("restore latest --target {} --quiet", env.dir.join("r").display()));
+    assert!(quiet.trim().is_empty(), "--quiet prints nothing: {quiet:?}");
+    // Outside a terminal (this test's pipes), never a bar.
+    let plain = Command::new(env!("CARGO_BIN_EXE_packtool"))
+        .args(["check", "--read-data"])
+        .env("PACKTOOL_REPO", env.repo())
+        .env("PACKTOOL_PASSPHRASE", "pw-cli-test")
+        .env("PACKTOOL_CACHE_DIR", env.dir.join("cache"))
+        .env("PACKTOOL_STATE_DIR", env.dir.join("state"))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("ETA"));
+}

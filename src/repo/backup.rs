@@ -112,10 +112,12 @@ struct Batch {
 /// What the reader sends to the workers, in file order.
 enum Msg {
     Batch(Batch),
-    /// All bytes of `file` were read (its chunks are in batches sent before or with this).
+    /// All bytes of `file` were read (its chunks are in batches sent before or with this);
+    /// `known` when the files cache had an older version of it.
     Done {
         file: usize,
         size: u64,
+        known: bool,
     },
     /// `file` could not be read; chunks already sent for it are ignored.
     Failed {
@@ -149,7 +151,8 @@ pub struct BackupSession<'r> {
     new_cache: FilesCache,
     started: (i64, u32),
     progress: Arc<dyn Progress>,
-    files_unchanged: u64,
+    /// Files new, changed and unchanged (see [`BackupOutcome`]).
+    counts: (u64, u64, u64),
     /// Set when a run failed in a way that loses data already accepted: commit refuses.
     broken: Option<String>,
 }
@@ -163,6 +166,10 @@ pub struct BackupOutcome {
     pub record: SnapshotRecord,
     /// Files that could not be read and were left out, with why.
     pub warnings: Vec<(PathBuf, Error)>,
+    /// Files read that the files cache did not know (all files when there is no cache).
+    pub files_new: u64,
+    /// Files read because their size, times or inode changed since the cached backup.
+    pub files_changed: u64,
     /// Files taken from the files cache without being read.
     pub files_unchanged: u64,
 }
@@ -188,7 +195,7 @@ impl Repository {
             new_cache: FilesCache::default(),
             started: now(),
             progress: Arc::new(NoProgress),
-            files_unchanged: 0,
+            counts: (0, 0, 0),
             broken: None,
         }
     }
@@ -349,8 +356,7 @@ impl BackupSession<'_> {
     /// files that could not be read (they are left out of the snapshot).
     fn run_jobs(&mut self, jobs: Vec<Job<'_>>) -> Result<Vec<(usize, PathBuf, Error)>> {
         let repo: &Repository = self.repo;
-        let mut tally =
-            Tally { files: &mut self.files, summary: &mut self.summary, files_unchanged: &mut self.files_unchanged };
+        let mut tally = Tally { files: &mut self.files, summary: &mut self.summary, counts: &mut self.counts };
         let chunker = repo.chunker.clone();
         let keys = &repo.keys;
         let index = &repo.index;
@@ -513,7 +519,7 @@ impl BackupSession<'_> {
             None => (1, None),
         };
         let now = now();
-        let files_unchanged = self.files_unchanged;
+        let (files_new, files_changed, files_unchanged) = self.counts;
         let record = SnapshotRecord {
             time_secs: now.0,
             time_nanos: now.1,
@@ -537,7 +543,14 @@ impl BackupSession<'_> {
             // Only a cache: failing to write it costs the next backup time, not data.
             let _ = self.new_cache.save(&files_cache::path(dir, &repo.repo_id));
         }
-        Ok(BackupOutcome { snapshot: id, record, warnings: std::mem::take(&mut self.warnings), files_unchanged })
+        Ok(BackupOutcome {
+            snapshot: id,
+            record,
+            warnings: std::mem::take(&mut self.warnings),
+            files_new,
+            files_changed,
+            files_unchanged,
+        })
     }
 }
 
@@ -548,7 +561,8 @@ type Sealed = Vec<(ChunkId, Option<SealedBlob>)>;
 struct Tally<'s> {
     files: &'s mut Vec<FileRecord>,
     summary: &'s mut Summary,
-    files_unchanged: &'s mut u64,
+    /// Files new, changed and unchanged since the files cache's backup.
+    counts: &'s mut (u64, u64, u64),
 }
 
 /// What the workers read: keys, the index, this session's set of stored blobs.
@@ -611,15 +625,16 @@ impl Tally<'_> {
                             }
                         }
                     }
-                    Msg::Done { file, size } => {
+                    Msg::Done { file, size, known } => {
                         self.summary.bytes_read += size;
+                        *if known { &mut self.counts.1 } else { &mut self.counts.0 } += 1;
                         self.finish_file(file, size);
                         progress.advance(0, 1);
                     }
                     Msg::Cached { file, size, chunks } => {
                         self.summary.chunks += chunks.len() as u64;
                         self.files[file].chunks = chunks;
-                        *self.files_unchanged += 1;
+                        self.counts.2 += 1;
                         self.finish_file(file, size);
                         progress.advance(size, 1);
                     }
@@ -729,8 +744,9 @@ fn read_all(
                 (Box::new(f), path)
             }
         };
+        let known = !path.as_os_str().is_empty() && cache.knows(path.as_os_str().as_bytes());
         match read_file(job.file, &mut reader, chunker, &mut batch, out, recycled) {
-            Ok(size) => send(Msg::Done { file: job.file, size })?,
+            Ok(size) => send(Msg::Done { file: job.file, size, known })?,
             Err(e) => send(Msg::Failed { file: job.file, path, error: e })?,
         }
     }

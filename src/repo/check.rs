@@ -18,10 +18,12 @@ use crate::store::{list_ids, FileKind};
 use crate::Result;
 
 /// What to check.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
     /// Read every pack and open every blob.
     pub read_data: bool,
+    /// Receives progress while packs are read (bytes and packs).
+    pub progress: Option<std::sync::Arc<dyn crate::Progress>>,
 }
 
 /// One problem found by [`Repository::check`].
@@ -137,7 +139,10 @@ impl Repository {
         }
 
         if options.read_data {
-            self.read_all_data(&indexed, &mut damage, &mut report);
+            let progress: &dyn crate::Progress = options.progress.as_deref().unwrap_or(&crate::NoProgress);
+            progress.start("check", indexed.iter().map(|p| u64::from(p.len)).sum(), indexed.len() as u64);
+            self.read_all_data(&indexed, &mut damage, &mut report, progress);
+            progress.finish();
         }
 
         // Snapshots and trees: every file's chunks must resolve to a sound blob.
@@ -224,7 +229,13 @@ impl Repository {
     }
 
     /// Reads every pack: hash, directory, and every blob the index places in it.
-    fn read_all_data(&self, packs: &[crate::index::PackInfo], damage: &mut Damage, report: &mut CheckReport) {
+    fn read_all_data(
+        &self,
+        packs: &[crate::index::PackInfo],
+        damage: &mut Damage,
+        report: &mut CheckReport,
+        progress: &dyn crate::Progress,
+    ) {
         let mut entries: HashMap<PackId, Vec<(Id, BlobLocation)>> = HashMap::new();
         for item in self.index.iter() {
             match item {
@@ -295,6 +306,7 @@ impl Repository {
                         ));
                     }
                 }
+                progress.advance(u64::from(p.len), 1);
                 (p.id, found, opened)
             })
             .collect();

@@ -99,6 +99,11 @@ impl FilesCache {
         self.entries.get(path).filter(|(s, _)| s == stamp).map(|(_, c)| c.as_slice())
     }
 
+    /// True when the cache has an entry for `path` (whatever its stamp).
+    pub(crate) fn knows(&self, path: &[u8]) -> bool {
+        self.entries.contains_key(path)
+    }
+
     pub(crate) fn insert(&mut self, path: Vec<u8>, stamp: Stamp, chunks: Vec<ChunkId>) {
         self.entries.insert(path, (stamp, chunks));
     }

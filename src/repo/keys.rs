@@ -441,6 +441,15 @@ impl KeyManager<'_> {
         self.add(NewCredential::Pin(pin, vault, params), label)
     }
 
+    /// The decoded slot (public fields only: salts, parameters, label) whose id is `id` or
+    /// starts with it.
+    ///
+    /// # Errors
+    /// As [`KeyManager::resolve`].
+    pub fn slot(&self, id: &str) -> Result<Keyslot> {
+        self.find(id)
+    }
+
     /// The slot whose id is `id` or starts with it.
     ///
     /// # Errors

@@ -65,6 +65,8 @@ pub struct RestoreOptions {
     /// partial file under its real name, but after a *power loss* a renamed file may not have
     /// reached the disk yet. Costs the time to write everything to disk.
     pub sync: bool,
+    /// Receives progress: bytes written and files finished.
+    pub progress: Option<std::sync::Arc<dyn crate::Progress>>,
 }
 
 /// What a restore did.
@@ -275,14 +277,21 @@ impl Repository {
                 start = end;
             }
         }
+        let progress: &dyn crate::Progress = options.progress.as_deref().unwrap_or(&crate::NoProgress);
+        let total: u64 =
+            plan.files.iter().map(|f| if let NodeContent::File { size, .. } = f.node.content { size } else { 0 }).sum();
+        progress.start("restore", total, plan.files.len() as u64);
         let written: u64 = ranges
             .into_par_iter()
             .map(|(g, first, end, r)| {
                 let (pack, needs) = &groups[g];
                 let range = Range { pack: *pack, first, end };
-                self.restore_range(&range, &needs[r], &plan.files, target, &fail)
+                let n = self.restore_range(&range, &needs[r], &plan.files, target, &fail);
+                progress.advance(n, 0);
+                n
             })
             .sum();
+        progress.finish();
         report.bytes = written;
 
         // Finish files: metadata on the complete temporary files, flush them all to disk, then

@@ -66,7 +66,7 @@ fn message_history_round_trips_bit_exact_over_three_days() {
         assert_eq!((a.mode(), a.mtime(), a.mtime_nsec()), (b.mode(), b.mtime(), b.mtime_nsec()), "{ancestor}");
     }
 
-    let report = repo.check(packvault::CheckOptions { read_data: true }).unwrap();
+    let report = repo.check(packvault::CheckOptions { read_data: true, ..Default::default() }).unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert!(report.unreferenced_packs.is_empty());
 }

@@ -66,8 +66,8 @@ fn flipped_byte_in_a_blob_is_found_named_and_contained() {
     fs::write(&pack_path, &bytes).unwrap();
 
     // Structure alone cannot see it; reading the data does, and names the file.
-    assert!(f.repo.check(CheckOptions { read_data: false }).unwrap().is_ok());
-    let report = f.repo.check(CheckOptions { read_data: true }).unwrap();
+    assert!(f.repo.check(CheckOptions { read_data: false, ..Default::default() }).unwrap().is_ok());
+    let report = f.repo.check(CheckOptions { read_data: true, ..Default::default() }).unwrap();
     assert!(!report.is_ok());
     let blob_problem = report.problems.iter().find(|p| p.offset == Some(offset)).expect("the blob is pinned down");
     assert_eq!(blob_problem.pack, Some(pack_id));
@@ -107,14 +107,14 @@ fn missing_and_truncated_packs_are_reported() {
     let bytes = fs::read(&trunc_path).unwrap();
     fs::write(&trunc_path, &bytes[..bytes.len() / 2]).unwrap();
 
-    let report = f.repo.check(CheckOptions { read_data: false }).unwrap();
+    let report = f.repo.check(CheckOptions { read_data: false, ..Default::default() }).unwrap();
     let missing = report.problems.iter().find(|p| p.pack == Some(missing_id)).unwrap();
     assert!(missing.message.contains("missing"), "{}", missing.message);
     assert!(missing.affected.iter().any(|a| a.ends_with(&files[0])), "{:?}", missing.affected);
     let trunc = report.problems.iter().find(|p| p.pack == Some(trunc_id)).unwrap();
     assert!(trunc.message.contains("the index says"), "{}", trunc.message);
 
-    let report = f.repo.check(CheckOptions { read_data: true }).unwrap();
+    let report = f.repo.check(CheckOptions { read_data: true, ..Default::default() }).unwrap();
     assert!(report.problems.iter().any(|p| p.pack == Some(trunc_id) && p.offset.is_some()), "{:?}", report.problems);
 
     let rec = f.repo.load_snapshot(&f.snap).unwrap();
@@ -169,6 +169,6 @@ fn a_damaged_snapshot_file_hides_only_that_snapshot() {
     let r = repo.restore(&good[0].1, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
     assert!(r.is_complete());
     assert_eq!(fs::read(target.join("later.txt")).unwrap(), b"later");
-    let report = repo.check(CheckOptions { read_data: false }).unwrap();
+    let report = repo.check(CheckOptions { read_data: false, ..Default::default() }).unwrap();
     assert!(report.problems.iter().any(|p| p.message.contains(&f.snap.short())), "{:?}", report.problems);
 }
