@@ -181,7 +181,7 @@ fn main() {
         let options = InitOptions { kdf: Argon2Params { m_kib: 8192, t: 1, p: 1 }, ..InitOptions::default() };
         let mut repo = Repository::init(store.clone(), &creds, options).unwrap();
         let t0 = Instant::now();
-        let mut b = repo.backup();
+        let mut b = repo.backup().unwrap();
         b.add_dir(&src, "").unwrap();
         let out = b.commit(vec![]).unwrap();
         backups.push(t0.elapsed());

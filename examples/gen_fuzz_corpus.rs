@@ -81,7 +81,7 @@ fn main() {
     ];
     let mut fixture = BTreeMap::new();
     for files in &days {
-        let mut b = repo.backup();
+        let mut b = repo.backup().unwrap();
         for (path, data) in files {
             b.add_stream(path, &data[..], meta).unwrap();
         }

@@ -98,6 +98,10 @@ pub enum Error {
         /// The bound.
         limit: u64,
     },
+    /// Another client holds a conflicting lock on the repository (a running prune blocks
+    /// backups; a running backup blocks prune).
+    #[error("repository is locked: {0}; wait for it to finish (--retry-lock), or remove a lock left by a crashed client with `packtool unlock`")]
+    Locked(String),
     /// The caller passed an argument that cannot work (bad settings, an odd path, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -145,6 +149,8 @@ pub enum ErrorKind {
     AlreadyExists,
     /// See [`Error::LimitExceeded`].
     LimitExceeded,
+    /// See [`Error::Locked`].
+    Locked,
     /// See [`Error::InvalidArgument`].
     InvalidArgument,
     /// See [`Error::Io`].
@@ -169,6 +175,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            Error::Locked(_) => ErrorKind::Locked,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::Io(_) => ErrorKind::Io,
             Error::At { error, .. } => error.kind(),

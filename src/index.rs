@@ -534,28 +534,40 @@ impl Index {
     }
 }
 
-/// Reads, decrypts and decodes the index files `ids`, in parallel.
+/// Reads, decrypts and decodes the index files `ids`, in parallel; fails on the first bad one.
 pub(crate) fn read_index_files(
     store: &dyn Store,
     meta_key: &SecretKey,
     ids: &[IndexId],
 ) -> Result<Vec<(IndexId, IndexFile)>> {
+    read_index_files_each(store, meta_key, ids).into_iter().map(|(id, r)| r.map(|f| (id, f))).collect()
+}
+
+/// Reads, decrypts and decodes the index files `ids`, in parallel, each with its own result.
+pub(crate) fn read_index_files_each(
+    store: &dyn Store,
+    meta_key: &SecretKey,
+    ids: &[IndexId],
+) -> Vec<(IndexId, Result<IndexFile>)> {
     ids.par_iter()
         .map(|id| {
             let name = id.to_hex();
             let loc = || Location::RepoFile(FileKind::Index.path(&name));
-            let bytes = crate::store::get_bounded(
-                store,
-                FileKind::Index,
-                &name,
-                index_format::MAX_INDEX_FILE,
-                "index file length",
-            )
-            .at(loc)?;
-            if crate::id::Id::hash_of(&bytes) != id.0 {
-                return Err(Error::Integrity("content does not hash to its name".into()).at(loc()));
-            }
-            Ok((*id, index_format::decode(meta_key, &bytes).at(loc)?))
+            let read = || -> Result<IndexFile> {
+                let bytes = crate::store::get_bounded(
+                    store,
+                    FileKind::Index,
+                    &name,
+                    index_format::MAX_INDEX_FILE,
+                    "index file length",
+                )
+                .at(loc)?;
+                if crate::id::Id::hash_of(&bytes) != id.0 {
+                    return Err(Error::Integrity("content does not hash to its name".into()).at(loc()));
+                }
+                index_format::decode(meta_key, &bytes).at(loc)
+            };
+            (*id, read())
         })
         .collect()
 }
@@ -573,6 +585,10 @@ fn delta_path(cache_dir: &Path, repo_id: &[u8; 16]) -> PathBuf {
 /// Loads the index for the repository: from the cache when it covers exactly the index files
 /// present, reading only the new ones when it covers a subset, rebuilding otherwise. With no
 /// cache folder, the tables are built on the heap.
+///
+/// A damaged index file is left out (and not marked covered, so the next load tries it
+/// again): the blobs it lists look missing, which `check` reports and `repair index` fixes,
+/// while everything else stays readable. Store I/O errors still fail the load.
 pub(crate) fn load(
     store: &dyn Store,
     meta_key: &SecretKey,
@@ -590,7 +606,12 @@ pub(crate) fn load(
     if missing.is_empty() && from_cache {
         return Ok(index);
     }
-    for (id, file) in read_index_files(store, meta_key, &missing)? {
+    for (id, file) in read_index_files_each(store, meta_key, &missing) {
+        let file = match file {
+            Ok(f) => f,
+            Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
+            Err(_) => continue,
+        };
         for p in &file.packs {
             index.add_pack(PackInfo { id: p.pack, kind: p.kind, len: p.pack_len }, &p.entries);
         }
@@ -623,10 +644,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let loc = || Location::Path(path.to_path_buf());
     let parent = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).at(loc)?;
+    // Unique per writer: several processes (or threads) may refresh the same cache at once;
+    // the last rename wins and each reader validates what it maps.
     let tmp = parent.join(format!(
-        ".{}.{}",
+        ".{}.{}.{}",
         path.file_name().map_or("cache".into(), |n| n.to_string_lossy()),
-        std::process::id()
+        std::process::id(),
+        crate::id::hex_encode(&crate::crypto::random_array::<4>()?)
     ));
     {
         let mut f = File::create(&tmp).at(loc)?;

@@ -30,7 +30,7 @@
 //! let options = InitOptions { kdf: Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 }, ..InitOptions::default() };
 //! let mut repo = Repository::init(store, &creds, options)?;
 //!
-//! let mut backup = repo.backup();
+//! let mut backup = repo.backup()?;
 //! let meta = FileMeta { mode: 0o600, mtime_secs: 1_700_000_000, mtime_nanos: 0 };
 //! backup.add_stream("chats/alice.json", &b"[{\"text\":\"hi\"}]"[..], meta)?;
 //! let outcome = backup.commit(vec!["daily".into()])?;
@@ -80,8 +80,9 @@ pub use index::{cache_path, BlobLocation, Index, PackInfo};
 pub use progress::{NoProgress, Progress};
 pub use repo::{
     check_passphrase_strength, check_pin, BackupOutcome, BackupSession, Bucket, Change, CheckOptions, CheckReport,
-    Credentials, DiffEntry, FileMeta, InitOptions, KeyManager, KeyslotInfo, OpenOptions, Passphrase, Problem,
-    Repository, RestoreOptions, RestoreReport, Stats, MAX_SLOTS_TRIED,
+    Credentials, DataSubset, DiffEntry, FileMeta, ForgetPolicy, ForgetReport, InitOptions, KeyManager, KeyslotInfo,
+    LockInfo, LockKind, LockRecord, OpenOptions, Passphrase, Problem, PruneOptions, PruneReport, RepairReport,
+    RepoLock, Repository, RestoreOptions, RestoreReport, Stats, MAX_SLOTS_TRIED,
 };
 pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

@@ -6,15 +6,19 @@ mod check;
 mod files_cache;
 mod inspect;
 mod keys;
+mod lock;
+mod maintenance;
 mod restore;
 mod state;
 
 pub use backup::{BackupOutcome, BackupSession, FileMeta};
-pub use check::{CheckOptions, CheckReport, Problem};
+pub use check::{CheckOptions, CheckReport, DataSubset, Problem};
 pub use inspect::{Bucket, Change, DiffEntry, Stats};
 pub use keys::{
     check_passphrase_strength, check_pin, Credentials, KeyManager, KeyslotInfo, Passphrase, MAX_SLOTS_TRIED,
 };
+pub use lock::{LockInfo, LockKind, LockRecord, RepoLock};
+pub use maintenance::{ForgetPolicy, ForgetReport, PruneOptions, PruneReport, RepairReport};
 pub use restore::{RestoreOptions, RestoreReport};
 
 use std::fmt;
@@ -79,6 +83,9 @@ pub struct OpenOptions {
     /// Open even when the repository is older than the state says (after an intended
     /// restore of the repository from an old copy).
     pub allow_rollback: bool,
+    /// How long to wait for a conflicting lock of another client to go before giving up
+    /// with [`Error::Locked`] (zero: fail at once).
+    pub lock_wait: std::time::Duration,
 }
 
 /// An open repository.
@@ -93,6 +100,7 @@ pub struct Repository {
     index: Index,
     cache_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
+    lock_wait: std::time::Duration,
 }
 
 impl fmt::Debug for Repository {
@@ -161,7 +169,12 @@ impl Repository {
         Repository::open(
             store,
             credentials,
-            &OpenOptions { cache_dir: options.cache_dir, state_dir: options.state_dir, allow_rollback: false },
+            &OpenOptions {
+                cache_dir: options.cache_dir,
+                state_dir: options.state_dir,
+                allow_rollback: false,
+                lock_wait: std::time::Duration::ZERO,
+            },
         )
     }
 
@@ -215,6 +228,7 @@ impl Repository {
             index,
             cache_dir: options.cache_dir.clone(),
             state_dir: options.state_dir.clone(),
+            lock_wait: options.lock_wait,
         };
         if repo.state_dir.is_some() {
             let newest = repo.newest_snapshot()?;

@@ -2,7 +2,7 @@
 //!
 //! It parses arguments, calls the library and prints; it has no format logic of its own.
 //! Exit codes: 0 success, 1 error, 2 usage error, 3 integrity problems found (by `check`, or
-//! files a `restore` could not restore).
+//! files a `restore` could not restore), 4 repository locked by another client.
 
 mod inspect;
 mod output;
@@ -18,8 +18,8 @@ use clap::{Args, Parser, Subcommand};
 use packvault::format::config::ChunkerParams;
 use packvault::format::keyslot::Argon2Params;
 use packvault::{
-    CheckOptions, Credentials, ErrorKind, FileVault, InitOptions, LocalStore, OpenOptions, Passphrase, Repository,
-    RestoreOptions, Store,
+    CheckOptions, Credentials, DataSubset, ErrorKind, FileVault, ForgetPolicy, InitOptions, LocalStore, OpenOptions,
+    Passphrase, PruneOptions, Repository, RestoreOptions, Store,
 };
 use zeroize::Zeroizing;
 
@@ -43,7 +43,8 @@ Exit codes:
   0  success
   1  error (the message says what went wrong)
   2  usage error
-  3  integrity problems found (check), or some files could not be restored (restore)";
+  3  integrity problems found (check), or some files could not be restored (restore)
+  4  the repository is locked by another client (see --retry-lock and `unlock`)";
 
 /// Back up, restore and inspect packvault repositories.
 #[derive(Parser, Debug)]
@@ -88,6 +89,12 @@ struct Global {
     /// Print nothing on success.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Wait up to this long for another client's conflicting lock to go (e.g. 30s, 10m, 1h).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    retry_lock: std::time::Duration,
+    /// Take no lock for restore and check (for a repository on read-only storage).
+    #[arg(long, global = true)]
+    no_lock: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,7 +144,51 @@ enum Command {
         /// Read every pack and open every blob.
         #[arg(long)]
         read_data: bool,
+        /// Read only part of the packs: `N/M` (part N of M; parts 1..M together read all) or
+        /// `P%` (a random P percent). Implies --read-data.
+        #[arg(long, value_name = "N/M|P%")]
+        read_data_subset: Option<String>,
     },
+    /// Remove snapshots by id or by a keep policy (the data goes with the next `prune`).
+    Forget {
+        /// Snapshot ids (or unique prefixes) to remove.
+        snapshots: Vec<String>,
+        /// Keep the newest N snapshots.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<usize>,
+        /// Keep the newest snapshot of each of the last N days that have one.
+        #[arg(long, value_name = "N")]
+        keep_daily: Option<usize>,
+        /// Keep the newest snapshot of each of the last N weeks that have one.
+        #[arg(long, value_name = "N")]
+        keep_weekly: Option<usize>,
+        /// Keep the newest snapshot of each of the last N months that have one.
+        #[arg(long, value_name = "N")]
+        keep_monthly: Option<usize>,
+        /// Print what would be kept and removed, remove nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Delete data no snapshot needs: unused packs go, partly used ones are rewritten.
+    Prune {
+        /// Rewrite the least used packs until unused space is at most this percentage.
+        #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+        max_unused: f64,
+        /// Print what would be removed and kept, change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Rebuild damaged repository metadata.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+    /// Remove locks left by crashed clients (stale ones only, unless --force).
+    Unlock {
+        /// Remove every lock, live ones too. Only when no other client is running!
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the repository's locks.
+    Locks,
     /// Manage keyslots: the passphrases, recovery codes and PINs that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -174,6 +225,14 @@ enum Command {
         /// Blob id or unique prefix (at least 8 hex digits).
         id: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum RepairCommand {
+    /// Rebuild the index from the packs' own directories.
+    Index,
+    /// Rewrite snapshots that refer to lost data, dropping the files that cannot be restored.
+    Snapshots,
 }
 
 #[derive(Subcommand, Debug)]
@@ -254,9 +313,25 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("packtool: error: {e:#}");
-            ExitCode::from(1)
+            let locked =
+                e.chain().any(|c| c.downcast_ref::<packvault::Error>().is_some_and(|p| p.kind() == ErrorKind::Locked));
+            ExitCode::from(if locked { 4 } else { 1 })
         }
     }
+}
+
+/// `90`, `90s`, `15m`, `2h` → a duration.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 10m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m or h)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn repo_path(g: &Global) -> anyhow::Result<&Path> {
@@ -368,7 +443,12 @@ fn open(g: &Global) -> anyhow::Result<Repository> {
     let path = repo_path(g)?;
     let store: Arc<dyn Store> = Arc::new(LocalStore::open(path).map_err(explain)?);
     let creds = credentials(g)?;
-    let options = OpenOptions { cache_dir: cache_dir(g), state_dir: state_dir(g), allow_rollback: g.allow_rollback };
+    let options = OpenOptions {
+        cache_dir: cache_dir(g),
+        state_dir: state_dir(g),
+        allow_rollback: g.allow_rollback,
+        lock_wait: g.retry_lock,
+    };
     Repository::open(store, &creds, &options)
         .map_err(explain)
         .with_context(|| format!("cannot open repository {}", path.display()))
@@ -414,6 +494,7 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                         include: include.clone(),
                         overwrite: *overwrite,
                         sync: *sync,
+                        no_lock: g.no_lock,
                         progress: Bar::wanted(g.quiet, g.json),
                     },
                 )
@@ -431,12 +512,72 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
         Command::Cat(inspect::CatCommand::PackHeader { id }) => inspect::pack_header(repo_path(g)?, id, out),
         Command::Cat(c) => inspect::cat(&open(g)?, c, out),
         Command::VerifyBlob { id } => inspect::verify_blob(&open(g)?, id, out),
-        Command::Check { read_data } => {
+        Command::Check { read_data, read_data_subset } => {
+            let subset = read_data_subset.as_deref().map(DataSubset::parse).transpose().map_err(explain)?;
+            let read_data = *read_data || subset.is_some();
             let repo = open(g)?;
-            let options = CheckOptions { read_data: *read_data, progress: Bar::wanted(g.quiet, g.json) };
+            let options = CheckOptions {
+                read_data,
+                read_data_subset: subset,
+                no_lock: g.no_lock,
+                progress: Bar::wanted(g.quiet, g.json),
+            };
             let report = repo.check(options).map_err(explain)?;
-            out.check(&report, *read_data)?;
+            out.check(&report, read_data)?;
             Ok(if report.is_ok() { 0 } else { 3 })
+        }
+        Command::Forget { snapshots, keep_last, keep_daily, keep_weekly, keep_monthly, dry_run } => {
+            let repo = open(g)?;
+            let mut ids = Vec::new();
+            for s in snapshots {
+                ids.push(repo.find_snapshot(s).map_err(explain)?.0);
+            }
+            let policy = ForgetPolicy {
+                ids,
+                keep_last: *keep_last,
+                keep_daily: *keep_daily,
+                keep_weekly: *keep_weekly,
+                keep_monthly: *keep_monthly,
+            };
+            let report = repo.forget(&policy, *dry_run).map_err(explain)?;
+            out.forget(&report, *dry_run)?;
+            Ok(0)
+        }
+        Command::Prune { max_unused, dry_run } => {
+            if !(0.0..=100.0).contains(max_unused) {
+                bail!("--max-unused must be a percentage between 0 and 100");
+            }
+            let mut repo = open(g)?;
+            let report =
+                repo.prune(PruneOptions { max_unused_percent: *max_unused, dry_run: *dry_run }).map_err(explain)?;
+            out.prune(&report, *dry_run)?;
+            Ok(0)
+        }
+        Command::Repair(RepairCommand::Index) => {
+            let mut repo = open(g)?;
+            let (packs, bad) = repo.repair_index().map_err(explain)?;
+            for (p, e) in &bad {
+                eprintln!("packtool: warning: pack {p} left out: {e}");
+            }
+            out.repair_index(packs, bad.len())?;
+            Ok(if bad.is_empty() { 0 } else { 3 })
+        }
+        Command::Repair(RepairCommand::Snapshots) => {
+            let mut repo = open(g)?;
+            let report = repo.repair_snapshots().map_err(explain)?;
+            out.repair_snapshots(&report)?;
+            Ok(0)
+        }
+        Command::Unlock { force } => {
+            let repo = open(g)?;
+            let removed = repo.unlock(*force).map_err(explain)?;
+            out.locks(&removed, "removed")?;
+            Ok(0)
+        }
+        Command::Locks => {
+            let repo = open(g)?;
+            out.locks(&repo.locks().map_err(explain)?, "")?;
+            Ok(0)
         }
     }
 }
@@ -492,7 +633,7 @@ fn cmd_init(g: &Global, a: &InitArgs, out: &Out) -> anyhow::Result<u8> {
 fn cmd_backup(g: &Global, dir: &Path, tags: &[String], out: &Out) -> anyhow::Result<u8> {
     let mut repo = open(g)?;
     let started = std::time::Instant::now();
-    let mut session = repo.backup();
+    let mut session = repo.backup().map_err(explain)?;
     if let Some(bar) = Bar::wanted(g.quiet, g.json) {
         session.set_progress(bar);
     }

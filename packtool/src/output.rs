@@ -6,7 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord};
-use packvault::{BackupOutcome, CheckReport, KeyslotInfo, RecoveryCode, Repository, RestoreReport, SnapshotId};
+use packvault::{
+    BackupOutcome, CheckReport, ForgetReport, KeyslotInfo, LockInfo, LockKind, PruneReport, RecoveryCode, RepairReport,
+    Repository, RestoreReport, SnapshotId,
+};
 use serde_json::{json, Value};
 
 /// Where results go: text or JSON on stdout, nothing with `--quiet`.
@@ -281,6 +284,9 @@ impl Out {
                 "snapshots": r.snapshots,
                 "trees": r.trees,
                 "packs": r.packs,
+                "packs_read": r.packs_read,
+                "index_files": r.index_files,
+                "keyslots": r.keyslots,
                 "blobs_read": r.blobs_read,
                 "unreferenced_packs": r.unreferenced_packs.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
                 "problems": r.problems.iter().map(|p| json!({
@@ -303,7 +309,11 @@ impl Out {
                 r.unreferenced_packs.len()
             ))?;
         }
-        let what = if read_data { format!(", {} blobs read", r.blobs_read) } else { String::new() };
+        let what = match (read_data, r.packs_read < r.packs) {
+            (false, _) => String::new(),
+            (true, false) => format!(", {} blobs read", r.blobs_read),
+            (true, true) => format!(", {} blobs read in {} of the packs", r.blobs_read, r.packs_read),
+        };
         let summary = format!("checked {} snapshots, {} trees, {} packs{what}", r.snapshots, r.trees, r.packs);
         if r.is_ok() {
             self.text(&format!("{summary}: no problems found"))
@@ -311,6 +321,114 @@ impl Out {
             eprintln!("packtool: {summary}: {} problems found", r.problems.len());
             Ok(())
         }
+    }
+
+    pub fn forget(&self, r: &ForgetReport, dry_run: bool) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&json!({
+                "dry_run": dry_run,
+                "keep": r.keep.iter().map(|(id, rec, why)| json!({"id": id.to_hex(), "time": utc(rec.time_secs), "reasons": why})).collect::<Vec<_>>(),
+                "remove": r.remove.iter().map(|(id, rec)| json!({"id": id.to_hex(), "time": utc(rec.time_secs)})).collect::<Vec<_>>(),
+            }));
+        }
+        for (id, rec, why) in &r.keep {
+            self.text(&format!("keep    {}  {}  ({})", id.short(), utc(rec.time_secs), why.join(", ")))?;
+        }
+        let verb = if dry_run { "would remove" } else { "remove" };
+        for (id, rec) in &r.remove {
+            self.text(&format!("{verb:<7} {}  {}", id.short(), utc(rec.time_secs)))?;
+        }
+        let tail = if dry_run { " (dry run: nothing removed)" } else { "; run `prune` to free their data" };
+        self.text(&format!("{} snapshots kept, {} removed{tail}", r.keep.len(), r.remove.len()))
+    }
+
+    pub fn prune(&self, r: &PruneReport, dry_run: bool) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&json!({
+                "dry_run": dry_run,
+                "used_blobs": r.used_blobs,
+                "used_bytes": r.used_bytes,
+                "unused_blobs": r.unused_blobs,
+                "unused_bytes": r.unused_bytes,
+                "packs_kept": r.packs_kept,
+                "packs_repacked": r.packs_repacked,
+                "packs_deleted": r.packs_deleted,
+                "packs_written": r.packs_written,
+                "bytes_freed": r.bytes_freed,
+                "index_files_replaced": r.index_files_replaced,
+            }));
+        }
+        let w = if dry_run { "would be " } else { "" };
+        self.text(&format!("used:    {} blobs, {}", r.used_blobs, human_bytes(r.used_bytes)))?;
+        self.text(&format!("unused:  {} blobs, {}", r.unused_blobs, human_bytes(r.unused_bytes)))?;
+        self.text(&format!(
+            "packs:   {} kept, {} {w}rewritten, {} {w}deleted, {} {w}written",
+            r.packs_kept, r.packs_repacked, r.packs_deleted, r.packs_written
+        ))?;
+        let tail = if dry_run { " (dry run: nothing changed)" } else { "" };
+        self.text(&format!("{} {w}freed{tail}", human_bytes(r.bytes_freed)))
+    }
+
+    pub fn repair_index(&self, packs: u64, bad: usize) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&json!({"packs": packs, "packs_left_out": bad}));
+        }
+        self.text(&format!("index rebuilt from {packs} packs ({bad} unreadable packs left out)"))
+    }
+
+    pub fn repair_snapshots(&self, r: &RepairReport) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&json!({
+                "repaired": r.repaired.iter().map(|(o, n)| json!({"old": o.to_hex(), "new": n.to_hex()})).collect::<Vec<_>>(),
+                "dropped": r.dropped.iter().map(|(s, p)| json!({"snapshot": s.to_hex(), "path": p})).collect::<Vec<_>>(),
+            }));
+        }
+        for (s, p) in &r.dropped {
+            self.text(&format!("dropped {}:{p}", s.short()))?;
+        }
+        for (o, n) in &r.repaired {
+            self.text(&format!("snapshot {} repaired as {}", o.short(), n.short()))?;
+        }
+        self.text(&format!("{} snapshots repaired, {} paths dropped", r.repaired.len(), r.dropped.len()))
+    }
+
+    pub fn locks(&self, locks: &[LockInfo], verb: &str) -> std::io::Result<()> {
+        let kind = |k: LockKind| if k == LockKind::Exclusive { "exclusive" } else { "shared" };
+        if self.json {
+            return self.json(&Value::Array(
+                locks
+                    .iter()
+                    .map(|l| {
+                        let r = l.record.as_ref();
+                        json!({
+                            "id": l.id.to_hex(),
+                            "stale": l.stale,
+                            "kind": r.map(|r| kind(r.kind)),
+                            "operation": r.map(|r| r.operation.clone()),
+                            "hostname": r.map(|r| r.hostname.clone()),
+                            "pid": r.map(|r| r.pid),
+                            "time": r.map(|r| utc(r.time)),
+                        })
+                    })
+                    .collect(),
+            ));
+        }
+        for l in locks {
+            let what = match &l.record {
+                Some(r) => {
+                    format!("{} {} by pid {} on {}, {}", kind(r.kind), r.operation, r.pid, r.hostname, utc(r.time))
+                }
+                None => "unreadable".into(),
+            };
+            let stale = if l.stale { " (stale)" } else { "" };
+            self.text(&format!("{}{}  {what}{stale}", if verb.is_empty() { "" } else { "removed " }, l.id.short()))?;
+        }
+        if !verb.is_empty() {
+            self.text(&format!("{} locks {verb}", locks.len()))?;
+        } else if locks.is_empty() {
+            self.text("no locks")?;
+        }
+        Ok(())
     }
 
     pub fn keys(&self, slots: &[KeyslotInfo]) -> std::io::Result<()> {

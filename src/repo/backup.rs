@@ -30,13 +30,14 @@ use crate::chunker::Chunker;
 use crate::crypto::{random_array, KeySet};
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::{self, BlobKind, SealedBlob};
-use crate::format::index::IndexFile;
+use crate::format::index::{IndexFile, IndexPack};
 use crate::format::snapshot::{self, valid_name, Node, NodeContent, SnapshotRecord, Summary, Tree, MODE_MASK};
-use crate::id::{ChunkId, Id, IndexId, SnapshotId, TreeId};
-use crate::index::Index;
+use crate::id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId};
+use crate::index::{Index, PackInfo};
 use crate::pack::{PackWriter, WrittenPack};
 use crate::progress::{NoProgress, Progress};
 use crate::repo::files_cache::{self, FilesCache, Stamp};
+use crate::repo::lock::{hostname, LockKind, RepoLock};
 use crate::repo::{now, Repository};
 use crate::store::FileKind;
 
@@ -155,6 +156,8 @@ pub struct BackupSession<'r> {
     counts: (u64, u64, u64),
     /// Set when a run failed in a way that loses data already accepted: commit refuses.
     broken: Option<String>,
+    /// The shared lock, held until the session is committed or dropped.
+    _lock: RepoLock,
 }
 
 /// What a committed backup did.
@@ -175,18 +178,26 @@ pub struct BackupOutcome {
 }
 
 impl Repository {
-    /// Starts a backup.
-    pub fn backup(&mut self) -> BackupSession<'_> {
+    /// Starts a backup: takes a shared lock (held until the session ends), brings the index
+    /// up to date with index files other clients wrote, and adopts packs that an interrupted
+    /// backup left without an index (their content is then not uploaded again).
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when a prune or repair runs; store errors.
+    pub fn backup(&mut self) -> Result<BackupSession<'_>> {
+        let lock = self.lock(LockKind::Shared, "backup")?;
+        self.sync_index()?;
+        let adopted = self.adopt_stray_packs()?;
         let target = self.settings.pack_target_size as usize;
         let cache =
             self.cache_dir.as_ref().map(|d| FilesCache::load(&files_cache::path(d, &self.repo_id))).unwrap_or_default();
-        BackupSession {
+        Ok(BackupSession {
             repo: self,
             root: BTreeMap::new(),
             files: Vec::new(),
             data_packs: Some(PackWriter::new(BlobKind::Data, target)),
             tree_packs: PackWriter::new(BlobKind::Tree, target),
-            written: Vec::new(),
+            written: adopted,
             seen: HashSet::new(),
             summary: Summary::default(),
             paths: Vec::new(),
@@ -197,7 +208,67 @@ impl Repository {
             progress: Arc::new(NoProgress),
             counts: (0, 0, 0),
             broken: None,
+            _lock: lock,
+        })
+    }
+
+    /// Reads index files written since the index was loaded; rebuilds it when some it was
+    /// built from are gone (a prune replaced them).
+    pub(crate) fn sync_index(&mut self) -> Result<()> {
+        let present: Vec<IndexId> =
+            crate::store::list_ids(self.store.as_ref(), FileKind::Index)?.into_iter().map(IndexId).collect();
+        let covered = self.index.covered();
+        if covered == present {
+            return Ok(());
         }
+        if covered.iter().all(|c| present.binary_search(c).is_ok()) {
+            let new: Vec<IndexId> = present.iter().filter(|p| covered.binary_search(p).is_err()).copied().collect();
+            for (id, file) in crate::index::read_index_files_each(self.store.as_ref(), self.keys.meta_key(), &new) {
+                // A damaged index file is skipped, as at open (`check` reports it).
+                let file = match file {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
+                    Err(_) => continue,
+                };
+                for p in &file.packs {
+                    self.index.add_pack(PackInfo { id: p.pack, kind: p.kind, len: p.pack_len }, &p.entries);
+                }
+                self.index.add_covered(id);
+            }
+            let index = std::mem::replace(&mut self.index, Index::empty());
+            self.index = crate::index::persist(index, self.cache_dir.as_deref())?;
+        } else {
+            self.index = crate::index::load(
+                self.store.as_ref(),
+                self.keys.meta_key(),
+                &self.repo_id,
+                self.cache_dir.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Packs in the store that no index names (left by a backup that stopped before its
+    /// index file, or written right now by a concurrent backup): their directories are read
+    /// and their blobs join this session's index, so the data is reused instead of uploaded
+    /// again. Packs whose directory does not read are left alone (prune removes them).
+    fn adopt_stray_packs(&mut self) -> Result<Vec<WrittenPack>> {
+        let known: HashSet<PackId> = self.index.packs().map(|p| p.id).collect();
+        let mut adopted = Vec::new();
+        for id in crate::store::list_ids(self.store.as_ref(), FileKind::Pack)? {
+            let pid = PackId(id);
+            if known.contains(&pid) {
+                continue;
+            }
+            let Ok(len) = self.store.size(FileKind::Pack, &id.to_hex()) else { continue };
+            let Ok(len32) = u32::try_from(len) else { continue };
+            let Ok(dir) = crate::pack::read_directory(self.store.as_ref(), &self.keys, &pid) else { continue };
+            let info = PackInfo { id: pid, kind: dir.kind, len: len32 };
+            let record = IndexPack { pack: pid, kind: dir.kind, pack_len: len32, entries: dir.entries };
+            self.index.add_pack(info, &record.entries);
+            adopted.push(WrittenPack { info, record });
+        }
+        Ok(adopted)
     }
 }
 
@@ -803,11 +874,4 @@ fn read_file(
         total += n as u64;
         eof = (n as u64) < READ_BYTES;
     }
-}
-
-fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }

@@ -130,7 +130,8 @@ impl FilesCache {
         if let Some(dir) = file.parent() {
             fs::create_dir_all(dir)?;
         }
-        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        let unique = crate::crypto::random_array::<4>().map_err(std::io::Error::other)?;
+        let tmp = file.with_extension(format!("tmp{}.{}", std::process::id(), crate::id::hex_encode(&unique)));
         let mut f = fs::File::create(&tmp)?;
         f.write_all(&out)?;
         f.sync_all()?;

@@ -230,6 +230,22 @@ pub(crate) fn write_slot(
 /// Loads every keyslot of the repository `repo_id`; unreadable ones are skipped and the first
 /// error is kept for reporting.
 pub(crate) fn load_slots(store: &dyn Store, repo_id: &[u8; 16]) -> Result<(Vec<Keyslot>, Option<Error>)> {
+    let each = load_slots_each(store, repo_id)?;
+    let mut slots = Vec::new();
+    let mut first_err = None;
+    for (_, r) in each {
+        match r {
+            Ok(s) => slots.push(s),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Ok((slots, first_err))
+}
+
+/// Every keyslot file by name, each decoded or with why it is refused (errors name the file).
+pub(crate) fn load_slots_each(store: &dyn Store, repo_id: &[u8; 16]) -> Result<Vec<(String, Result<Keyslot>)>> {
     // Slot files are named by 32 hex digits; anything else (temporary files) is ignored.
     let mut names: Vec<String> = store
         .list(FileKind::Key)?
@@ -237,29 +253,25 @@ pub(crate) fn load_slots(store: &dyn Store, repo_id: &[u8; 16]) -> Result<(Vec<K
         .filter(|n| n.len() == 32 && n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
         .collect();
     names.sort();
-    let mut slots = Vec::new();
-    let mut first_err = None;
+    let mut out = Vec::new();
     for name in names {
         let loc = || Location::RepoFile(FileKind::Key.path(&name));
         let bytes =
             crate::store::get_bounded(store, FileKind::Key, &name, keyslot::MAX_KEYSLOT_FILE as u64, "keyslot length");
-        match bytes.and_then(|b| keyslot::decode(&b)) {
+        let r = match bytes.and_then(|b| keyslot::decode(&b)) {
             Ok(s) if s.id_hex() != name => {
-                first_err.get_or_insert(
-                    Error::malformed("keyslot", Some(24), "slot id does not match the file name").at(loc()),
-                );
+                Err(Error::malformed("keyslot", Some(24), "slot id does not match the file name").at(loc()))
             }
             Ok(s) if s.repo_id != *repo_id => {
-                first_err
-                    .get_or_insert(Error::malformed("keyslot", Some(8), "belongs to another repository").at(loc()));
+                Err(Error::malformed("keyslot", Some(8), "belongs to another repository").at(loc()))
             }
-            Ok(s) => slots.push(s),
-            Err(e) => {
-                first_err.get_or_insert(e.at(loc()));
-            }
-        }
+            Ok(s) => Ok(s),
+            Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e.at(loc())),
+            Err(e) => Err(e.at(loc())),
+        };
+        out.push((name, r));
     }
-    Ok((slots, first_err))
+    Ok(out)
 }
 
 /// The KDF output `credentials` give for `slot`, if the slot is of their kind.

@@ -65,6 +65,9 @@ pub struct RestoreOptions {
     /// partial file under its real name, but after a *power loss* a renamed file may not have
     /// reached the disk yet. Costs the time to write everything to disk.
     pub sync: bool,
+    /// Take no lock (for a read-only repository; a prune running at the same time then
+    /// shows as missing data).
+    pub no_lock: bool,
     /// Receives progress: bytes written and files finished.
     pub progress: Option<std::sync::Arc<dyn crate::Progress>>,
 }
@@ -166,6 +169,8 @@ impl Repository {
     /// Only for failures that stop everything: the root tree cannot be read, the target
     /// cannot be created, or an include path does not exist.
     pub fn restore(&self, snapshot: &SnapshotRecord, options: &RestoreOptions) -> Result<RestoreReport> {
+        let _lock =
+            if options.no_lock { None } else { Some(self.lock(crate::repo::lock::LockKind::Shared, "restore")?) };
         let plan = self.plan(snapshot, &options.include)?;
         let target = &options.target;
         fs::create_dir_all(target).at(|| Location::Path(target.clone()))?;

@@ -66,6 +66,21 @@ impl Repository {
         fs::rename(&tmp, &path).at(loc)
     }
 
+    /// Replaces the state by `newest` even when it is older (after this client forgot
+    /// snapshots on purpose), or removes it when no snapshot is left.
+    pub(crate) fn reset_seen(&self, newest: Option<(u64, SnapshotId)>) -> Result<()> {
+        let Some(path) = self.state_path() else { return Ok(()) };
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io(e).at(Location::Path(path))),
+        }
+        match newest {
+            Some((s, id)) => self.record_seen(s, id),
+            None => Ok(()),
+        }
+    }
+
     /// Compares the repository's newest snapshot with the state; records it when newer.
     pub(crate) fn check_rollback(&self, newest: Option<(u64, SnapshotId)>, allow: bool) -> Result<()> {
         if let Some((seen, seen_id)) = self.read_state()? {

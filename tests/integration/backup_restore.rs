@@ -21,7 +21,7 @@ fn message_history_round_trips_bit_exact_over_three_days() {
     for day in 1..=3 {
         let src = tmp.path().join(format!("day{day}"));
         write_day(&src, &p, day).unwrap();
-        let mut s = repo.backup();
+        let mut s = repo.backup().unwrap();
         s.add_dir(&src, "").unwrap();
         let out = s.commit(vec![format!("day{day}")]).unwrap();
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
@@ -81,12 +81,12 @@ fn unchanged_second_backup_adds_under_one_percent_and_changes_upload_only_new_ch
     let input = dir_size(&day1);
     let repo_size = || dir_size(store.root());
 
-    let mut s = repo.backup();
+    let mut s = repo.backup().unwrap();
     s.add_dir(&day1, "").unwrap();
     s.commit(vec![]).unwrap();
     let after_first = repo_size();
 
-    let mut s = repo.backup();
+    let mut s = repo.backup().unwrap();
     s.add_dir(&day1, "").unwrap();
     let second = s.commit(vec![]).unwrap();
     let growth = repo_size() - after_first;
@@ -99,7 +99,7 @@ fn unchanged_second_backup_adds_under_one_percent_and_changes_upload_only_new_ch
     let day2 = tmp.path().join("day2");
     write_day(&day2, &p, 2).unwrap();
     let before = repo_size();
-    let mut s = repo.backup();
+    let mut s = repo.backup().unwrap();
     s.add_dir(&day2, "").unwrap();
     let third = s.commit(vec![]).unwrap();
     let sum = &third.record.summary;
@@ -157,7 +157,7 @@ fn memory_store_streams_subtree_restore_and_odd_names() {
     let mut repo = Repository::init(store.clone(), &Credentials::passphrase(PASS), fast_init(None)).unwrap();
     let meta = FileMeta { mode: 0o640, mtime_secs: 1_600_000_000, mtime_nanos: 123 };
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 16) as u8).collect();
-    let mut s = repo.backup();
+    let mut s = repo.backup().unwrap();
     s.add_stream("a/big.bin", &big[..], meta).unwrap();
     s.add_stream("a/b/small.txt", &b"hello"[..], meta).unwrap();
     s.add_stream("empty", &b""[..], meta).unwrap();
@@ -195,7 +195,7 @@ fn memory_store_streams_subtree_restore_and_odd_names() {
     let odd = std::ffi::OsStr::from_bytes(b"caf\xe9 \n\t name");
     fs::write(src.join(odd), b"latin-1").unwrap();
     fs::write(src.join("-dash"), b"").unwrap();
-    let mut s = repo.backup();
+    let mut s = repo.backup().unwrap();
     s.add_dir(&src, "").unwrap();
     let out = s.commit(vec![]).unwrap();
     let back = tmp.path().join("back");
@@ -218,12 +218,12 @@ fn files_cache_skips_unchanged_files_and_rereads_changed_ones() {
     set_mtimes(&src, old);
     // Setting times changed the files' ctime to now: wait until that is not "racy" any more.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let mut b = repo.backup();
+    let mut b = repo.backup().unwrap();
     b.add_dir(&src, "").unwrap();
     let first = b.commit(vec![]).unwrap();
     assert_eq!(first.files_unchanged, 0);
 
-    let mut b = repo.backup();
+    let mut b = repo.backup().unwrap();
     b.add_dir(&src, "").unwrap();
     let second = b.commit(vec![]).unwrap();
     assert_eq!(second.files_unchanged, first.record.summary.files, "every file comes from the cache");
@@ -240,7 +240,7 @@ fn files_cache_skips_unchanged_files_and_rereads_changed_ones() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     drop(repo);
     let mut repo = crate::reopen(store, Some(&tmp.path().join("cache")));
-    let mut b = repo.backup();
+    let mut b = repo.backup().unwrap();
     b.add_dir(&src, "").unwrap();
     let third = b.commit(vec![]).unwrap();
     assert_eq!(third.files_unchanged, first.record.summary.files - 1);

@@ -27,7 +27,7 @@ fn fixture() -> Fixture {
     let (store, mut repo) = new_local_repo_with(&dir, options);
     let src = dir.join("src");
     write_day(&src, &HistoryParams::default(), 1).unwrap();
-    let mut s = repo.backup();
+    let mut s = repo.backup().unwrap();
     s.add_dir(&src, "").unwrap();
     let snap = s.commit(vec![]).unwrap().snapshot;
     Fixture { _tmp: tmp, dir, store, repo, snap, src }
@@ -143,7 +143,7 @@ fn walk(p: &Path) -> Vec<String> {
 fn a_damaged_snapshot_file_hides_only_that_snapshot() {
     let f = fixture();
     let mut repo = f.repo;
-    let mut b = repo.backup();
+    let mut b = repo.backup().unwrap();
     b.add_stream("later.txt", &b"later"[..], packvault::FileMeta { mode: 0o600, mtime_secs: 5, mtime_nanos: 0 })
         .unwrap();
     let second = b.commit(vec![]).unwrap();

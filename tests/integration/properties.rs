@@ -197,7 +197,7 @@ proptest! {
         let store = Arc::new(MemoryStore::new());
         let mut repo = Repository::init(store, &Credentials::passphrase(crate::PASS), crate::fast_init(None)).unwrap();
         let meta = FileMeta { mode: 0o640, mtime_secs: 1_700_000_000, mtime_nanos: 7 };
-        let mut b = repo.backup();
+        let mut b = repo.backup().unwrap();
         for (p, data) in &files {
             b.add_stream(p, &data[..], meta).unwrap();
         }

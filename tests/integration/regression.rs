@@ -22,7 +22,7 @@ fn fuzz_restore_lost_folder_tree_is_reported_as_the_folder() {
         hazmat::init_with_master_key(store.clone(), master.clone(), &Credentials::passphrase(PASS), fast_init(None))
             .unwrap();
     let meta = FileMeta { mode: 0o644, mtime_secs: 1, mtime_nanos: 0 };
-    let mut b = repo.backup();
+    let mut b = repo.backup().unwrap();
     b.add_stream("media/IMG-1.jpg", &[7u8; 3000][..], meta).unwrap();
     b.add_stream("chats/a.json", &b"{}"[..], meta).unwrap();
     let out = b.commit(vec![]).unwrap();

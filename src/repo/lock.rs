@@ -1,0 +1,411 @@
+//! Repository locks (format-spec.md §5.14): shared for backup, restore and check, exclusive
+//! for forget, prune and repair.
+//!
+//! A lock is a file `locks/<id>` (an encrypted record: kind, host, process id, time,
+//! operation). Taking one: look for conflicting live locks, write ours, look again (two
+//! clients may have written at the same moment: then both back off and retry). A held lock is
+//! refreshed every [`REFRESH`] by writing a new file and deleting the old one; a lock older
+//! than [`STALE_AFTER`], or left by a process of this host that no longer runs, is stale and
+//! ignored. Dropping a [`RepoLock`] removes its file.
+
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{random_array, KeySet};
+use crate::error::{Error, Location, Result, ResultExt};
+use crate::format::{check_header, encoding, header, open_envelope, seal_envelope, HEADER_LEN};
+use crate::id::Id;
+use crate::repo::{now_secs, Repository};
+use crate::store::{list_ids, FileKind, Store};
+
+/// Magic of a lock file.
+pub const MAGIC_LOCK: [u8; 6] = *b"PVLOCK";
+/// A lock not refreshed for this long is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often a held lock is refreshed.
+pub const REFRESH: Duration = Duration::from_secs(5 * 60);
+/// Largest lock file a reader accepts.
+pub const MAX_LOCK_FILE: u64 = 4096;
+
+/// Shared or exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockKind {
+    /// Backups, restores and checks run side by side.
+    Shared,
+    /// Forget, prune and repair run alone.
+    Exclusive,
+}
+
+/// The content of a lock file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRecord {
+    /// Shared or exclusive.
+    pub kind: LockKind,
+    /// Host name of the holder.
+    pub hostname: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// When the lock was written (refreshed), seconds since the Unix epoch.
+    pub time: i64,
+    /// What the holder does: `backup`, `prune`, …
+    pub operation: String,
+}
+
+/// A lock as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockInfo {
+    /// The lock file's name.
+    pub id: Id,
+    /// Its record, or `None` when the file cannot be read (it is then treated as stale).
+    pub record: Option<LockRecord>,
+    /// True when the lock no longer protects anything.
+    pub stale: bool,
+}
+
+impl LockRecord {
+    fn describe(&self) -> String {
+        format!(
+            "{} lock for {} by pid {} on {}, written {} s ago",
+            match self.kind {
+                LockKind::Shared => "a shared",
+                LockKind::Exclusive => "an exclusive",
+            },
+            self.operation,
+            self.pid,
+            self.hostname,
+            (now_secs() - self.time).max(0)
+        )
+    }
+}
+
+/// Length of a lock's plaintext: every lock file has the same size, so its length tells
+/// nothing about the host name or the operation.
+pub const LOCK_PLAINTEXT_LEN: usize = 256;
+
+/// Encrypts a lock record (the host name is cut to 64 bytes, the operation to 32).
+pub(crate) fn encode(keys: &KeySet, record: &LockRecord, nonce: &[u8; 12]) -> Result<Vec<u8>> {
+    let mut r = record.clone();
+    truncate_utf8(&mut r.hostname, 64);
+    truncate_utf8(&mut r.operation, 32);
+    let body = encoding::encode(&r)?;
+    let mut plain = Vec::with_capacity(LOCK_PLAINTEXT_LEN);
+    // At most 2 + 1+64 + 5 + 9 + 1+32 + 1 bytes: always fits.
+    plain.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_le_bytes());
+    plain.extend_from_slice(&body);
+    plain.resize(LOCK_PLAINTEXT_LEN, 0);
+    Ok(seal_envelope(keys.meta_key(), &header(MAGIC_LOCK), nonce, plain))
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// Decrypts a lock file.
+///
+/// # Errors
+/// Malformed, unsupported or forged files.
+pub(crate) fn decode(keys: &KeySet, bytes: &[u8]) -> Result<LockRecord> {
+    check_header(bytes, MAGIC_LOCK, "lock")?;
+    let plain = open_envelope(keys.meta_key(), bytes, HEADER_LEN, "lock")?;
+    if plain.len() != LOCK_PLAINTEXT_LEN {
+        return Err(Error::malformed(
+            "lock",
+            None,
+            format!("plaintext is {} bytes, not {LOCK_PLAINTEXT_LEN}", plain.len()),
+        ));
+    }
+    let len = usize::from(u16::from_le_bytes([plain[0], plain[1]]));
+    let body =
+        plain.get(2..2 + len).ok_or_else(|| Error::malformed("lock", Some(0), "record length beyond the plaintext"))?;
+    if plain[2 + len..].iter().any(|&b| b != 0) {
+        return Err(Error::malformed("lock", None, "non-zero padding"));
+    }
+    encoding::decode(body, "lock")
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// True when `pid` names a running process of this host.
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn is_stale(r: &LockRecord, host: &str) -> bool {
+    let age = now_secs() - r.time;
+    age > STALE_AFTER.as_secs() as i64 || (r.hostname == host && r.pid != std::process::id() && !alive(r.pid))
+}
+
+/// A held lock: refreshed in the background, removed on drop.
+pub struct RepoLock {
+    stop: Option<Sender<()>>,
+    worker: Option<JoinHandle<()>>,
+    current: Arc<Mutex<Id>>,
+    store: Arc<dyn Store>,
+    kind: LockKind,
+}
+
+impl std::fmt::Debug for RepoLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoLock").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+impl RepoLock {
+    /// Shared or exclusive.
+    #[must_use]
+    pub fn kind(&self) -> LockKind {
+        self.kind
+    }
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+        let id = *self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self.store.delete(FileKind::Lock, &id.to_hex());
+    }
+}
+
+fn write_lock(store: &dyn Store, keys: &KeySet, record: &LockRecord) -> Result<Id> {
+    let bytes = encode(keys, record, &random_array()?)?;
+    let id = Id::hash_of(&bytes);
+    store.put(FileKind::Lock, &id.to_hex(), &bytes)?;
+    Ok(id)
+}
+
+fn refresher(
+    stop: Receiver<()>,
+    store: Arc<dyn Store>,
+    keys: KeySet,
+    mut record: LockRecord,
+    current: Arc<Mutex<Id>>,
+    every: Duration,
+) {
+    loop {
+        match stop.recv_timeout(every) {
+            Err(RecvTimeoutError::Timeout) => {
+                record.time = now_secs();
+                // A failed refresh keeps the old file: it goes stale later, nothing breaks now.
+                if let Ok(new) = write_lock(store.as_ref(), &keys, &record) {
+                    let old = std::mem::replace(&mut *current.lock().unwrap_or_else(PoisonError::into_inner), new);
+                    let _ = store.delete(FileKind::Lock, &old.to_hex());
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+impl Repository {
+    /// Every lock file, with whether it is stale.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn locks(&self) -> Result<Vec<LockInfo>> {
+        let host = hostname();
+        let mut out = Vec::new();
+        for id in list_ids(self.store.as_ref(), FileKind::Lock)? {
+            let bytes = crate::store::get_bounded(
+                self.store.as_ref(),
+                FileKind::Lock,
+                &id.to_hex(),
+                MAX_LOCK_FILE,
+                "lock length",
+            );
+            let record = match bytes {
+                Ok(b) => decode(&self.keys, &b).ok(),
+                // Removed between the listing and the read: released.
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let stale = record.as_ref().is_none_or(|r| is_stale(r, &host));
+            out.push(LockInfo { id, record, stale });
+        }
+        Ok(out)
+    }
+
+    /// Removes stale locks, or every lock with `force` (only when no other client runs!).
+    /// Returns the removed locks.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn unlock(&self, force: bool) -> Result<Vec<LockInfo>> {
+        let mut removed = Vec::new();
+        for l in self.locks()? {
+            if l.stale || force {
+                match self.store.delete(FileKind::Lock, &l.id.to_hex()) {
+                    Ok(()) | Err(Error::NotFound(_)) => removed.push(l),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Takes a lock for `operation`, waiting up to the repository's lock wait
+    /// ([`OpenOptions::lock_wait`](crate::OpenOptions::lock_wait)) for conflicting locks to go.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] naming the conflicting lock when the wait runs out; store errors.
+    pub fn lock(&self, kind: LockKind, operation: &str) -> Result<RepoLock> {
+        self.lock_with(kind, operation, REFRESH)
+    }
+
+    pub(crate) fn lock_with(&self, kind: LockKind, operation: &str, refresh: Duration) -> Result<RepoLock> {
+        let host = hostname();
+        let record = LockRecord {
+            kind,
+            hostname: host.clone(),
+            pid: std::process::id(),
+            time: now_secs(),
+            operation: operation.into(),
+        };
+        let deadline = Instant::now() + self.lock_wait;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let blocker = self.conflict(kind, None)?;
+            if blocker.is_none() {
+                let mine =
+                    write_lock(self.store.as_ref(), &self.keys, &record).at(|| Location::RepoFile("locks".into()))?;
+                // Someone may have written a conflicting lock at the same moment: look again.
+                match self.conflict(kind, Some(mine))? {
+                    None => {
+                        let (stop, rx) = channel();
+                        let current = Arc::new(Mutex::new(mine));
+                        let (store, keys, c) = (self.store.clone(), self.keys.clone(), current.clone());
+                        let rec = record.clone();
+                        let worker = std::thread::spawn(move || refresher(rx, store, keys, rec, c, refresh));
+                        return Ok(RepoLock {
+                            stop: Some(stop),
+                            worker: Some(worker),
+                            current,
+                            store: self.store.clone(),
+                            kind,
+                        });
+                    }
+                    Some(other) => {
+                        let _ = self.store.delete(FileKind::Lock, &mine.to_hex());
+                        if Instant::now() >= deadline {
+                            return Err(Error::Locked(other.describe()));
+                        }
+                    }
+                }
+            } else if Instant::now() >= deadline {
+                return Err(Error::Locked(blocker.map(|b| b.describe()).unwrap_or_default()));
+            }
+            // Back off with jitter, so two clients that collided do not collide again.
+            let jitter = u64::from(random_array::<1>()?[0]);
+            std::thread::sleep(pause + Duration::from_millis(jitter));
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// A live lock that conflicts with taking `kind` (ours, `mine`, excluded).
+    fn conflict(&self, kind: LockKind, mine: Option<Id>) -> Result<Option<LockRecord>> {
+        Ok(self
+            .locks()?
+            .into_iter()
+            .filter(|l| !l.stale && Some(l.id) != mine)
+            .filter_map(|l| l.record)
+            .find(|r| kind == LockKind::Exclusive || r.kind == LockKind::Exclusive))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Credentials, MemoryStore};
+
+    fn repo(store: &Arc<MemoryStore>) -> Repository {
+        let options = crate::InitOptions {
+            kdf: crate::format::keyslot::Argon2Params { m_kib: 8192, t: 1, p: 1 },
+            ..Default::default()
+        };
+        Repository::init(store.clone(), &Credentials::passphrase("lock test passphrase"), options).unwrap()
+    }
+
+    #[test]
+    fn shared_locks_coexist_exclusive_ones_do_not() {
+        let store = Arc::new(MemoryStore::new());
+        let r = repo(&store);
+        let a = r.lock(LockKind::Shared, "backup").unwrap();
+        let b = r.lock(LockKind::Shared, "restore").unwrap();
+        let e = r.lock(LockKind::Exclusive, "prune").unwrap_err();
+        assert!(matches!(e, Error::Locked(_)), "{e}");
+        assert!(e.to_string().contains("a shared lock for"), "{e}");
+        drop((a, b));
+        assert!(r.locks().unwrap().is_empty(), "dropping removes the files");
+        let x = r.lock(LockKind::Exclusive, "prune").unwrap();
+        assert!(matches!(r.lock(LockKind::Shared, "backup"), Err(Error::Locked(_))));
+        drop(x);
+        r.lock(LockKind::Shared, "backup").unwrap();
+    }
+
+    #[test]
+    fn stale_locks_are_ignored_and_unlock_removes_only_them() {
+        let store = Arc::new(MemoryStore::new());
+        let r = repo(&store);
+        let old = LockRecord {
+            kind: LockKind::Exclusive,
+            hostname: "elsewhere".into(),
+            pid: 1,
+            time: now_secs() - 3600,
+            operation: "prune".into(),
+        };
+        write_lock(store.as_ref(), &r.keys, &old).unwrap();
+        let dead = LockRecord {
+            kind: LockKind::Exclusive,
+            hostname: hostname(),
+            pid: u32::MAX - 7,
+            time: now_secs(),
+            operation: "prune".into(),
+        };
+        write_lock(store.as_ref(), &r.keys, &dead).unwrap();
+        let live = LockRecord {
+            kind: LockKind::Shared,
+            hostname: "phone".into(),
+            pid: 1,
+            time: now_secs(),
+            operation: "backup".into(),
+        };
+        write_lock(store.as_ref(), &r.keys, &live).unwrap();
+        assert_eq!(r.locks().unwrap().iter().filter(|l| l.stale).count(), 2);
+        let held = r.lock(LockKind::Shared, "check").expect("stale exclusive locks do not block");
+        assert_eq!(r.unlock(false).unwrap().len(), 2);
+        assert_eq!(r.locks().unwrap().len(), 2, "the live shared lock and ours remain");
+        drop(held);
+        assert_eq!(r.unlock(true).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_held_lock_is_refreshed() {
+        let store = Arc::new(MemoryStore::new());
+        let r = repo(&store);
+        let held = r.lock_with(LockKind::Shared, "backup", Duration::from_millis(20)).unwrap();
+        let first = r.locks().unwrap()[0].id;
+        std::thread::sleep(Duration::from_millis(200));
+        let now = r.locks().unwrap();
+        assert_eq!(now.len(), 1, "the old file is removed when the new one is written");
+        assert_ne!(now[0].id, first);
+        drop(held);
+        assert!(r.locks().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,556 @@
+//! Maintenance: forget snapshots, prune unused data, repair the index and snapshots.
+//!
+//! Prune is the only operation that deletes data, and it does so last: under the exclusive
+//! lock it writes the repacked blobs and a new index first (both durable), then deletes the
+//! old index files, then the packs nothing needs. Interrupted at any point, it leaves a valid
+//! repository (at worst packs and index files that the next prune removes).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::crypto::random_array;
+use crate::error::{Error, Location, Result, ResultExt};
+use crate::format::blob::{self, BlobKind, SealedBlob};
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::snapshot::{self, Node, NodeContent, SnapshotRecord, Tree, FLAG_REPAIRED};
+use crate::id::{Id, IndexId, PackId, SnapshotId, TreeId};
+use crate::pack::{PackWriter, WrittenPack};
+use crate::repo::lock::LockKind;
+use crate::repo::{now, Repository};
+use crate::store::{list_ids, FileKind};
+
+/// Which snapshots `forget` keeps (a snapshot kept by any rule is kept).
+#[derive(Debug, Clone, Default)]
+pub struct ForgetPolicy {
+    /// Snapshots to forget by id (full ids).
+    pub ids: Vec<SnapshotId>,
+    /// Keep the newest N.
+    pub keep_last: Option<usize>,
+    /// Keep the newest snapshot of each of the last N days (UTC) that have one.
+    pub keep_daily: Option<usize>,
+    /// Keep the newest of each of the last N ISO weeks that have one.
+    pub keep_weekly: Option<usize>,
+    /// Keep the newest of each of the last N months that have one.
+    pub keep_monthly: Option<usize>,
+}
+
+impl ForgetPolicy {
+    fn has_keep_rules(&self) -> bool {
+        self.keep_last.is_some()
+            || self.keep_daily.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some()
+    }
+}
+
+/// What `forget` decided.
+#[derive(Debug, Clone, Default)]
+pub struct ForgetReport {
+    /// Snapshots kept, oldest first, with why.
+    pub keep: Vec<(SnapshotId, SnapshotRecord, Vec<String>)>,
+    /// Snapshots removed (or that would be, with `dry_run`), oldest first.
+    pub remove: Vec<(SnapshotId, SnapshotRecord)>,
+}
+
+/// How prune works.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// Unused space left in partly used packs, as a percentage of all pack bytes, above which
+    /// the least used packs are rewritten.
+    pub max_unused_percent: f64,
+    /// Compute and report, change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions { max_unused_percent: 5.0, dry_run: false }
+    }
+}
+
+/// What prune did (or would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Blobs snapshots still need.
+    pub used_blobs: u64,
+    /// Bytes (sealed) of those blobs.
+    pub used_bytes: u64,
+    /// Blobs no snapshot needs (including extra copies of a blob).
+    pub unused_blobs: u64,
+    /// Their bytes.
+    pub unused_bytes: u64,
+    /// Packs kept as they are.
+    pub packs_kept: u64,
+    /// Packs whose needed blobs were copied into new packs, then deleted.
+    pub packs_repacked: u64,
+    /// Packs deleted because nothing in them is needed (or no index names them).
+    pub packs_deleted: u64,
+    /// New packs written by repacking.
+    pub packs_written: u64,
+    /// Bytes of the packs deleted (repacked ones included).
+    pub bytes_freed: u64,
+    /// Index files replaced by the new one.
+    pub index_files_replaced: u64,
+}
+
+/// What `repair snapshots` did.
+#[derive(Debug, Clone, Default)]
+pub struct RepairReport {
+    /// Snapshots rewritten, old id → new id.
+    pub repaired: Vec<(SnapshotId, SnapshotId)>,
+    /// Paths dropped because their data is gone, per old snapshot.
+    pub dropped: Vec<(SnapshotId, String)>,
+}
+
+/// Day number (days since 1970-01-01) of a time.
+fn day(secs: i64) -> i64 {
+    secs.div_euclid(86_400)
+}
+
+/// (year, month) of a day number, proleptic Gregorian.
+fn year_month(days: i64) -> (i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m)
+}
+
+/// A week number that changes every Monday (1970-01-01 was a Thursday).
+fn week(days: i64) -> i64 {
+    (days + 3).div_euclid(7)
+}
+
+impl Repository {
+    /// Applies a forget policy: removes the snapshot files it does not keep (nothing with
+    /// `dry_run`). Data is only freed by [`Repository::prune`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty policy or an unknown id; [`Error::Locked`];
+    /// store errors.
+    pub fn forget(&self, policy: &ForgetPolicy, dry_run: bool) -> Result<ForgetReport> {
+        if policy.ids.is_empty() && !policy.has_keep_rules() {
+            return Err(Error::InvalidArgument("forget needs snapshot ids or at least one --keep rule".into()));
+        }
+        let _lock = if dry_run { None } else { Some(self.lock(LockKind::Exclusive, "forget")?) };
+        let snaps = self.snapshots()?;
+        for id in &policy.ids {
+            if !snaps.iter().any(|(s, _)| s == id) {
+                return Err(Error::NotFound(format!("snapshot {}", id.short())));
+            }
+        }
+        let mut reasons: HashMap<SnapshotId, Vec<String>> = HashMap::new();
+        if policy.has_keep_rules() {
+            // Newest first.
+            let newest_first: Vec<&(SnapshotId, SnapshotRecord)> = snaps.iter().rev().collect();
+            if let Some(n) = policy.keep_last {
+                for (id, _) in newest_first.iter().take(n) {
+                    reasons.entry(*id).or_default().push("last".into());
+                }
+            }
+            let mut bucket_rule = |n: Option<usize>, name: &str, key: &dyn Fn(i64) -> i64| {
+                let Some(n) = n else { return };
+                let mut seen = HashSet::new();
+                for (id, r) in &newest_first {
+                    if seen.len() == n {
+                        break;
+                    }
+                    if seen.insert(key(day(r.time_secs))) {
+                        reasons.entry(*id).or_default().push(name.into());
+                    }
+                }
+            };
+            bucket_rule(policy.keep_daily, "daily", &|d| d);
+            bucket_rule(policy.keep_weekly, "weekly", &week);
+            bucket_rule(policy.keep_monthly, "monthly", &|d| {
+                let (y, m) = year_month(d);
+                y * 12 + m
+            });
+        } else {
+            for (id, _) in &snaps {
+                if !policy.ids.contains(id) {
+                    reasons.entry(*id).or_default().push("not named".into());
+                }
+            }
+        }
+        for id in &policy.ids {
+            reasons.remove(id);
+        }
+        let mut report = ForgetReport::default();
+        for (id, rec) in snaps {
+            match reasons.remove(&id) {
+                Some(why) => report.keep.push((id, rec, why)),
+                None => report.remove.push((id, rec)),
+            }
+        }
+        if !dry_run {
+            for (id, _) in &report.remove {
+                match self.store.delete(FileKind::Snapshot, &id.to_hex()) {
+                    Ok(()) | Err(Error::NotFound(_)) => {}
+                    Err(e) => return Err(e.at(Location::Snapshot(*id))),
+                }
+            }
+            // This client's own view moved back on purpose: lower its rollback mark.
+            let newest = self.newest_snapshot()?;
+            self.reset_seen(newest)?;
+        }
+        Ok(report)
+    }
+
+    /// Every blob the snapshots need (data and trees), walking each tree once.
+    fn reachable(&self) -> Result<HashSet<Id>> {
+        let mut blobs = HashSet::new();
+        let mut stack: Vec<TreeId> = self.snapshots()?.into_iter().map(|(_, r)| r.root).collect();
+        while let Some(t) = stack.pop() {
+            if !blobs.insert(t.0) {
+                continue;
+            }
+            let tree = self.load_tree(&t).at(|| Location::Blob(t.0))?;
+            for n in &tree.nodes {
+                match &n.content {
+                    NodeContent::File { chunks, .. } => blobs.extend(chunks.iter().map(|c| c.0)),
+                    NodeContent::Dir { tree } => stack.push(*tree),
+                    NodeContent::Symlink { .. } => {}
+                }
+            }
+        }
+        Ok(blobs)
+    }
+
+    /// Removes data no snapshot needs: deletes unused packs, rewrites the least used ones,
+    /// replaces every index file by one. Refuses to run when a snapshot's tree cannot be read
+    /// (deleting would then lose data): run `check`, then `repair snapshots`.
+    ///
+    /// # Errors
+    /// [`Error::Locked`]; unreadable trees; store errors.
+    pub fn prune(&mut self, options: PruneOptions) -> Result<PruneReport> {
+        let _lock = if options.dry_run { None } else { Some(self.lock(LockKind::Exclusive, "prune")?) };
+        let needed = self.reachable()?;
+        let files = self.index_files()?;
+        let mut report = PruneReport { index_files_replaced: files.len() as u64, ..PruneReport::default() };
+
+        // Each needed blob is kept in one place: the first pack (by id) that holds it.
+        let mut packs: BTreeMap<PackId, IndexPack> = BTreeMap::new();
+        for (_, f) in &files {
+            for p in &f.packs {
+                packs.entry(p.pack).or_insert_with(|| p.clone());
+            }
+        }
+        let in_store: HashSet<Id> = list_ids(self.store.as_ref(), FileKind::Pack)?.into_iter().collect();
+        let mut owner: HashMap<Id, PackId> = HashMap::new();
+        for (id, p) in &packs {
+            if !in_store.contains(&id.0) {
+                continue;
+            }
+            for e in &p.entries {
+                if needed.contains(&e.id) {
+                    owner.entry(e.id).or_insert(*id);
+                }
+            }
+        }
+        if let Some(missing) = needed.iter().find(|b| !owner.contains_key(b)) {
+            return Err(Error::Integrity(format!(
+                "blob {} that a snapshot needs is in no pack: run `check`, then `repair snapshots`, before pruning",
+                missing.short()
+            )));
+        }
+        // Per pack: used and unused bytes.
+        let mut usage: Vec<(PackId, u64, u64)> = Vec::new();
+        for (id, p) in &packs {
+            if !in_store.contains(&id.0) {
+                continue;
+            }
+            let (mut used, mut unused) = (0u64, 0u64);
+            for e in &p.entries {
+                if owner.get(&e.id) == Some(id) {
+                    used += u64::from(e.sealed_len);
+                    report.used_blobs += 1;
+                } else {
+                    unused += u64::from(e.sealed_len);
+                    report.unused_blobs += 1;
+                }
+            }
+            report.used_bytes += used;
+            report.unused_bytes += unused;
+            usage.push((*id, used, unused));
+        }
+        let total: u64 = usage.iter().map(|(_, u, x)| u + x).sum();
+        let delete: Vec<PackId> = usage.iter().filter(|(_, u, _)| *u == 0).map(|(id, _, _)| *id).collect();
+        // Partly used packs, least used first, until the unused share is under the limit.
+        let mut partly: Vec<&(PackId, u64, u64)> = usage.iter().filter(|(_, u, x)| *u > 0 && *x > 0).collect();
+        partly.sort_by(|a, b| (a.1 * (b.1 + b.2)).cmp(&(b.1 * (a.1 + a.2))));
+        let mut unused_left: u64 = partly.iter().map(|(_, _, x)| *x).sum();
+        let limit = (total as f64 * options.max_unused_percent / 100.0) as u64;
+        let mut repack: Vec<PackId> = Vec::new();
+        for (id, _, x) in partly {
+            if unused_left <= limit {
+                break;
+            }
+            repack.push(*id);
+            unused_left -= x;
+        }
+        // Packs in the store that no index names: leftovers of interrupted backups.
+        let indexed: HashSet<Id> = packs.keys().map(|p| p.0).collect();
+        let strays: Vec<PackId> = in_store.iter().filter(|p| !indexed.contains(p)).map(|p| PackId(*p)).collect();
+        report.packs_repacked = repack.len() as u64;
+        report.packs_deleted = (delete.len() + strays.len()) as u64;
+        report.packs_kept = (usage.len() - delete.len() - repack.len()) as u64;
+        let len_of = |p: &PackId| packs.get(p).map_or(0, |ip| u64::from(ip.pack_len));
+        report.bytes_freed = delete.iter().chain(&repack).map(len_of).sum::<u64>()
+            + strays.iter().map(|p| self.store.size(FileKind::Pack, &p.to_hex()).unwrap_or(0)).sum::<u64>();
+        if options.dry_run {
+            return Ok(report);
+        }
+
+        // 1. Copy the needed blobs of the repacked packs into new packs (sealed bytes move as
+        //    they are: each was opened and checked first).
+        let target = self.settings.pack_target_size as usize;
+        let mut writers = [PackWriter::new(BlobKind::Data, target), PackWriter::new(BlobKind::Tree, target)];
+        let mut written: Vec<WrittenPack> = Vec::new();
+        for pid in &repack {
+            let p = &packs[pid];
+            let bytes =
+                self.store.get(FileKind::Pack, &pid.to_hex()).at(|| Location::Pack { pack: *pid, offset: None })?;
+            for e in &p.entries {
+                if owner.get(&e.id) != Some(pid) {
+                    continue;
+                }
+                let at = || Location::Pack { pack: *pid, offset: Some(u64::from(e.offset)) };
+                let sealed = bytes.get(e.offset as usize..e.end() as usize).ok_or_else(|| {
+                    Error::malformed("pack", Some(u64::from(e.offset)), "blob beyond the end").at(at())
+                })?;
+                blob::open(&self.keys, p.kind, &e.id, e.codec, e.raw_len, sealed).at(at)?;
+                let s =
+                    SealedBlob { id: e.id, kind: p.kind, codec: e.codec, raw_len: e.raw_len, bytes: sealed.to_vec() };
+                let w = &mut writers[p.kind as usize];
+                written.extend(w.add(self.store.as_ref(), &self.keys, s)?);
+            }
+        }
+        for w in &mut writers {
+            written.extend(w.flush(self.store.as_ref(), &self.keys)?);
+        }
+        report.packs_written = written.len() as u64;
+        self.store.flush()?;
+
+        // 2. One index file for everything kept, durable before anything is deleted.
+        let gone: HashSet<PackId> = delete.iter().chain(&repack).copied().collect();
+        let mut new_index = IndexFile::default();
+        for (id, p) in &packs {
+            if in_store.contains(&id.0) && !gone.contains(id) {
+                new_index.packs.push(p.clone());
+            }
+        }
+        new_index.packs.extend(written.iter().map(|w| w.record.clone()));
+        let bytes = crate::format::index::encode(self.keys.meta_key(), &new_index, &random_array()?);
+        let new_id = IndexId(Id::hash_of(&bytes));
+        match self.store.put(FileKind::Index, &new_id.to_hex(), &bytes) {
+            Ok(()) | Err(Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+
+        // 3. The old index files, then the packs.
+        for (id, _) in &files {
+            if *id != new_id {
+                delete_if_present(self, FileKind::Index, &id.to_hex())?;
+            }
+        }
+        for p in gone.iter().chain(&strays) {
+            delete_if_present(self, FileKind::Pack, &p.to_hex())?;
+        }
+        // The index changed under the cache: reload (rebuilds the local tables).
+        self.index =
+            crate::index::load(self.store.as_ref(), self.keys.meta_key(), &self.repo_id, self.cache_dir.as_deref())?;
+        Ok(report)
+    }
+
+    /// Rebuilds the index from the packs themselves (their directories): one new index file
+    /// listing every readable pack, then the old index files are deleted. For a lost or
+    /// damaged index.
+    ///
+    /// # Errors
+    /// [`Error::Locked`]; store errors. Packs whose directory cannot be read are skipped and
+    /// listed in the returned value.
+    pub fn repair_index(&mut self) -> Result<(u64, Vec<(PackId, Error)>)> {
+        let _lock = self.lock(LockKind::Exclusive, "repair index")?;
+        let mut file = IndexFile::default();
+        let mut bad = Vec::new();
+        for id in list_ids(self.store.as_ref(), FileKind::Pack)? {
+            let pid = PackId(id);
+            let len = self.store.size(FileKind::Pack, &id.to_hex())?;
+            match crate::pack::read_directory(self.store.as_ref(), &self.keys, &pid) {
+                Ok(dir) => {
+                    file.packs.push(IndexPack { pack: pid, kind: dir.kind, pack_len: len as u32, entries: dir.entries })
+                }
+                Err(e) => bad.push((pid, e)),
+            }
+        }
+        let old: Vec<Id> = list_ids(self.store.as_ref(), FileKind::Index)?;
+        let bytes = crate::format::index::encode(self.keys.meta_key(), &file, &random_array()?);
+        let new_id = Id::hash_of(&bytes);
+        self.store.put(FileKind::Index, &new_id.to_hex(), &bytes)?;
+        for id in old {
+            if id != new_id {
+                delete_if_present(self, FileKind::Index, &id.to_hex())?;
+            }
+        }
+        self.index =
+            crate::index::load(self.store.as_ref(), self.keys.meta_key(), &self.repo_id, self.cache_dir.as_deref())?;
+        Ok((file.packs.len() as u64, bad))
+    }
+
+    /// Rewrites every snapshot that refers to lost data: files whose chunks are gone and
+    /// folders whose tree is gone are dropped, the new snapshot is marked repaired, and the
+    /// old one deleted.
+    ///
+    /// # Errors
+    /// [`Error::Locked`]; store errors.
+    pub fn repair_snapshots(&mut self) -> Result<RepairReport> {
+        let _lock = self.lock(LockKind::Exclusive, "repair snapshots")?;
+        let mut report = RepairReport::default();
+        let mut session_trees: Vec<SealedBlob> = Vec::new();
+        let mut new_records = Vec::new();
+        for (sid, rec) in self.snapshots()? {
+            let mut dropped = Vec::new();
+            let new_root = self.repair_tree(rec.root, "", &mut dropped, &mut session_trees)?;
+            if dropped.is_empty() {
+                continue;
+            }
+            let root = new_root.unwrap_or_else(|| {
+                let bytes = Tree::default().encode().expect("an empty tree encodes");
+                let id = self.keys.tree_id(&bytes);
+                session_trees.push(blob::seal(
+                    &self.keys,
+                    BlobKind::Tree,
+                    id.0,
+                    &bytes,
+                    Some(self.settings.zstd_level),
+                ));
+                id
+            });
+            report.dropped.extend(dropped.into_iter().map(|p| (sid, p)));
+            new_records.push((sid, rec, root));
+        }
+        if new_records.is_empty() {
+            return Ok(report);
+        }
+        // New trees first (durable, indexed), then the new snapshots, then the old ones go.
+        let mut writer = PackWriter::new(BlobKind::Tree, self.settings.pack_target_size as usize);
+        let mut written = Vec::new();
+        let mut stored = HashSet::new();
+        for s in session_trees {
+            if stored.insert(s.id) && !self.index.contains(&s.id) {
+                written.extend(writer.add(self.store.as_ref(), &self.keys, s)?);
+            }
+        }
+        written.extend(writer.flush(self.store.as_ref(), &self.keys)?);
+        self.store.flush()?;
+        if !written.is_empty() {
+            let file = IndexFile { packs: written.iter().map(|w| w.record.clone()).collect() };
+            let bytes = crate::format::index::encode(self.keys.meta_key(), &file, &random_array()?);
+            self.store.put(FileKind::Index, &Id::hash_of(&bytes).to_hex(), &bytes)?;
+            for w in &written {
+                self.index.add_pack(w.info, &w.record.entries);
+            }
+        }
+        let mut seq = self.newest_snapshot()?.map_or(0, |(s, _)| s);
+        for (old, rec, root) in new_records {
+            seq += 1;
+            let t = now();
+            let new = SnapshotRecord {
+                root,
+                sequence: seq,
+                previous: Some(old),
+                flags: rec.flags | FLAG_REPAIRED,
+                time_secs: rec.time_secs,
+                time_nanos: rec.time_nanos,
+                program: format!("packvault {} (repaired {})", env!("CARGO_PKG_VERSION"), t.0),
+                ..rec
+            };
+            let bytes = snapshot::encode(self.keys.meta_key(), &new, &random_array()?)?;
+            let id = SnapshotId(Id::hash_of(&bytes));
+            self.store.put(FileKind::Snapshot, &id.to_hex(), &bytes)?;
+            delete_if_present(self, FileKind::Snapshot, &old.to_hex())?;
+            self.record_seen(seq, id)?;
+            report.repaired.push((old, id));
+        }
+        let index = std::mem::replace(&mut self.index, crate::Index::empty());
+        self.index = crate::index::persist(index, self.cache_dir.as_deref())?;
+        Ok(report)
+    }
+
+    /// The repaired version of a tree (`None` when the tree itself is lost), sealing new trees
+    /// into `out`.
+    fn repair_tree(
+        &self,
+        id: TreeId,
+        path: &str,
+        dropped: &mut Vec<String>,
+        out: &mut Vec<SealedBlob>,
+    ) -> Result<Option<TreeId>> {
+        let Ok(tree) = self.load_tree(&id) else {
+            dropped.push(if path.is_empty() { "/".into() } else { path.to_string() });
+            return Ok(None);
+        };
+        let mut nodes: Vec<Node> = Vec::with_capacity(tree.nodes.len());
+        let mut changed = false;
+        for n in tree.nodes {
+            let p = crate::repo::join(path, &n.name_lossy());
+            match &n.content {
+                NodeContent::File { chunks, .. } => {
+                    let ok = chunks.iter().all(|c| {
+                        self.index
+                            .lookup(&c.0)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|l| self.store.size(FileKind::Pack, &l.pack.to_hex()).is_ok())
+                    });
+                    if ok {
+                        nodes.push(n);
+                    } else {
+                        dropped.push(p);
+                        changed = true;
+                    }
+                }
+                NodeContent::Dir { tree: sub } => match self.repair_tree(*sub, &p, dropped, out)? {
+                    Some(new) => {
+                        changed |= new != *sub;
+                        nodes.push(Node { content: NodeContent::Dir { tree: new }, ..n });
+                    }
+                    None => changed = true,
+                },
+                NodeContent::Symlink { .. } => nodes.push(n),
+            }
+        }
+        if !changed {
+            return Ok(Some(id));
+        }
+        let bytes = Tree { nodes }.encode()?;
+        let new = self.keys.tree_id(&bytes);
+        out.push(blob::seal(&self.keys, BlobKind::Tree, new.0, &bytes, Some(self.settings.zstd_level)));
+        Ok(Some(new))
+    }
+}
+
+fn delete_if_present(repo: &Repository, kind: FileKind, name: &str) -> Result<()> {
+    match repo.store.delete(kind, name) {
+        Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.at(Location::RepoFile(kind.path(name)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_buckets() {
+        // 2024-02-29 is day 19782; 2024-03-01 is in the next month.
+        assert_eq!(year_month(19_782), (2024, 2));
+        assert_eq!(year_month(19_783), (2024, 3));
+        // Weeks change on Mondays: 2024-03-03 was a Sunday, 2024-03-04 a Monday.
+        assert_eq!(week(19_785), week(19_784));
+        assert_ne!(week(19_786), week(19_785));
+    }
+}
