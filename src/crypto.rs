@@ -43,6 +43,8 @@ pub mod contexts {
     pub const SLOT_WRAP: &str = "packvault 2026-11-26 v1 keyslot wrap";
     /// keyslot KDF output → commitment key.
     pub const SLOT_COMMIT: &str = "packvault 2026-11-26 v1 keyslot commitment";
+    /// master → key of every keyslot's check tag (lets `check` verify slots it cannot open).
+    pub const SLOT_CHECK: &str = "packvault 2026-11-26 v1 keyslot check";
     /// salt ‖ recovery code → recovery-code slot KDF output.
     pub const RECOVERY: &str = "packvault 2026-11-26 v1 recovery code";
     /// Argon2id(PIN) → proof shown to the PIN vault.

@@ -16,10 +16,14 @@
 //! H=84+n+k 12 nonce
 //! H+12    48  AES-256-GCM-SIV(wrap_key, nonce, AD = bytes[0..H], master)  (32 + tag 16)
 //! H+60    32  commitment = BLAKE3-keyed(commit_key, bytes[0..H+60])
+//! H+92    32  check = BLAKE3-keyed(check_key, bytes[0..H+92])
 //! ```
 //! With `K = KDF(credential)`: `wrap_key = derive_key(SLOT_WRAP, K)`,
-//! `commit_key = derive_key(SLOT_COMMIT, K)`. The commitment is checked (in constant time)
-//! before decryption, and the unwrapped key's id must equal the slot's master id.
+//! `commit_key = derive_key(SLOT_COMMIT, K)`; `check_key = derive_key(SLOT_CHECK, master)`.
+//! The commitment is checked (in constant time) before decryption, the unwrapped key's id
+//! must equal the slot's master id, and the check tag must verify under the unwrapped master.
+//! The check tag lets a client holding the master key (`check`) verify every slot, also the
+//! ones it has no credential for.
 
 use crate::crypto::{self, contexts, MasterKey, SecretKey, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
@@ -196,6 +200,7 @@ pub struct Keyslot {
     nonce: [u8; NONCE_LEN],
     wrapped: [u8; 32 + TAG_LEN],
     commitment: [u8; 32],
+    check: [u8; 32],
     /// `bytes[0..H]`: the associated data of the wrapped key.
     authenticated: Vec<u8>,
 }
@@ -251,7 +256,13 @@ pub(crate) fn encode(
     out.extend_from_slice(&wrapped);
     let commitment = blake3::keyed_hash(commit_key.bytes(), &out);
     out.extend_from_slice(commitment.as_bytes());
+    let check = blake3::keyed_hash(check_key(master).bytes(), &out);
+    out.extend_from_slice(check.as_bytes());
     Ok(out)
+}
+
+fn check_key(master: &MasterKey) -> SecretKey {
+    SecretKey::derive(contexts::SLOT_CHECK, master.bytes())
 }
 
 /// Parses a keyslot without any key. Refuses KDF parameters outside the accepted bounds, so a
@@ -283,10 +294,11 @@ pub fn decode(bytes: &[u8]) -> Result<Keyslot> {
     let nonce = r.array()?;
     let wrapped = r.array()?;
     let commitment = r.array()?;
+    let check = r.array()?;
     if r.remaining() != 0 {
         return Err(r.err(format!("{} trailing bytes", r.remaining())));
     }
-    Ok(Keyslot { repo_id, slot_id, label, created, master_id, kdf, nonce, wrapped, commitment, authenticated })
+    Ok(Keyslot { repo_id, slot_id, label, created, master_id, kdf, nonce, wrapped, commitment, check, authenticated })
 }
 
 impl Keyslot {
@@ -316,7 +328,28 @@ impl Keyslot {
         if master.id() != self.master_id {
             return Err(Error::Integrity("keyslot: unwrapped key does not match the slot's master id".into()));
         }
+        self.verify(&master)?;
         Ok(master)
+    }
+
+    /// Verifies the slot's check tag with the master key: any change to any byte of the slot
+    /// is found, without the slot's credential.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] when the slot was changed or wraps another master key.
+    pub fn verify(&self, master: &MasterKey) -> Result<()> {
+        if master.id() != self.master_id {
+            return Err(Error::Integrity("keyslot wraps another master key".into()));
+        }
+        let mut hasher = blake3::Hasher::new_keyed(check_key(master).bytes());
+        hasher.update(&self.authenticated);
+        hasher.update(&self.nonce);
+        hasher.update(&self.wrapped);
+        hasher.update(&self.commitment);
+        if !crypto::ct_eq(hasher.finalize().as_bytes(), &self.check) {
+            return Err(Error::Integrity("keyslot check tag does not verify: the slot was changed".into()));
+        }
+        Ok(())
     }
 
     /// The slot id as 32 hex digits (the file name under `keys/`).
@@ -420,11 +453,13 @@ mod tests {
         let (s, m) = slot();
         let k = argon2id(b"pw", &[3; 32], FAST).unwrap();
         let bytes = encode(&s, &m, &k, &[5; 12]).unwrap();
+        assert!(decode(&bytes).unwrap().verify(&m).is_ok());
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x02;
             if let Ok(slot) = decode(&bad) {
                 assert!(slot.unwrap_master(&k).is_err(), "flip at {i} accepted");
+                assert!(slot.verify(&m).is_err(), "flip at {i} passes the check tag");
             }
         }
         for n in 0..bytes.len() {

@@ -182,23 +182,14 @@ impl Repository {
         let mut report = CheckReport::default();
         let mut damage = Damage::default();
 
-        // Keyslots: structure, repository and master key. (The sealed key inside a slot can
-        // only be verified with that slot's credential: damage there reads as a wrong one.)
+        // Keyslots: structure, repository, and the check tag under the master key (so every
+        // slot is verified, also those this client has no credential for).
         let slots = crate::repo::keys::load_slots_each(self.store.as_ref(), &self.repo_id)?;
         for (name, slot) in slots {
             report.keyslots += 1;
-            match slot {
-                Ok(s) if s.master_id != self.master.id() => {
-                    damage.add(
-                        format!("{}: the keyslot wraps another master key", FileKind::Key.path(&name)),
-                        None,
-                        None,
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    damage.add(e.to_string(), None, None);
-                }
+            let loc = || Location::RepoFile(FileKind::Key.path(&name));
+            if let Err(e) = slot.and_then(|s| s.verify(&self.master).map_err(|e| e.at(loc()))) {
+                damage.add(e.to_string(), None, None);
             }
         }
 
