@@ -230,6 +230,15 @@ impl Repository {
             state_dir: options.state_dir.clone(),
             lock_wait: options.lock_wait,
         };
+        let mut repo = repo;
+        let present = crate::store::list_ids(repo.store.as_ref(), FileKind::Index)?;
+        let covered = repo.index.covered();
+        if present.iter().any(|p| covered.binary_search(&crate::id::IndexId(*p)).is_err()) {
+            // Some index file is damaged (load skipped it): the packs it named are found
+            // through their own directories, so everything stays restorable until `repair
+            // index` writes a sound index file.
+            repo.adopt_unindexed_packs()?;
+        }
         if repo.state_dir.is_some() {
             let newest = repo.newest_snapshot()?;
             repo.check_rollback(newest, options.allow_rollback)?;
@@ -418,6 +427,30 @@ impl Repository {
             }
         }
         unreachable!("the loop returns at the last part")
+    }
+
+    /// Packs in the store that no index names (left by a backup that stopped before its
+    /// index file, or written right now by a concurrent backup): their directories are read
+    /// and their blobs join this session's index, so the data is reused instead of uploaded
+    /// again. Packs whose directory does not read are left alone (prune removes them).
+    pub(crate) fn adopt_unindexed_packs(&mut self) -> Result<Vec<crate::pack::WrittenPack>> {
+        let known: std::collections::HashSet<crate::id::PackId> = self.index.packs().map(|p| p.id).collect();
+        let mut adopted = Vec::new();
+        for id in crate::store::list_ids(self.store.as_ref(), FileKind::Pack)? {
+            let pid = crate::id::PackId(id);
+            if known.contains(&pid) {
+                continue;
+            }
+            let Ok(len) = self.store.size(FileKind::Pack, &id.to_hex()) else { continue };
+            let Ok(len32) = u32::try_from(len) else { continue };
+            let Ok(dir) = crate::pack::read_directory(self.store.as_ref(), &self.keys, &pid) else { continue };
+            let info = crate::index::PackInfo { id: pid, kind: dir.kind, len: len32 };
+            let record =
+                crate::format::index::IndexPack { pack: pid, kind: dir.kind, pack_len: len32, entries: dir.entries };
+            self.index.add_pack(info, &record.entries);
+            adopted.push(crate::pack::WrittenPack { info, record });
+        }
+        Ok(adopted)
     }
 
     /// Makes the index cache current (after a backup added packs and an index file).

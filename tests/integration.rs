@@ -11,6 +11,8 @@
 
 #[path = "support/compare.rs"]
 mod compare;
+#[path = "support/faulty.rs"]
+mod faulty;
 #[path = "support/history.rs"]
 mod history;
 #[path = "support/vectors.rs"]
@@ -30,6 +32,8 @@ mod primitives;
 mod properties;
 #[path = "integration/regression.rs"]
 mod regression;
+#[path = "integration/reliability.rs"]
+mod reliability;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,6 +73,15 @@ pub fn reopen(store: Arc<dyn Store>, cache: Option<&Path>) -> Repository {
         &OpenOptions { cache_dir: cache.map(Path::to_path_buf), ..OpenOptions::default() },
     )
     .unwrap()
+}
+
+/// `prefix/name`, or `name` at the top.
+pub fn join_rel(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
 }
 
 /// Total bytes of the files under a folder.

@@ -30,9 +30,9 @@ use crate::chunker::Chunker;
 use crate::crypto::{random_array, KeySet};
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::{self, BlobKind, SealedBlob};
-use crate::format::index::{IndexFile, IndexPack};
+use crate::format::index::IndexFile;
 use crate::format::snapshot::{self, valid_name, Node, NodeContent, SnapshotRecord, Summary, Tree, MODE_MASK};
-use crate::id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId};
+use crate::id::{ChunkId, Id, IndexId, SnapshotId, TreeId};
 use crate::index::{Index, PackInfo};
 use crate::pack::{PackWriter, WrittenPack};
 use crate::progress::{NoProgress, Progress};
@@ -187,7 +187,7 @@ impl Repository {
     pub fn backup(&mut self) -> Result<BackupSession<'_>> {
         let lock = self.lock(LockKind::Shared, "backup")?;
         self.sync_index()?;
-        let adopted = self.adopt_stray_packs()?;
+        let adopted = self.adopt_unindexed_packs()?;
         let target = self.settings.pack_target_size as usize;
         let cache =
             self.cache_dir.as_ref().map(|d| FilesCache::load(&files_cache::path(d, &self.repo_id))).unwrap_or_default();
@@ -212,8 +212,17 @@ impl Repository {
         })
     }
 
-    /// Reads index files written since the index was loaded; rebuilds it when some it was
-    /// built from are gone (a prune replaced them).
+    /// Reads index files other clients wrote since this handle loaded the index, or rebuilds
+    /// it when some it was built from are gone (a prune replaced them). Backup and prune do
+    /// this themselves; a long-lived handle calls it before `check` or `restore` to see other
+    /// clients' snapshots' data.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn refresh_index(&mut self) -> Result<()> {
+        self.sync_index()
+    }
+
     pub(crate) fn sync_index(&mut self) -> Result<()> {
         let present: Vec<IndexId> =
             crate::store::list_ids(self.store.as_ref(), FileKind::Index)?.into_iter().map(IndexId).collect();
@@ -246,29 +255,6 @@ impl Repository {
             )?;
         }
         Ok(())
-    }
-
-    /// Packs in the store that no index names (left by a backup that stopped before its
-    /// index file, or written right now by a concurrent backup): their directories are read
-    /// and their blobs join this session's index, so the data is reused instead of uploaded
-    /// again. Packs whose directory does not read are left alone (prune removes them).
-    fn adopt_stray_packs(&mut self) -> Result<Vec<WrittenPack>> {
-        let known: HashSet<PackId> = self.index.packs().map(|p| p.id).collect();
-        let mut adopted = Vec::new();
-        for id in crate::store::list_ids(self.store.as_ref(), FileKind::Pack)? {
-            let pid = PackId(id);
-            if known.contains(&pid) {
-                continue;
-            }
-            let Ok(len) = self.store.size(FileKind::Pack, &id.to_hex()) else { continue };
-            let Ok(len32) = u32::try_from(len) else { continue };
-            let Ok(dir) = crate::pack::read_directory(self.store.as_ref(), &self.keys, &pid) else { continue };
-            let info = PackInfo { id: pid, kind: dir.kind, len: len32 };
-            let record = IndexPack { pack: pid, kind: dir.kind, pack_len: len32, entries: dir.entries };
-            self.index.add_pack(info, &record.entries);
-            adopted.push(WrittenPack { info, record });
-        }
-        Ok(adopted)
     }
 }
 

@@ -220,7 +220,11 @@ impl Repository {
         report.unreferenced_packs.sort();
         for p in &indexed {
             if !in_store.contains(&p.id.0) {
-                let n = damage.add(format!("pack {} is missing", p.id), Some(p.id), None);
+                let n = damage.add(
+                    format!("pack {} is missing (`repair index`, then `repair snapshots`, drop what it held)", p.id),
+                    Some(p.id),
+                    None,
+                );
                 damage.by_pack.insert(p.id, n);
                 continue;
             }

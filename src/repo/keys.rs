@@ -294,6 +294,18 @@ fn kdf_output(slot: &Keyslot, credentials: &Credentials) -> Option<Result<Secret
 
 /// Unwraps the master key with `credentials`; returns it and the id of the slot that opened.
 pub(crate) fn unlock(store: &dyn Store, repo_id: &[u8; 16], credentials: &Credentials) -> Result<(MasterKey, String)> {
+    let each = load_slots_each(store, repo_id)?;
+    let foreign = |r: &Result<Keyslot>| matches!(r, Err(e) if e.to_string().contains("belongs to another repository"));
+    if !each.is_empty() && each.iter().all(|(_, r)| foreign(r)) {
+        // Not one slot names the config's repository id: the id in the config is the likely
+        // damage (or the keyslots come from another repository).
+        return Err(Error::Integrity(format!(
+            "its repository id {} matches none of the {} keyslots (the config is damaged, or the keyslots belong to another repository)",
+            crate::id::hex_encode(repo_id),
+            each.len()
+        ))
+        .at(Location::RepoFile("config".into())));
+    }
     let (slots, slot_err) = load_slots(store, repo_id)?;
     // Slots of the credential's kind, cheapest KDF first, so that slots planted with huge
     // parameters cannot delay or crowd out the real one; the total KDF work is bounded too.

@@ -227,6 +227,8 @@ impl Repository {
     /// [`Error::Locked`]; unreadable trees; store errors.
     pub fn prune(&mut self, options: PruneOptions) -> Result<PruneReport> {
         let _lock = if options.dry_run { None } else { Some(self.lock(LockKind::Exclusive, "prune")?) };
+        // Other clients may have written since this handle loaded the index.
+        self.sync_index()?;
         let needed = self.reachable()?;
         let files = self.index_files()?;
         let mut report = PruneReport { index_files_replaced: files.len() as u64, ..PruneReport::default() };
@@ -252,7 +254,7 @@ impl Repository {
         }
         if let Some(missing) = needed.iter().find(|b| !owner.contains_key(b)) {
             return Err(Error::Integrity(format!(
-                "blob {} that a snapshot needs is in no pack: run `check`, then `repair snapshots`, before pruning",
+                "blob {} that a snapshot needs is in no pack: run `check`, then `repair index` and `repair snapshots`, before pruning",
                 missing.short()
             )));
         }
@@ -408,6 +410,7 @@ impl Repository {
     /// [`Error::Locked`]; store errors.
     pub fn repair_snapshots(&mut self) -> Result<RepairReport> {
         let _lock = self.lock(LockKind::Exclusive, "repair snapshots")?;
+        self.sync_index()?;
         let mut report = RepairReport::default();
         let mut session_trees: Vec<SealedBlob> = Vec::new();
         let mut new_records = Vec::new();
