@@ -140,6 +140,16 @@ fn main() {
         }
     }
     write(&fuzz, "recovery_code", "code", packvault::RecoveryCode::from_bytes([9; 32]).to_text().as_bytes());
+    // A lock: its plaintext, and a whole lock file sealed under the fixture's key.
+    let lock = packvault::format::lock::LockRecord {
+        kind: packvault::format::lock::LockKind::Shared,
+        hostname: "phone".into(),
+        pid: 4242,
+        time: 1_764_115_200,
+        operation: "backup".into(),
+    };
+    write(&fuzz, "lock", "plaintext", &packvault::format::lock::encode_plaintext(&lock).unwrap());
+    write(&fuzz, "lock", "file", &packvault::format::lock::encode(keys.meta_key(), &lock, &[7; 12]).unwrap());
     // The index cache of the repository, as the client keeps it.
     let cache = tempfile_dir();
     let opened = hazmat::open_with_master_key(

@@ -14,6 +14,7 @@ pub mod config;
 pub(crate) mod encoding;
 pub mod index;
 pub mod keyslot;
+pub mod lock;
 pub mod pack;
 pub mod padding;
 pub mod recovery_code;

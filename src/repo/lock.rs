@@ -13,47 +13,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::crypto::{random_array, KeySet};
 use crate::error::{Error, Location, Result, ResultExt};
-use crate::format::{check_header, encoding, header, open_envelope, seal_envelope, HEADER_LEN};
+use crate::format::lock::{decode, encode, MAX_LOCK_FILE};
+pub use crate::format::lock::{LockKind, LockRecord};
 use crate::id::Id;
 use crate::repo::{now_secs, Repository};
 use crate::store::{list_ids, FileKind, Store};
 
-/// Magic of a lock file.
-pub const MAGIC_LOCK: [u8; 6] = *b"PVLOCK";
 /// A lock not refreshed for this long is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// How often a held lock is refreshed.
 pub const REFRESH: Duration = Duration::from_secs(5 * 60);
-/// Largest lock file a reader accepts.
-pub const MAX_LOCK_FILE: u64 = 4096;
-
-/// Shared or exclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LockKind {
-    /// Backups, restores and checks run side by side.
-    Shared,
-    /// Forget, prune and repair run alone.
-    Exclusive,
-}
-
-/// The content of a lock file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockRecord {
-    /// Shared or exclusive.
-    pub kind: LockKind,
-    /// Host name of the holder.
-    pub hostname: String,
-    /// Process id of the holder.
-    pub pid: u32,
-    /// When the lock was written (refreshed), seconds since the Unix epoch.
-    pub time: i64,
-    /// What the holder does: `backup`, `prune`, …
-    pub operation: String,
-}
 
 /// A lock as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,57 +51,6 @@ impl LockRecord {
             (now_secs() - self.time).max(0)
         )
     }
-}
-
-/// Length of a lock's plaintext: every lock file has the same size, so its length tells
-/// nothing about the host name or the operation.
-pub const LOCK_PLAINTEXT_LEN: usize = 256;
-
-/// Encrypts a lock record (the host name is cut to 64 bytes, the operation to 32).
-pub(crate) fn encode(keys: &KeySet, record: &LockRecord, nonce: &[u8; 12]) -> Result<Vec<u8>> {
-    let mut r = record.clone();
-    truncate_utf8(&mut r.hostname, 64);
-    truncate_utf8(&mut r.operation, 32);
-    let body = encoding::encode(&r)?;
-    let mut plain = Vec::with_capacity(LOCK_PLAINTEXT_LEN);
-    // At most 2 + 1+64 + 5 + 9 + 1+32 + 1 bytes: always fits.
-    plain.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_le_bytes());
-    plain.extend_from_slice(&body);
-    plain.resize(LOCK_PLAINTEXT_LEN, 0);
-    Ok(seal_envelope(keys.meta_key(), &header(MAGIC_LOCK), nonce, plain))
-}
-
-fn truncate_utf8(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-}
-
-/// Decrypts a lock file.
-///
-/// # Errors
-/// Malformed, unsupported or forged files.
-pub(crate) fn decode(keys: &KeySet, bytes: &[u8]) -> Result<LockRecord> {
-    check_header(bytes, MAGIC_LOCK, "lock")?;
-    let plain = open_envelope(keys.meta_key(), bytes, HEADER_LEN, "lock")?;
-    if plain.len() != LOCK_PLAINTEXT_LEN {
-        return Err(Error::malformed(
-            "lock",
-            None,
-            format!("plaintext is {} bytes, not {LOCK_PLAINTEXT_LEN}", plain.len()),
-        ));
-    }
-    let len = usize::from(u16::from_le_bytes([plain[0], plain[1]]));
-    let body =
-        plain.get(2..2 + len).ok_or_else(|| Error::malformed("lock", Some(0), "record length beyond the plaintext"))?;
-    if plain[2 + len..].iter().any(|&b| b != 0) {
-        return Err(Error::malformed("lock", None, "non-zero padding"));
-    }
-    encoding::decode(body, "lock")
 }
 
 pub(crate) fn hostname() -> String {
@@ -185,7 +105,7 @@ impl Drop for RepoLock {
 }
 
 fn write_lock(store: &dyn Store, keys: &KeySet, record: &LockRecord) -> Result<Id> {
-    let bytes = encode(keys, record, &random_array()?)?;
+    let bytes = encode(keys.meta_key(), record, &random_array()?)?;
     let id = Id::hash_of(&bytes);
     store.put(FileKind::Lock, &id.to_hex(), &bytes)?;
     Ok(id)
@@ -231,7 +151,7 @@ impl Repository {
                 "lock length",
             );
             let record = match bytes {
-                Ok(b) => decode(&self.keys, &b).ok(),
+                Ok(b) => decode(self.keys.meta_key(), &b).ok(),
                 // Removed between the listing and the read: released.
                 Err(Error::NotFound(_)) => continue,
                 Err(e) => return Err(e),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use packvault::format::blob::{BlobKind, Codec};
 use packvault::format::snapshot::Tree;
-use packvault::format::{config, index, keyslot, pack, snapshot};
+use packvault::format::{config, index, keyslot, lock, pack, snapshot};
 use packvault::hazmat::{self, Keys};
 use packvault::{ErrorKind, Id};
 
@@ -105,6 +105,18 @@ fn pack_index_and_truncation_vectors() {
     assert_eq!(file.packs[0].pack.to_hex(), v.get("pack id"));
     assert_eq!(file.packs[0].pack_len as usize, v.body.len());
     assert_eq!(file.packs[0].entries, dir.entries);
+}
+
+#[test]
+fn lock_vector() {
+    let keys = Keys::derive(&master());
+    let l = committed("lock.txt");
+    assert_eq!(hex(blake3::hash(&l.body).as_bytes()), l.get("lock id"));
+    assert_eq!(l.body.len(), 8 + 12 + lock::LOCK_PLAINTEXT_LEN + 16, "every lock file has one size");
+    assert_eq!(lock::decode(keys.meta_key(), &l.body).unwrap(), vectors::lock_record());
+    let mut bad = l.body.clone();
+    bad[30] ^= 1;
+    assert!(lock::decode(keys.meta_key(), &bad).is_err());
 }
 
 #[test]

@@ -11,6 +11,7 @@ use packvault::format::blob::{BlobKind, Codec};
 use packvault::format::config::{ChunkerParams, ConfigFile, Settings};
 use packvault::format::index::{IndexFile, IndexPack};
 use packvault::format::keyslot::{self, Argon2Params, NewSlot, SlotKdf};
+use packvault::format::lock::{self, LockKind, LockRecord};
 use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord, Summary, Tree};
 use packvault::hazmat::{self, Keys};
 use packvault::{gear_table, MasterKey, PackId, RecoveryCode, SecretKey, SnapshotId};
@@ -360,7 +361,31 @@ pub fn all() -> Vec<Vector> {
         .h("nonce", hex(&[0x0d; 12]));
     v.body = hazmat::encode_keyslot(&slot, &m, &kdf_out, &[0x0d; 12]).expect("valid slot");
     out.push(v);
+
+    // A lock file.
+    let mut v = Vector::new("lock.txt", "success");
+    v.h("master", "keys.txt")
+        .h("nonce", hex(&[0x0e; 12]))
+        .h("lock id", hex(blake3::hash(&lock_file(&keys)).as_bytes()))
+        .h("record", "exclusive, host phone, pid 4242, time 1764115200, operation prune");
+    v.body = lock_file(&keys);
+    out.push(v);
     out
+}
+
+/// The lock record of `lock.txt`.
+pub fn lock_record() -> LockRecord {
+    LockRecord {
+        kind: LockKind::Exclusive,
+        hostname: "phone".into(),
+        pid: 4242,
+        time: 1_764_115_200,
+        operation: "prune".into(),
+    }
+}
+
+fn lock_file(keys: &Keys) -> Vec<u8> {
+    lock::encode(keys.meta_key(), &lock_record(), &[0x0e; 12]).expect("valid lock")
 }
 
 /// The vectors as format-spec.md prints them (between the markers of §11).
