@@ -57,6 +57,7 @@
 #![cfg(unix)]
 
 mod chunker;
+mod civil;
 mod crypto;
 mod error;
 pub mod format;
@@ -72,6 +73,7 @@ mod testmode;
 mod vault;
 
 pub use chunker::{gear_table, ChunkReader, Chunker};
+pub use civil::{civil_from_days, utc_string};
 pub use crypto::{contexts, MasterKey, SecretKey};
 pub use error::{Error, ErrorKind, Location, Result};
 pub use format::recovery_code::RecoveryCode;

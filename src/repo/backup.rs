@@ -157,7 +157,7 @@ pub struct BackupSession<'r> {
     /// Set when a run failed in a way that loses data already accepted: commit refuses.
     broken: Option<String>,
     /// The shared lock, held until the session is committed or dropped.
-    _lock: RepoLock,
+    lock: RepoLock,
 }
 
 /// What a committed backup did.
@@ -208,7 +208,7 @@ impl Repository {
             progress: Arc::new(NoProgress),
             counts: (0, 0, 0),
             broken: None,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -562,6 +562,8 @@ impl BackupSession<'_> {
         let repo = &mut *self.repo;
         // Every pack durable before the index file that names them (format-spec.md §8).
         repo.store.flush()?;
+        // Nothing is referenced if a prune may have started beside us (our lock went stale).
+        self.lock.ensure_held()?;
         let mut index_id = None;
         if !self.written.is_empty() {
             let file = IndexFile { packs: self.written.iter().map(|w| w.record.clone()).collect() };

@@ -74,9 +74,11 @@ fn is_stale(r: &LockRecord, host: &str) -> bool {
 pub struct RepoLock {
     stop: Option<Sender<()>>,
     worker: Option<JoinHandle<()>>,
-    current: Arc<Mutex<Id>>,
+    /// The lock file now, and when it was written.
+    current: Arc<Mutex<(Id, Instant)>>,
     store: Arc<dyn Store>,
     kind: LockKind,
+    stale_after: Duration,
 }
 
 impl std::fmt::Debug for RepoLock {
@@ -91,6 +93,25 @@ impl RepoLock {
     pub fn kind(&self) -> LockKind {
         self.kind
     }
+
+    /// Fails when the lock file has not been refreshed for so long that other clients may
+    /// already treat it as stale (the store refused the refreshes): an operation must then not
+    /// commit or delete anything, since a prune (or a backup) may be running beside it.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] saying how long ago the lock was last written.
+    pub fn ensure_held(&self) -> Result<()> {
+        let written = self.current.lock().unwrap_or_else(PoisonError::into_inner).1;
+        // A minute of margin for clocks and the time the caller's next step takes.
+        let limit = self.stale_after.saturating_sub(Duration::from_secs(60).min(self.stale_after / 2));
+        if written.elapsed() > limit {
+            return Err(Error::Locked(format!(
+                "this process's own lock could not be refreshed for {} s, so other clients may ignore it; stopped before changing anything, run the command again",
+                written.elapsed().as_secs()
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for RepoLock {
@@ -99,7 +120,7 @@ impl Drop for RepoLock {
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
-        let id = *self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = self.current.lock().unwrap_or_else(PoisonError::into_inner).0;
         let _ = self.store.delete(FileKind::Lock, &id.to_hex());
     }
 }
@@ -116,7 +137,7 @@ fn refresher(
     store: Arc<dyn Store>,
     keys: KeySet,
     mut record: LockRecord,
-    current: Arc<Mutex<Id>>,
+    current: Arc<Mutex<(Id, Instant)>>,
     every: Duration,
 ) {
     loop {
@@ -125,8 +146,11 @@ fn refresher(
                 record.time = now_secs();
                 // A failed refresh keeps the old file: it goes stale later, nothing breaks now.
                 if let Ok(new) = write_lock(store.as_ref(), &keys, &record) {
-                    let old = std::mem::replace(&mut *current.lock().unwrap_or_else(PoisonError::into_inner), new);
-                    let _ = store.delete(FileKind::Lock, &old.to_hex());
+                    let old = std::mem::replace(
+                        &mut *current.lock().unwrap_or_else(PoisonError::into_inner),
+                        (new, Instant::now()),
+                    );
+                    let _ = store.delete(FileKind::Lock, &old.0.to_hex());
                 }
             }
             _ => return,
@@ -190,8 +214,18 @@ impl Repository {
     }
 
     pub(crate) fn lock_with(&self, kind: LockKind, operation: &str, refresh: Duration) -> Result<RepoLock> {
+        self.lock_timed(kind, operation, refresh, STALE_AFTER)
+    }
+
+    pub(crate) fn lock_timed(
+        &self,
+        kind: LockKind,
+        operation: &str,
+        refresh: Duration,
+        stale_after: Duration,
+    ) -> Result<RepoLock> {
         let host = hostname();
-        let record = LockRecord {
+        let mut record = LockRecord {
             kind,
             hostname: host.clone(),
             pid: std::process::id(),
@@ -203,13 +237,15 @@ impl Repository {
         loop {
             let blocker = self.conflict(kind, None)?;
             if blocker.is_none() {
+                record.time = now_secs();
+                let written = Instant::now();
                 let mine =
                     write_lock(self.store.as_ref(), &self.keys, &record).at(|| Location::RepoFile("locks".into()))?;
                 // Someone may have written a conflicting lock at the same moment: look again.
                 match self.conflict(kind, Some(mine))? {
                     None => {
                         let (stop, rx) = channel();
-                        let current = Arc::new(Mutex::new(mine));
+                        let current = Arc::new(Mutex::new((mine, written)));
                         let (store, keys, c) = (self.store.clone(), self.keys.clone(), current.clone());
                         let rec = record.clone();
                         let worker = std::thread::spawn(move || refresher(rx, store, keys, rec, c, refresh));
@@ -219,6 +255,7 @@ impl Repository {
                             current,
                             store: self.store.clone(),
                             kind,
+                            stale_after,
                         });
                     }
                     Some(other) => {
@@ -313,6 +350,57 @@ mod tests {
         assert_eq!(r.locks().unwrap().len(), 2, "the live shared lock and ours remain");
         drop(held);
         assert_eq!(r.unlock(true).unwrap().len(), 1);
+    }
+
+    /// A store whose writes fail once `broken` is set.
+    struct Flaky {
+        inner: MemoryStore,
+        broken: std::sync::atomic::AtomicBool,
+    }
+
+    impl Store for Flaky {
+        fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+            if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Io(std::io::Error::other("store unreachable")));
+            }
+            self.inner.put(kind, name, data)
+        }
+        fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+            self.inner.get(kind, name)
+        }
+        fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+            self.inner.get_range(kind, name, offset, len)
+        }
+        fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+            self.inner.size(kind, name)
+        }
+        fn list(&self, kind: FileKind) -> Result<Vec<String>> {
+            self.inner.list(kind)
+        }
+        fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+            self.inner.delete(kind, name)
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    #[test]
+    fn a_lock_that_cannot_be_refreshed_stops_its_holder() {
+        let store = Arc::new(Flaky { inner: MemoryStore::new(), broken: false.into() });
+        let options = crate::InitOptions {
+            kdf: crate::format::keyslot::Argon2Params { m_kib: 8192, t: 1, p: 1 },
+            ..Default::default()
+        };
+        let r = Repository::init(store.clone(), &Credentials::passphrase("lock test passphrase"), options).unwrap();
+        let held =
+            r.lock_timed(LockKind::Shared, "backup", Duration::from_millis(20), Duration::from_millis(400)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        held.ensure_held().expect("refreshed while the store works");
+        store.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(500));
+        let e = held.ensure_held().unwrap_err();
+        assert!(matches!(e, Error::Locked(_)) && e.to_string().contains("could not be refreshed"), "{e}");
     }
 
     #[test]

@@ -106,18 +106,6 @@ fn day(secs: i64) -> i64 {
     secs.div_euclid(86_400)
 }
 
-/// (year, month) of a day number, proleptic Gregorian.
-fn year_month(days: i64) -> (i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m)
-}
-
 /// A week number that changes every Monday (1970-01-01 was a Thursday).
 fn week(days: i64) -> i64 {
     (days + 3).div_euclid(7)
@@ -165,8 +153,8 @@ impl Repository {
             bucket_rule(policy.keep_daily, "daily", &|d| d);
             bucket_rule(policy.keep_weekly, "weekly", &week);
             bucket_rule(policy.keep_monthly, "monthly", &|d| {
-                let (y, m) = year_month(d);
-                y * 12 + m
+                let (y, m, _) = crate::civil::civil_from_days(d);
+                y * 12 + i64::from(m)
             });
         } else {
             for (id, _) in &snaps {
@@ -226,7 +214,7 @@ impl Repository {
     /// # Errors
     /// [`Error::Locked`]; unreadable trees; store errors.
     pub fn prune(&mut self, options: PruneOptions) -> Result<PruneReport> {
-        let _lock = if options.dry_run { None } else { Some(self.lock(LockKind::Exclusive, "prune")?) };
+        let held = if options.dry_run { None } else { Some(self.lock(LockKind::Exclusive, "prune")?) };
         // Other clients may have written since this handle loaded the index.
         self.sync_index()?;
         let needed = self.reachable()?;
@@ -352,7 +340,11 @@ impl Repository {
             Err(e) => return Err(e),
         }
 
-        // 3. The old index files, then the packs.
+        // 3. The old index files, then the packs; not if our lock may have lapsed (a backup
+        //    may then be running and using them).
+        if let Some(lock) = &held {
+            lock.ensure_held()?;
+        }
         for (id, _) in &files {
             if *id != new_id {
                 delete_if_present(self, FileKind::Index, &id.to_hex())?;
@@ -550,8 +542,8 @@ mod tests {
     #[test]
     fn calendar_buckets() {
         // 2024-02-29 is day 19782; 2024-03-01 is in the next month.
-        assert_eq!(year_month(19_782), (2024, 2));
-        assert_eq!(year_month(19_783), (2024, 3));
+        let month = |d| crate::civil::civil_from_days(d).1;
+        assert_ne!(month(19_782), month(19_783));
         // Weeks change on Mondays: 2024-03-03 was a Sunday, 2024-03-04 a Monday.
         assert_eq!(week(19_785), week(19_784));
         assert_ne!(week(19_786), week(19_785));
