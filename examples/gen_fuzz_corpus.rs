@@ -144,6 +144,7 @@ fn main() {
     let lock = packvault::format::lock::LockRecord {
         kind: packvault::format::lock::LockKind::Shared,
         hostname: "phone".into(),
+        machine: String::new(),
         pid: 4242,
         time: 1_764_115_200,
         operation: "backup".into(),

@@ -26,6 +26,7 @@ pub(crate) struct PackWriter {
 }
 
 /// A pack that was written.
+#[derive(Clone)]
 pub(crate) struct WrittenPack {
     pub(crate) info: PackInfo,
     pub(crate) record: IndexPack,

@@ -101,6 +101,10 @@ pub struct Repository {
     cache_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     lock_wait: std::time::Duration,
+    /// Packs found through their own directories at open because an index file is damaged:
+    /// the next backup lists them in its index file. Until then the index is not written to
+    /// the local cache (it would hold packs that no sound index file names).
+    adopted: Vec<crate::pack::WrittenPack>,
 }
 
 impl fmt::Debug for Repository {
@@ -229,6 +233,7 @@ impl Repository {
             cache_dir: options.cache_dir.clone(),
             state_dir: options.state_dir.clone(),
             lock_wait: options.lock_wait,
+            adopted: Vec::new(),
         };
         let mut repo = repo;
         let present = crate::store::list_ids(repo.store.as_ref(), FileKind::Index)?;
@@ -237,7 +242,7 @@ impl Repository {
             // Some index file is damaged (load skipped it): the packs it named are found
             // through their own directories, so everything stays restorable until `repair
             // index` writes a sound index file.
-            repo.adopt_unindexed_packs()?;
+            repo.adopted = repo.adopt_unindexed_packs()?;
         }
         if repo.state_dir.is_some() {
             let newest = repo.newest_snapshot()?;
@@ -331,6 +336,17 @@ impl Repository {
         if spec == "latest" {
             return self.snapshots()?.pop().ok_or_else(|| Error::NotFound("no snapshot in the repository".into()));
         }
+        let id = self.snapshot_id(spec)?;
+        Ok((id, self.load_snapshot(&id)?))
+    }
+
+    /// The id a full id or a unique prefix (at least 4 hex digits) names, without reading the
+    /// snapshot (so that a damaged one can still be named, e.g. to `forget` it).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when nothing matches, [`Error::InvalidArgument`] when a prefix is
+    /// ambiguous or too short.
+    pub fn snapshot_id(&self, spec: &str) -> Result<SnapshotId> {
         if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidArgument(format!(
                 "{spec:?} is not `latest` or a snapshot id (at least 4 hex digits)"
@@ -343,10 +359,7 @@ impl Repository {
             .collect();
         match matches.as_slice() {
             [] => Err(Error::NotFound(format!("snapshot {spec}"))),
-            [one] => {
-                let id = SnapshotId(*one);
-                Ok((id, self.load_snapshot(&id)?))
-            }
+            [one] => Ok(SnapshotId(*one)),
             _ => Err(Error::InvalidArgument(format!("snapshot prefix {spec} matches {} snapshots", matches.len()))),
         }
     }

@@ -530,7 +530,12 @@ fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             let repo = open(g)?;
             let mut ids = Vec::new();
             for s in snapshots {
-                ids.push(repo.find_snapshot(s).map_err(explain)?.0);
+                let id = if s == "latest" {
+                    repo.find_snapshot(s).map_err(explain)?.0
+                } else {
+                    repo.snapshot_id(s).map_err(explain)?
+                };
+                ids.push(id);
             }
             let policy = ForgetPolicy {
                 ids,

@@ -317,6 +317,7 @@ impl Out {
                 "dry_run": dry_run,
                 "keep": r.keep.iter().map(|(id, rec, why)| json!({"id": id.to_hex(), "time": utc(rec.time_secs), "reasons": why})).collect::<Vec<_>>(),
                 "remove": r.remove.iter().map(|(id, rec)| json!({"id": id.to_hex(), "time": utc(rec.time_secs)})).collect::<Vec<_>>(),
+                "remove_damaged": r.remove_damaged.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
             }));
         }
         for (id, rec, why) in &r.keep {
@@ -326,8 +327,15 @@ impl Out {
         for (id, rec) in &r.remove {
             self.text(&format!("{verb:<7} {}  {}", id.short(), utc(rec.time_secs)))?;
         }
+        for id in &r.remove_damaged {
+            self.text(&format!("{verb:<7} {}  (damaged, unreadable)", id.short()))?;
+        }
         let tail = if dry_run { " (dry run: nothing removed)" } else { "; run `prune` to free their data" };
-        self.text(&format!("{} snapshots kept, {} removed{tail}", r.keep.len(), r.remove.len()))
+        self.text(&format!(
+            "{} snapshots kept, {} removed{tail}",
+            r.keep.len(),
+            r.remove.len() + r.remove_damaged.len()
+        ))
     }
 
     pub fn prune(&self, r: &PruneReport, dry_run: bool) -> std::io::Result<()> {

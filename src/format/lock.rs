@@ -26,8 +26,12 @@ pub enum LockKind {
 pub struct LockRecord {
     /// Shared or exclusive.
     pub kind: LockKind,
-    /// Host name of the holder.
+    /// Host name of the holder (for people; cut to 64 bytes).
     pub hostname: String,
+    /// Identity of the holder's process namespace, for telling a dead holder from a live one
+    /// (packvault on Linux: the kernel's boot id and the PID namespace, cut to 64 bytes);
+    /// empty when unknown, and then only the age makes the lock stale.
+    pub machine: String,
     /// Process id of the holder.
     pub pid: u32,
     /// When the lock was written (refreshed), seconds since the Unix epoch.
@@ -55,10 +59,11 @@ pub fn encode(meta_key: &SecretKey, record: &LockRecord, nonce: &[u8; 12]) -> Re
 pub fn encode_plaintext(record: &LockRecord) -> Result<Vec<u8>> {
     let mut r = record.clone();
     truncate_utf8(&mut r.hostname, 64);
+    truncate_utf8(&mut r.machine, 64);
     truncate_utf8(&mut r.operation, 32);
     let body = encoding::encode(&r)?;
     let mut plain = Vec::with_capacity(LOCK_PLAINTEXT_LEN);
-    // At most 2 + 1+64 + 5 + 9 + 1+32 + 1 bytes: always fits.
+    // At most 1 + 1+64 + 1+64 + 5 + 10 + 1+32 bytes after the length: always fits.
     plain.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_le_bytes());
     plain.extend_from_slice(&body);
     plain.resize(LOCK_PLAINTEXT_LEN, 0);
@@ -118,6 +123,7 @@ mod tests {
         LockRecord {
             kind: LockKind::Shared,
             hostname: "phone".into(),
+            machine: "b00t/pid:[4026531836]".into(),
             pid: 7,
             time: 1_764_115_200,
             operation: "backup".into(),
@@ -128,12 +134,13 @@ mod tests {
     fn round_trip_fixed_size_and_long_names_cut() {
         let key = SecretKey::from_bytes([9; 32]);
         let short = encode(&key, &record(), &[1; 12]).unwrap();
-        let long_rec = LockRecord { hostname: "é".repeat(100), operation: "x".repeat(100), ..record() };
+        let long_rec =
+            LockRecord { hostname: "é".repeat(100), machine: "m".repeat(100), operation: "x".repeat(100), ..record() };
         let long = encode(&key, &long_rec, &[1; 12]).unwrap();
         assert_eq!(short.len(), long.len(), "the length does not depend on the names");
         assert_eq!(decode(&key, &short).unwrap(), record());
         let back = decode(&key, &long).unwrap();
-        assert_eq!((back.hostname.len(), back.operation.len()), (64, 32));
+        assert_eq!((back.hostname.len(), back.machine.len(), back.operation.len()), (64, 64, 32));
         assert!(back.hostname.chars().all(|c| c == 'é'), "cut at a character boundary");
     }
 

@@ -187,7 +187,12 @@ impl Repository {
     pub fn backup(&mut self) -> Result<BackupSession<'_>> {
         let lock = self.lock(LockKind::Shared, "backup")?;
         self.sync_index()?;
-        let adopted = self.adopt_unindexed_packs()?;
+        let mut adopted = self.adopted.clone();
+        for w in self.adopt_unindexed_packs()? {
+            if !adopted.iter().any(|a| a.info.id == w.info.id) {
+                adopted.push(w);
+            }
+        }
         let target = self.settings.pack_target_size as usize;
         let cache =
             self.cache_dir.as_ref().map(|d| FilesCache::load(&files_cache::path(d, &self.repo_id))).unwrap_or_default();
@@ -245,7 +250,8 @@ impl Repository {
                 self.index.add_covered(id);
             }
             let index = std::mem::replace(&mut self.index, Index::empty());
-            self.index = crate::index::persist(index, self.cache_dir.as_deref())?;
+            let cache = if self.adopted.is_empty() { self.cache_dir.as_deref() } else { None };
+            self.index = crate::index::persist(index, cache)?;
         } else {
             self.index = crate::index::load(
                 self.store.as_ref(),
@@ -571,6 +577,8 @@ impl BackupSession<'_> {
             let id = IndexId(Id::hash_of(&bytes));
             repo.store.put(FileKind::Index, &id.to_hex(), &bytes)?;
             index_id = Some(id);
+            // Packs adopted at open are named by a sound index file now.
+            repo.adopted.clear();
         }
 
         let (sequence, previous) = match repo.newest_snapshot()? {
@@ -595,6 +603,8 @@ impl BackupSession<'_> {
         };
         let bytes = snapshot::encode(repo.keys.meta_key(), &record, &random_array()?)?;
         let id = SnapshotId(Id::hash_of(&bytes));
+        // Again right before the snapshot, the step that makes the data referenced.
+        self.lock.ensure_held()?;
         repo.store.put(FileKind::Snapshot, &id.to_hex(), &bytes)?;
         repo.record_seen(record.sequence, id)?;
         repo.refresh_index_cache(index_id)?;

@@ -62,6 +62,12 @@ impl DataSubset {
     /// The packs of `packs` this subset reads.
     fn select(&self, packs: &[crate::index::PackInfo]) -> Result<Vec<crate::index::PackInfo>> {
         match *self {
+            DataSubset::Part { n, m } if n == 0 || m == 0 || n > m => {
+                Err(crate::Error::InvalidArgument(format!("read-data subset {n}/{m}: expected 1 ≤ N ≤ M")))
+            }
+            DataSubset::Percent(pc) if !(pc > 0.0 && pc <= 100.0) => {
+                Err(crate::Error::InvalidArgument(format!("read-data subset {pc}%: expected 0 < P ≤ 100")))
+            }
             DataSubset::Part { n, m } => Ok(packs
                 .iter()
                 .filter(|p| {

@@ -48,7 +48,7 @@ impl LockRecord {
             self.operation,
             self.pid,
             self.hostname,
-            (now_secs() - self.time).max(0)
+            now_secs().saturating_sub(self.time).max(0)
         )
     }
 }
@@ -60,14 +60,28 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// True when `pid` names a running process of this host.
+/// Who can see whose processes: the kernel's boot id and this process's PID namespace. Two
+/// lock holders with the same value share a process table, so a PID missing from `/proc` is a
+/// dead holder. Empty where either is unknown (not Linux, or hidden), which turns the
+/// dead-holder rule off: host names repeat across devices ("localhost") and cannot serve.
+pub(crate) fn machine_id() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string());
+    let ns = std::fs::read_link("/proc/self/ns/pid").map(|p| p.to_string_lossy().into_owned());
+    match (boot, ns) {
+        (Ok(b), Ok(n)) if !b.is_empty() && !n.is_empty() => format!("{b}/{n}"),
+        _ => String::new(),
+    }
+}
+
+/// True when `pid` names a running process (of this machine id: see [`machine_id`]).
 fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn is_stale(r: &LockRecord, host: &str) -> bool {
-    let age = now_secs() - r.time;
-    age > STALE_AFTER.as_secs() as i64 || (r.hostname == host && r.pid != std::process::id() && !alive(r.pid))
+fn is_stale(r: &LockRecord, machine: &str) -> bool {
+    let age = now_secs().saturating_sub(r.time);
+    let dead_here = !machine.is_empty() && r.machine == machine && r.pid != std::process::id() && !alive(r.pid);
+    age > STALE_AFTER.as_secs() as i64 || dead_here
 }
 
 /// A held lock: refreshed in the background, removed on drop.
@@ -101,7 +115,7 @@ impl RepoLock {
     /// # Errors
     /// [`Error::Locked`] saying how long ago the lock was last written.
     pub fn ensure_held(&self) -> Result<()> {
-        let written = self.current.lock().unwrap_or_else(PoisonError::into_inner).1;
+        let (id, written) = *self.current.lock().unwrap_or_else(PoisonError::into_inner);
         // A minute of margin for clocks and the time the caller's next step takes.
         let limit = self.stale_after.saturating_sub(Duration::from_secs(60).min(self.stale_after / 2));
         if written.elapsed() > limit {
@@ -110,7 +124,14 @@ impl RepoLock {
                 written.elapsed().as_secs()
             )));
         }
-        Ok(())
+        // Removed by another client's `unlock --force`: that client may act as if we were gone.
+        match self.store.size(FileKind::Lock, &id.to_hex()) {
+            Ok(_) => Ok(()),
+            Err(Error::NotFound(_)) => Err(Error::Locked(
+                "this process's own lock file was removed (by `unlock --force`?); stopped before changing anything, run the command again".into(),
+            )),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -144,12 +165,13 @@ fn refresher(
         match stop.recv_timeout(every) {
             Err(RecvTimeoutError::Timeout) => {
                 record.time = now_secs();
+                // Taken before the write: a write that hangs must not make the lock look fresher
+                // than the time other clients read in it.
+                let written = Instant::now();
                 // A failed refresh keeps the old file: it goes stale later, nothing breaks now.
                 if let Ok(new) = write_lock(store.as_ref(), &keys, &record) {
-                    let old = std::mem::replace(
-                        &mut *current.lock().unwrap_or_else(PoisonError::into_inner),
-                        (new, Instant::now()),
-                    );
+                    let old =
+                        std::mem::replace(&mut *current.lock().unwrap_or_else(PoisonError::into_inner), (new, written));
                     let _ = store.delete(FileKind::Lock, &old.0.to_hex());
                 }
             }
@@ -164,7 +186,7 @@ impl Repository {
     /// # Errors
     /// Store errors.
     pub fn locks(&self) -> Result<Vec<LockInfo>> {
-        let host = hostname();
+        let machine = machine_id();
         let mut out = Vec::new();
         for id in list_ids(self.store.as_ref(), FileKind::Lock)? {
             let bytes = crate::store::get_bounded(
@@ -174,13 +196,20 @@ impl Repository {
                 MAX_LOCK_FILE,
                 "lock length",
             );
-            let record = match bytes {
-                Ok(b) => decode(self.keys.meta_key(), &b).ok(),
+            let (record, stale) = match bytes.and_then(|b| decode(self.keys.meta_key(), &b)) {
+                Ok(r) => {
+                    let stale = is_stale(&r, &machine);
+                    (Some(r), stale)
+                }
                 // Removed between the listing and the read: released.
                 Err(Error::NotFound(_)) => continue,
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
+                // Written by a newer version: its holder may well be alive; it counts as an
+                // exclusive lock until `unlock --force` removes it.
+                Err(e) if e.kind() == crate::ErrorKind::UnsupportedVersion => (None, false),
+                // Not a lock of this repository's key, or damaged, or oversized: protects nothing.
+                Err(_) => (None, true),
             };
-            let stale = record.as_ref().is_none_or(|r| is_stale(r, &host));
             out.push(LockInfo { id, record, stale });
         }
         Ok(out)
@@ -224,10 +253,10 @@ impl Repository {
         refresh: Duration,
         stale_after: Duration,
     ) -> Result<RepoLock> {
-        let host = hostname();
         let mut record = LockRecord {
             kind,
-            hostname: host.clone(),
+            hostname: hostname(),
+            machine: machine_id(),
             pid: std::process::id(),
             time: now_secs(),
             operation: operation.into(),
@@ -242,7 +271,11 @@ impl Repository {
                 let mine =
                     write_lock(self.store.as_ref(), &self.keys, &record).at(|| Location::RepoFile("locks".into()))?;
                 // Someone may have written a conflicting lock at the same moment: look again.
-                match self.conflict(kind, Some(mine))? {
+                let second = self.conflict(kind, Some(mine));
+                if second.is_err() {
+                    let _ = self.store.delete(FileKind::Lock, &mine.to_hex());
+                }
+                match second? {
                     None => {
                         let (stop, rx) = channel();
                         let current = Arc::new(Mutex::new((mine, written)));
@@ -261,12 +294,12 @@ impl Repository {
                     Some(other) => {
                         let _ = self.store.delete(FileKind::Lock, &mine.to_hex());
                         if Instant::now() >= deadline {
-                            return Err(Error::Locked(other.describe()));
+                            return Err(Error::Locked(other));
                         }
                     }
                 }
             } else if Instant::now() >= deadline {
-                return Err(Error::Locked(blocker.map(|b| b.describe()).unwrap_or_default()));
+                return Err(Error::Locked(blocker.unwrap_or_default()));
             }
             // Back off with jitter, so two clients that collided do not collide again.
             let jitter = u64::from(random_array::<1>()?[0]);
@@ -276,13 +309,12 @@ impl Repository {
     }
 
     /// A live lock that conflicts with taking `kind` (ours, `mine`, excluded).
-    fn conflict(&self, kind: LockKind, mine: Option<Id>) -> Result<Option<LockRecord>> {
-        Ok(self
-            .locks()?
-            .into_iter()
-            .filter(|l| !l.stale && Some(l.id) != mine)
-            .filter_map(|l| l.record)
-            .find(|r| kind == LockKind::Exclusive || r.kind == LockKind::Exclusive))
+    fn conflict(&self, kind: LockKind, mine: Option<Id>) -> Result<Option<String>> {
+        Ok(self.locks()?.into_iter().filter(|l| !l.stale && Some(l.id) != mine).find_map(|l| match l.record {
+            Some(r) if kind == LockKind::Exclusive || r.kind == LockKind::Exclusive => Some(r.describe()),
+            Some(_) => None,
+            None => Some(format!("lock {} written by a newer version of packvault", l.id.short())),
+        }))
     }
 }
 
@@ -323,6 +355,7 @@ mod tests {
         let old = LockRecord {
             kind: LockKind::Exclusive,
             hostname: "elsewhere".into(),
+            machine: String::new(),
             pid: 1,
             time: now_secs() - 3600,
             operation: "prune".into(),
@@ -331,6 +364,7 @@ mod tests {
         let dead = LockRecord {
             kind: LockKind::Exclusive,
             hostname: hostname(),
+            machine: machine_id(),
             pid: u32::MAX - 7,
             time: now_secs(),
             operation: "prune".into(),
@@ -339,17 +373,48 @@ mod tests {
         let live = LockRecord {
             kind: LockKind::Shared,
             hostname: "phone".into(),
+            machine: "another phone".into(),
             pid: 1,
             time: now_secs(),
             operation: "backup".into(),
         };
         write_lock(store.as_ref(), &r.keys, &live).unwrap();
-        assert_eq!(r.locks().unwrap().iter().filter(|l| l.stale).count(), 2);
-        let held = r.lock(LockKind::Shared, "check").expect("stale exclusive locks do not block");
-        assert_eq!(r.unlock(false).unwrap().len(), 2);
-        assert_eq!(r.locks().unwrap().len(), 2, "the live shared lock and ours remain");
-        drop(held);
+        // Same host name, another device (phones are all "localhost"): its PID means nothing
+        // here, so the lock stays live.
+        let twin =
+            LockRecord { hostname: hostname(), machine: "twin device".into(), pid: u32::MAX - 7, ..live.clone() };
+        write_lock(store.as_ref(), &r.keys, &twin).unwrap();
+        let stale_expected = if machine_id().is_empty() { 1 } else { 2 };
+        assert_eq!(r.locks().unwrap().iter().filter(|l| l.stale).count(), stale_expected);
+        if stale_expected == 2 {
+            let held = r.lock(LockKind::Shared, "check").expect("stale exclusive locks do not block");
+            assert_eq!(r.unlock(false).unwrap().len(), 2);
+            assert_eq!(r.locks().unwrap().len(), 3, "the two live shared locks and ours remain");
+            drop(held);
+            assert_eq!(r.unlock(true).unwrap().len(), 2);
+        }
+    }
+
+    #[test]
+    fn a_lock_from_a_newer_version_counts_as_exclusive() {
+        let store = Arc::new(MemoryStore::new());
+        let r = repo(&store);
+        let rec = LockRecord {
+            kind: LockKind::Shared,
+            hostname: "new phone".into(),
+            machine: String::new(),
+            pid: 1,
+            time: now_secs(),
+            operation: "backup".into(),
+        };
+        let mut bytes = encode(r.keys.meta_key(), &rec, &[3; 12]).unwrap();
+        bytes[6] = 2;
+        store.put(FileKind::Lock, &Id::hash_of(&bytes).to_hex(), &bytes).unwrap();
+        let e = r.lock(LockKind::Shared, "backup").unwrap_err();
+        assert!(e.to_string().contains("newer version"), "{e}");
+        assert!(r.unlock(false).unwrap().is_empty(), "not stale");
         assert_eq!(r.unlock(true).unwrap().len(), 1);
+        r.lock(LockKind::Shared, "backup").unwrap();
     }
 
     /// A store whose writes fail once `broken` is set.

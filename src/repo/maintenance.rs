@@ -49,6 +49,8 @@ pub struct ForgetReport {
     pub keep: Vec<(SnapshotId, SnapshotRecord, Vec<String>)>,
     /// Snapshots removed (or that would be, with `dry_run`), oldest first.
     pub remove: Vec<(SnapshotId, SnapshotRecord)>,
+    /// Damaged (unreadable) snapshot files removed because they were named by id.
+    pub remove_damaged: Vec<SnapshotId>,
 }
 
 /// How prune works.
@@ -122,40 +124,50 @@ impl Repository {
         if policy.ids.is_empty() && !policy.has_keep_rules() {
             return Err(Error::InvalidArgument("forget needs snapshot ids or at least one --keep rule".into()));
         }
+        let rules = [policy.keep_last, policy.keep_daily, policy.keep_weekly, policy.keep_monthly];
+        if rules.contains(&Some(0)) {
+            return Err(Error::InvalidArgument("a --keep rule of 0 keeps nothing: leave the rule out".into()));
+        }
         let _lock = if dry_run { None } else { Some(self.lock(LockKind::Exclusive, "forget")?) };
-        let snaps = self.snapshots()?;
+        let (snaps, damaged) = self.snapshots_with_errors()?;
         for id in &policy.ids {
-            if !snaps.iter().any(|(s, _)| s == id) {
+            if !snaps.iter().any(|(s, _)| s == id) && !damaged.iter().any(|(s, _)| s == id) {
                 return Err(Error::NotFound(format!("snapshot {}", id.short())));
             }
         }
         let mut reasons: HashMap<SnapshotId, Vec<String>> = HashMap::new();
         if policy.has_keep_rules() {
-            // Newest first.
-            let newest_first: Vec<&(SnapshotId, SnapshotRecord)> = snaps.iter().rev().collect();
-            if let Some(n) = policy.keep_last {
-                for (id, _) in newest_first.iter().take(n) {
-                    reasons.entry(*id).or_default().push("last".into());
-                }
+            // The rules apply per host: a laptop that backs up weekly keeps its own snapshots
+            // however often the phone backs up.
+            let mut by_host: BTreeMap<&str, Vec<&(SnapshotId, SnapshotRecord)>> = BTreeMap::new();
+            for s in snaps.iter().rev() {
+                by_host.entry(s.1.hostname.as_str()).or_default().push(s);
             }
-            let mut bucket_rule = |n: Option<usize>, name: &str, key: &dyn Fn(i64) -> i64| {
-                let Some(n) = n else { return };
-                let mut seen = HashSet::new();
-                for (id, r) in &newest_first {
-                    if seen.len() == n {
-                        break;
-                    }
-                    if seen.insert(key(day(r.time_secs))) {
-                        reasons.entry(*id).or_default().push(name.into());
+            for newest_first in by_host.values() {
+                if let Some(n) = policy.keep_last {
+                    for (id, _) in newest_first.iter().take(n) {
+                        reasons.entry(*id).or_default().push("last".into());
                     }
                 }
-            };
-            bucket_rule(policy.keep_daily, "daily", &|d| d);
-            bucket_rule(policy.keep_weekly, "weekly", &week);
-            bucket_rule(policy.keep_monthly, "monthly", &|d| {
-                let (y, m, _) = crate::civil::civil_from_days(d);
-                y * 12 + i64::from(m)
-            });
+                let mut bucket_rule = |n: Option<usize>, name: &str, key: &dyn Fn(i64) -> i64| {
+                    let Some(n) = n else { return };
+                    let mut seen = HashSet::new();
+                    for (id, r) in newest_first {
+                        if seen.len() == n {
+                            break;
+                        }
+                        if seen.insert(key(day(r.time_secs))) {
+                            reasons.entry(*id).or_default().push(name.into());
+                        }
+                    }
+                };
+                bucket_rule(policy.keep_daily, "daily", &|d| d);
+                bucket_rule(policy.keep_weekly, "weekly", &week);
+                bucket_rule(policy.keep_monthly, "monthly", &|d| {
+                    let (y, m, _) = crate::civil::civil_from_days(d);
+                    y * 12 + i64::from(m)
+                });
+            }
         } else {
             for (id, _) in &snaps {
                 if !policy.ids.contains(id) {
@@ -173,11 +185,16 @@ impl Repository {
                 None => report.remove.push((id, rec)),
             }
         }
+        // Damaged snapshot files go only when named: a keep rule cannot judge them.
+        let damaged_named: Vec<SnapshotId> =
+            damaged.iter().map(|(id, _)| *id).filter(|id| policy.ids.contains(id)).collect();
+        report.remove_damaged.clone_from(&damaged_named);
         if !dry_run {
-            for (id, _) in &report.remove {
+            let ids = report.remove.iter().map(|(id, _)| *id).chain(damaged_named);
+            for id in ids {
                 match self.store.delete(FileKind::Snapshot, &id.to_hex()) {
                     Ok(()) | Err(Error::NotFound(_)) => {}
-                    Err(e) => return Err(e.at(Location::Snapshot(*id))),
+                    Err(e) => return Err(e.at(Location::Snapshot(id))),
                 }
             }
             // This client's own view moved back on purpose: lower its rollback mark.
@@ -190,7 +207,16 @@ impl Repository {
     /// Every blob the snapshots need (data and trees), walking each tree once.
     fn reachable(&self) -> Result<HashSet<Id>> {
         let mut blobs = HashSet::new();
-        let mut stack: Vec<TreeId> = self.snapshots()?.into_iter().map(|(_, r)| r.root).collect();
+        let (snaps, damaged) = self.snapshots_with_errors()?;
+        if let Some((id, e)) = damaged.first() {
+            // Its data cannot be told apart from garbage: deleting could lose it.
+            return Err(Error::Integrity(format!(
+                "snapshot {} cannot be read ({e}); prune would not know which data it needs. Restore the file, or remove it with `forget {}`, then prune",
+                id.short(),
+                id.to_hex()
+            )));
+        }
+        let mut stack: Vec<TreeId> = snaps.into_iter().map(|(_, r)| r.root).collect();
         while let Some(t) = stack.pop() {
             if !blobs.insert(t.0) {
                 continue;
@@ -270,7 +296,9 @@ impl Repository {
         let delete: Vec<PackId> = usage.iter().filter(|(_, u, _)| *u == 0).map(|(id, _, _)| *id).collect();
         // Partly used packs, least used first, until the unused share is under the limit.
         let mut partly: Vec<&(PackId, u64, u64)> = usage.iter().filter(|(_, u, x)| *u > 0 && *x > 0).collect();
-        partly.sort_by(|a, b| (a.1 * (b.1 + b.2)).cmp(&(b.1 * (a.1 + a.2))));
+        // used_a / total_a < used_b / total_b, without division (u128: no overflow).
+        partly
+            .sort_by(|a, b| (u128::from(a.1) * u128::from(b.1 + b.2)).cmp(&(u128::from(b.1) * u128::from(a.1 + a.2))));
         let mut unused_left: u64 = partly.iter().map(|(_, _, x)| *x).sum();
         let limit = (total as f64 * options.max_unused_percent / 100.0) as u64;
         let mut repack: Vec<PackId> = Vec::new();
@@ -367,23 +395,54 @@ impl Repository {
     /// [`Error::Locked`]; store errors. Packs whose directory cannot be read are skipped and
     /// listed in the returned value.
     pub fn repair_index(&mut self) -> Result<(u64, Vec<(PackId, Error)>)> {
-        let _lock = self.lock(LockKind::Exclusive, "repair index")?;
+        let held = self.lock(LockKind::Exclusive, "repair index")?;
+        // The old index files first: what they say about a pack whose directory is damaged is
+        // kept (its blobs may still open), never thrown away.
+        let old: Vec<Id> = list_ids(self.store.as_ref(), FileKind::Index)?;
+        let old_ids: Vec<IndexId> = old.iter().copied().map(IndexId).collect();
+        let mut known: HashMap<PackId, IndexPack> = HashMap::new();
+        for (_, f) in crate::index::read_index_files_each(self.store.as_ref(), self.keys.meta_key(), &old_ids) {
+            match f {
+                Ok(f) => {
+                    for p in f.packs {
+                        known.entry(p.pack).or_insert(p);
+                    }
+                }
+                Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
+                Err(_) => {}
+            }
+        }
         let mut file = IndexFile::default();
         let mut bad = Vec::new();
         for id in list_ids(self.store.as_ref(), FileKind::Pack)? {
             let pid = PackId(id);
             let len = self.store.size(FileKind::Pack, &id.to_hex())?;
+            let Ok(len32) = u32::try_from(len) else {
+                bad.push((pid, Error::LimitExceeded { what: "pack length", found: len, limit: u64::from(u32::MAX) }));
+                continue;
+            };
             match crate::pack::read_directory(self.store.as_ref(), &self.keys, &pid) {
                 Ok(dir) => {
-                    file.packs.push(IndexPack { pack: pid, kind: dir.kind, pack_len: len as u32, entries: dir.entries })
+                    file.packs.push(IndexPack { pack: pid, kind: dir.kind, pack_len: len32, entries: dir.entries })
                 }
-                Err(e) => bad.push((pid, e)),
+                Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
+                Err(e) => {
+                    if let Some(p) = known.remove(&pid) {
+                        // Directory damaged, but an index file described the pack: keep that.
+                        file.packs.push(p);
+                    }
+                    bad.push((pid, e));
+                }
             }
         }
-        let old: Vec<Id> = list_ids(self.store.as_ref(), FileKind::Index)?;
         let bytes = crate::format::index::encode(self.keys.meta_key(), &file, &random_array()?);
         let new_id = Id::hash_of(&bytes);
-        self.store.put(FileKind::Index, &new_id.to_hex(), &bytes)?;
+        match self.store.put(FileKind::Index, &new_id.to_hex(), &bytes) {
+            Ok(()) | Err(Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.store.flush()?;
+        held.ensure_held()?;
         for id in old {
             if id != new_id {
                 delete_if_present(self, FileKind::Index, &id.to_hex())?;
@@ -403,6 +462,11 @@ impl Repository {
     pub fn repair_snapshots(&mut self) -> Result<RepairReport> {
         let _lock = self.lock(LockKind::Exclusive, "repair snapshots")?;
         self.sync_index()?;
+        if !self.adopted.is_empty() {
+            return Err(Error::Integrity(
+                "an index file is damaged, so data looks lost that is not: run `repair index` first".into(),
+            ));
+        }
         let mut report = RepairReport::default();
         let mut session_trees: Vec<SealedBlob> = Vec::new();
         let mut new_records = Vec::new();
@@ -435,7 +499,7 @@ impl Repository {
         let mut written = Vec::new();
         let mut stored = HashSet::new();
         for s in session_trees {
-            if stored.insert(s.id) && !self.index.contains(&s.id) {
+            if stored.insert(s.id) && !self.blob_present(&s.id)? {
                 written.extend(writer.add(self.store.as_ref(), &self.keys, s)?);
             }
         }
@@ -484,9 +548,15 @@ impl Repository {
         dropped: &mut Vec<String>,
         out: &mut Vec<SealedBlob>,
     ) -> Result<Option<TreeId>> {
-        let Ok(tree) = self.load_tree(&id) else {
-            dropped.push(if path.is_empty() { "/".into() } else { path.to_string() });
-            return Ok(None);
+        let tree = match self.load_tree(&id) {
+            Ok(t) => t,
+            // Only data that is really gone is dropped; a store that cannot be reached right
+            // now stops the repair instead (dropping then would lose what is still there).
+            Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
+            Err(_) => {
+                dropped.push(if path.is_empty() { "/".into() } else { path.to_string() });
+                return Ok(None);
+            }
         };
         let mut nodes: Vec<Node> = Vec::with_capacity(tree.nodes.len());
         let mut changed = false;
@@ -494,13 +564,13 @@ impl Repository {
             let p = crate::repo::join(path, &n.name_lossy());
             match &n.content {
                 NodeContent::File { chunks, .. } => {
-                    let ok = chunks.iter().all(|c| {
-                        self.index
-                            .lookup(&c.0)
-                            .ok()
-                            .flatten()
-                            .is_some_and(|l| self.store.size(FileKind::Pack, &l.pack.to_hex()).is_ok())
-                    });
+                    let mut ok = true;
+                    for c in chunks {
+                        if !self.blob_present(&c.0)? {
+                            ok = false;
+                            break;
+                        }
+                    }
                     if ok {
                         nodes.push(n);
                     } else {
@@ -528,6 +598,19 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// True when the index places `id` in a pack that exists; store I/O errors are errors,
+    /// not "absent".
+    fn blob_present(&self, id: &Id) -> Result<bool> {
+        let Some(loc) = self.index.lookup(id)? else { return Ok(false) };
+        match self.store.size(FileKind::Pack, &loc.pack.to_hex()) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 fn delete_if_present(repo: &Repository, kind: FileKind, name: &str) -> Result<()> {
     match repo.store.delete(kind, name) {
         Ok(()) | Err(Error::NotFound(_)) => Ok(()),
@@ -547,5 +630,65 @@ mod tests {
         // Weeks change on Mondays: 2024-03-03 was a Sunday, 2024-03-04 a Monday.
         assert_eq!(week(19_785), week(19_784));
         assert_ne!(week(19_786), week(19_785));
+    }
+
+    /// A repository with one real snapshot, plus copies of its record with other hosts and
+    /// times (same data), as (id, host, day) for each.
+    fn with_hosts(snaps: &[(&str, i64)]) -> (Repository, Vec<SnapshotId>) {
+        let store = std::sync::Arc::new(crate::MemoryStore::new());
+        let options = crate::InitOptions {
+            kdf: crate::format::keyslot::Argon2Params { m_kib: 8192, t: 1, p: 1 },
+            ..Default::default()
+        };
+        let mut repo = Repository::init(store, &crate::Credentials::passphrase("forget test pass"), options).unwrap();
+        let mut b = repo.backup().unwrap();
+        let meta = crate::FileMeta { mode: 0o600, mtime_secs: 0, mtime_nanos: 0 };
+        b.add_stream("a.txt", &b"hello"[..], meta).unwrap();
+        let base = b.commit(vec![]).unwrap();
+        repo.store.delete(FileKind::Snapshot, &base.snapshot.to_hex()).unwrap();
+        let mut ids = Vec::new();
+        for (i, (host, day)) in snaps.iter().enumerate() {
+            let rec = SnapshotRecord {
+                hostname: (*host).into(),
+                time_secs: day * 86_400 + i as i64,
+                sequence: i as u64 + 1,
+                ..base.record.clone()
+            };
+            let bytes = snapshot::encode(repo.keys.meta_key(), &rec, &[i as u8; 12]).unwrap();
+            let id = SnapshotId(Id::hash_of(&bytes));
+            repo.store.put(FileKind::Snapshot, &id.to_hex(), &bytes).unwrap();
+            ids.push(id);
+        }
+        (repo, ids)
+    }
+
+    #[test]
+    fn keep_rules_apply_per_host() {
+        // The phone backs up daily, the laptop once, long ago.
+        let (repo, ids) =
+            with_hosts(&[("laptop", 100), ("phone", 200), ("phone", 201), ("phone", 202), ("phone", 202)]);
+        let r = repo.forget(&ForgetPolicy { keep_last: Some(1), ..Default::default() }, true).unwrap();
+        let kept: Vec<SnapshotId> = r.keep.iter().map(|k| k.0).collect();
+        assert_eq!(kept, vec![ids[0], ids[4]], "the newest of each host");
+        let r = repo.forget(&ForgetPolicy { keep_daily: Some(2), ..Default::default() }, true).unwrap();
+        let kept: Vec<SnapshotId> = r.keep.iter().map(|k| k.0).collect();
+        assert_eq!(kept, vec![ids[0], ids[2], ids[4]], "per host, the newest of each of the last 2 days");
+        let e = repo.forget(&ForgetPolicy { keep_daily: Some(0), ..Default::default() }, true).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn a_damaged_snapshot_stops_prune_until_it_is_forgotten() {
+        let (mut repo, ids) = with_hosts(&[("phone", 200), ("phone", 201)]);
+        let mut bytes = repo.store.get(FileKind::Snapshot, &ids[0].to_hex()).unwrap();
+        bytes[40] ^= 1;
+        repo.store.delete(FileKind::Snapshot, &ids[0].to_hex()).unwrap();
+        repo.store.put(FileKind::Snapshot, &ids[0].to_hex(), &bytes).unwrap();
+        let e = repo.prune(PruneOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("cannot be read") && e.to_string().contains("forget"), "{e}");
+        let r = repo.forget(&ForgetPolicy { ids: vec![ids[0]], ..Default::default() }, false).unwrap();
+        assert_eq!(r.remove_damaged, vec![ids[0]]);
+        repo.prune(PruneOptions::default()).unwrap();
+        assert!(repo.check(crate::CheckOptions { read_data: true, ..Default::default() }).unwrap().is_ok());
     }
 }

@@ -598,6 +598,32 @@ fn lost_packs_and_index_files_are_repaired() {
 }
 
 #[test]
+fn a_backup_over_a_damaged_index_file_names_every_pack_it_uses() {
+    let p = pristine();
+    let root = p.base.join("repo");
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(&root).unwrap());
+    // Damage the first backup's index file; a client without a cache (a new device) opens,
+    // finds the damaged file's packs through their directories, and backs up.
+    let mut index_files = store.list(FileKind::Index).unwrap();
+    index_files.sort();
+    let damaged = index_files[0].clone();
+    Damage::Flip(40).apply(&root.join(FileKind::Index.path(&damaged)));
+    let mut repo = open_at(store.clone(), &p.days.dir.join("device-cache"));
+    let snap = backup(&mut repo, &p.days.srcs[1]).unwrap();
+    drop(repo);
+    // The same device again, with its cache: still whole.
+    let again = open_at(store.clone(), &p.days.dir.join("device-cache"));
+    assert_restores(&again, &snap, &p.days.srcs[1], &p.days.dir);
+    drop(again);
+    // The damaged file disappears altogether: the new snapshot must still be whole for a new
+    // device (no cache), through the index files alone.
+    fs::remove_file(root.join(FileKind::Index.path(&damaged))).unwrap();
+    let fresh = open_at(store.clone(), &p.days.dir.join("fresh-cache"));
+    assert!(fresh.check(CheckOptions::default()).unwrap().unreferenced_packs.is_empty());
+    assert_restores(&fresh, &snap, &p.days.srcs[1], &p.days.dir);
+}
+
+#[test]
 fn duplicate_packs_from_concurrent_sessions_are_deduplicated_by_prune() {
     let d = days(1);
     let dir = d.dir.join("r");

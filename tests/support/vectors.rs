@@ -367,7 +367,7 @@ pub fn all() -> Vec<Vector> {
     v.h("master", "keys.txt")
         .h("nonce", hex(&[0x0e; 12]))
         .h("lock id", hex(blake3::hash(&lock_file(&keys)).as_bytes()))
-        .h("record", "exclusive, host phone, pid 4242, time 1764115200, operation prune");
+        .h("record", "exclusive, host phone, machine a7c1f0de-5b0e-4c1f-9e51-2f6f1d3c8b10/pid:[4026531836], pid 4242, time 1764115200, operation prune");
     v.body = lock_file(&keys);
     out.push(v);
     out
@@ -378,6 +378,7 @@ pub fn lock_record() -> LockRecord {
     LockRecord {
         kind: LockKind::Exclusive,
         hostname: "phone".into(),
+        machine: "a7c1f0de-5b0e-4c1f-9e51-2f6f1d3c8b10/pid:[4026531836]".into(),
         pid: 4242,
         time: 1_764_115_200,
         operation: "prune".into(),
