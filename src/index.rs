@@ -588,13 +588,14 @@ fn delta_path(cache_dir: &Path, repo_id: &[u8; 16]) -> PathBuf {
 ///
 /// A damaged index file is left out (and not marked covered, so the next load tries it
 /// again): the blobs it lists look missing, which `check` reports and `repair index` fixes,
-/// while everything else stays readable. Store I/O errors still fail the load.
+/// while everything else stays readable. Store I/O errors still fail the load. The flag says
+/// whether some index file was left out.
 pub(crate) fn load(
     store: &dyn Store,
     meta_key: &SecretKey,
     repo_id: &[u8; 16],
     cache_dir: Option<&Path>,
-) -> Result<Index> {
+) -> Result<(Index, bool)> {
     let present: Vec<IndexId> = crate::store::list_ids(store, FileKind::Index)?.into_iter().map(IndexId).collect();
     let cached = cache_dir
         .and_then(|d| open_cached(d, repo_id))
@@ -604,20 +605,36 @@ pub(crate) fn load(
     let covered = index.covered();
     let missing: Vec<IndexId> = present.iter().filter(|p| covered.binary_search(p).is_err()).copied().collect();
     if missing.is_empty() && from_cache {
-        return Ok(index);
+        return Ok((index, false));
     }
-    for (id, file) in read_index_files_each(store, meta_key, &missing) {
+    let damaged = add_index_files(&mut index, store, meta_key, &missing)?;
+    Ok((persist(index, cache_dir)?, damaged))
+}
+
+/// Reads the index files `ids` into `index`'s overlay, each marked covered; a damaged one is
+/// skipped (see [`load`]) and makes the result true. Store I/O errors fail.
+pub(crate) fn add_index_files(
+    index: &mut Index,
+    store: &dyn Store,
+    meta_key: &SecretKey,
+    ids: &[IndexId],
+) -> Result<bool> {
+    let mut damaged = false;
+    for (id, file) in read_index_files_each(store, meta_key, ids) {
         let file = match file {
             Ok(f) => f,
             Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
-            Err(_) => continue,
+            Err(_) => {
+                damaged = true;
+                continue;
+            }
         };
         for p in &file.packs {
             index.add_pack(PackInfo { id: p.pack, kind: p.kind, len: p.pack_len }, &p.entries);
         }
         index.add_covered(id);
     }
-    persist(index, cache_dir)
+    Ok(damaged)
 }
 
 /// Folds the overlay into the tables and, with a cache folder, writes what changed (the delta,

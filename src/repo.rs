@@ -220,7 +220,8 @@ impl Repository {
                 .at(Location::RepoFile("config".into())));
         }
         let chunker = Chunker::new(&cfg.settings.chunker, keys.chunker_key())?;
-        let index = index::load(store.as_ref(), keys.meta_key(), &repo_id, options.cache_dir.as_deref())?;
+        let (index, damaged_index) =
+            index::load(store.as_ref(), keys.meta_key(), &repo_id, options.cache_dir.as_deref())?;
         let repo = Repository {
             store,
             master,
@@ -236,9 +237,7 @@ impl Repository {
             adopted: Vec::new(),
         };
         let mut repo = repo;
-        let present = crate::store::list_ids(repo.store.as_ref(), FileKind::Index)?;
-        let covered = repo.index.covered();
-        if present.iter().any(|p| covered.binary_search(&crate::id::IndexId(*p)).is_err()) {
+        if damaged_index {
             // Some index file is damaged (load skipped it): the packs it named are found
             // through their own directories, so everything stays restorable until `repair
             // index` writes a sound index file.
@@ -454,16 +453,29 @@ impl Repository {
             if known.contains(&pid) {
                 continue;
             }
-            let Ok(len) = self.store.size(FileKind::Pack, &id.to_hex()) else { continue };
-            let Ok(len32) = u32::try_from(len) else { continue };
-            let Ok(dir) = crate::pack::read_directory(self.store.as_ref(), &self.keys, &pid) else { continue };
-            let info = crate::index::PackInfo { id: pid, kind: dir.kind, len: len32 };
-            let record =
-                crate::format::index::IndexPack { pack: pid, kind: dir.kind, pack_len: len32, entries: dir.entries };
+            let Ok(record) = self.pack_record(pid) else { continue };
+            let info = crate::index::PackInfo { id: pid, kind: record.kind, len: record.pack_len };
             self.index.add_pack(info, &record.entries);
             adopted.push(crate::pack::WrittenPack { info, record });
         }
         Ok(adopted)
+    }
+
+    /// A pack's index record, read from its own encrypted directory.
+    pub(crate) fn pack_record(&self, pack: crate::id::PackId) -> Result<crate::format::index::IndexPack> {
+        let len = self.store.size(FileKind::Pack, &pack.to_hex())?;
+        let pack_len = u32::try_from(len).map_err(|_| Error::LimitExceeded {
+            what: "pack length",
+            found: len,
+            limit: u64::from(u32::MAX),
+        })?;
+        let dir = pack::read_directory(self.store.as_ref(), &self.keys, &pack)?;
+        Ok(crate::format::index::IndexPack { pack, kind: dir.kind, pack_len, entries: dir.entries })
+    }
+
+    /// The index as the store's index files give it now (the cache reused where it can be).
+    fn reload_index(&self) -> Result<Index> {
+        Ok(index::load(self.store.as_ref(), self.keys.meta_key(), &self.repo_id, self.cache_dir.as_deref())?.0)
     }
 
     /// Makes the index cache current (after a backup added packs and an index file).

@@ -33,7 +33,7 @@ use crate::format::blob::{self, BlobKind, SealedBlob};
 use crate::format::index::IndexFile;
 use crate::format::snapshot::{self, valid_name, Node, NodeContent, SnapshotRecord, Summary, Tree, MODE_MASK};
 use crate::id::{ChunkId, Id, IndexId, SnapshotId, TreeId};
-use crate::index::{Index, PackInfo};
+use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
 use crate::progress::{NoProgress, Progress};
 use crate::repo::files_cache::{self, FilesCache, Stamp};
@@ -237,28 +237,13 @@ impl Repository {
         }
         if covered.iter().all(|c| present.binary_search(c).is_ok()) {
             let new: Vec<IndexId> = present.iter().filter(|p| covered.binary_search(p).is_err()).copied().collect();
-            for (id, file) in crate::index::read_index_files_each(self.store.as_ref(), self.keys.meta_key(), &new) {
-                // A damaged index file is skipped, as at open (`check` reports it).
-                let file = match file {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
-                    Err(_) => continue,
-                };
-                for p in &file.packs {
-                    self.index.add_pack(PackInfo { id: p.pack, kind: p.kind, len: p.pack_len }, &p.entries);
-                }
-                self.index.add_covered(id);
-            }
+            // A damaged index file is skipped, as at open (`check` reports it).
+            crate::index::add_index_files(&mut self.index, self.store.as_ref(), self.keys.meta_key(), &new)?;
             let index = std::mem::replace(&mut self.index, Index::empty());
             let cache = if self.adopted.is_empty() { self.cache_dir.as_deref() } else { None };
             self.index = crate::index::persist(index, cache)?;
         } else {
-            self.index = crate::index::load(
-                self.store.as_ref(),
-                self.keys.meta_key(),
-                &self.repo_id,
-                self.cache_dir.as_deref(),
-            )?;
+            self.index = self.reload_index()?;
         }
         Ok(())
     }

@@ -44,23 +44,18 @@ impl DataSubset {
                 "read-data subset {s:?}: expected N/M (1 ≤ N ≤ M) or P% (0 < P ≤ 100)"
             ))
         };
-        if let Some(p) = s.strip_suffix('%') {
-            let p: f64 = p.trim().parse().map_err(|_| bad())?;
-            if !(p > 0.0 && p <= 100.0) {
-                return Err(bad());
-            }
-            return Ok(DataSubset::Percent(p));
-        }
-        let (n, m) = s.split_once('/').ok_or_else(bad)?;
-        let (n, m): (u32, u32) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
-        if n == 0 || m == 0 || n > m {
-            return Err(bad());
-        }
-        Ok(DataSubset::Part { n, m })
+        let subset = if let Some(p) = s.strip_suffix('%') {
+            DataSubset::Percent(p.trim().parse().map_err(|_| bad())?)
+        } else {
+            let (n, m) = s.split_once('/').ok_or_else(bad)?;
+            DataSubset::Part { n: n.trim().parse().map_err(|_| bad())?, m: m.trim().parse().map_err(|_| bad())? }
+        };
+        subset.validate().map_err(|_| bad())?;
+        Ok(subset)
     }
 
-    /// The packs of `packs` this subset reads.
-    fn select(&self, packs: &[crate::index::PackInfo]) -> Result<Vec<crate::index::PackInfo>> {
+    /// Refuses a part outside 1 ≤ N ≤ M and a percentage outside (0, 100].
+    fn validate(&self) -> Result<()> {
         match *self {
             DataSubset::Part { n, m } if n == 0 || m == 0 || n > m => {
                 Err(crate::Error::InvalidArgument(format!("read-data subset {n}/{m}: expected 1 ≤ N ≤ M")))
@@ -68,6 +63,14 @@ impl DataSubset {
             DataSubset::Percent(pc) if !(pc > 0.0 && pc <= 100.0) => {
                 Err(crate::Error::InvalidArgument(format!("read-data subset {pc}%: expected 0 < P ≤ 100")))
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// The packs of `packs` this subset reads.
+    fn select(&self, packs: &[crate::index::PackInfo]) -> Result<Vec<crate::index::PackInfo>> {
+        self.validate()?;
+        match *self {
             DataSubset::Part { n, m } => Ok(packs
                 .iter()
                 .filter(|p| {

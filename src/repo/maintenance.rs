@@ -382,8 +382,7 @@ impl Repository {
             delete_if_present(self, FileKind::Pack, &p.to_hex())?;
         }
         // The index changed under the cache: reload (rebuilds the local tables).
-        self.index =
-            crate::index::load(self.store.as_ref(), self.keys.meta_key(), &self.repo_id, self.cache_dir.as_deref())?;
+        self.index = self.reload_index()?;
         Ok(report)
     }
 
@@ -416,15 +415,8 @@ impl Repository {
         let mut bad = Vec::new();
         for id in list_ids(self.store.as_ref(), FileKind::Pack)? {
             let pid = PackId(id);
-            let len = self.store.size(FileKind::Pack, &id.to_hex())?;
-            let Ok(len32) = u32::try_from(len) else {
-                bad.push((pid, Error::LimitExceeded { what: "pack length", found: len, limit: u64::from(u32::MAX) }));
-                continue;
-            };
-            match crate::pack::read_directory(self.store.as_ref(), &self.keys, &pid) {
-                Ok(dir) => {
-                    file.packs.push(IndexPack { pack: pid, kind: dir.kind, pack_len: len32, entries: dir.entries })
-                }
+            match self.pack_record(pid) {
+                Ok(record) => file.packs.push(record),
                 Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
                 Err(e) => {
                     if let Some(p) = known.remove(&pid) {
@@ -448,8 +440,7 @@ impl Repository {
                 delete_if_present(self, FileKind::Index, &id.to_hex())?;
             }
         }
-        self.index =
-            crate::index::load(self.store.as_ref(), self.keys.meta_key(), &self.repo_id, self.cache_dir.as_deref())?;
+        self.index = self.reload_index()?;
         Ok((file.packs.len() as u64, bad))
     }
 
