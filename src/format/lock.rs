@@ -40,6 +40,11 @@ pub struct LockRecord {
     pub operation: String,
 }
 
+/// Longest host name and machine a lock holds, in bytes.
+pub const MAX_NAME: usize = 64;
+/// Longest operation a lock holds, in bytes.
+pub const MAX_OPERATION: usize = 32;
+
 /// Length of a lock's plaintext: every lock file has the same size, so its length tells
 /// nothing about the host name or the operation.
 pub const LOCK_PLAINTEXT_LEN: usize = 256;
@@ -58,9 +63,9 @@ pub fn encode(meta_key: &SecretKey, record: &LockRecord, nonce: &[u8; 12]) -> Re
 /// Only if the record cannot be encoded.
 pub fn encode_plaintext(record: &LockRecord) -> Result<Vec<u8>> {
     let mut r = record.clone();
-    truncate_utf8(&mut r.hostname, 64);
-    truncate_utf8(&mut r.machine, 64);
-    truncate_utf8(&mut r.operation, 32);
+    truncate_utf8(&mut r.hostname, MAX_NAME);
+    truncate_utf8(&mut r.machine, MAX_NAME);
+    truncate_utf8(&mut r.operation, MAX_OPERATION);
     let body = encoding::encode(&r)?;
     let mut plain = Vec::with_capacity(LOCK_PLAINTEXT_LEN);
     // At most 1 + 1+64 + 1+64 + 5 + 10 + 1+32 bytes after the length: always fits.
@@ -96,8 +101,9 @@ pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<LockRecord> {
 /// Decodes a lock's plaintext.
 ///
 /// # Errors
-/// [`Error::Malformed`] for a wrong length, a record length beyond it, non-zero padding or a
-/// record that does not decode.
+/// [`Error::Malformed`] for a wrong length, a record length beyond it, non-zero padding, a
+/// record that does not decode, or names longer than a writer writes (a reader that accepted
+/// them would hold a record that does not survive re-encoding).
 pub fn decode_plaintext(plain: &[u8]) -> Result<LockRecord> {
     if plain.len() != LOCK_PLAINTEXT_LEN {
         return Err(Error::malformed(
@@ -112,7 +118,17 @@ pub fn decode_plaintext(plain: &[u8]) -> Result<LockRecord> {
     if plain[2 + len..].iter().any(|&b| b != 0) {
         return Err(Error::malformed("lock", None, "non-zero padding"));
     }
-    encoding::decode(body, "lock")
+    let record: LockRecord = encoding::decode(body, "lock")?;
+    for (field, value, max) in [
+        ("host name", &record.hostname, MAX_NAME),
+        ("machine", &record.machine, MAX_NAME),
+        ("operation", &record.operation, MAX_OPERATION),
+    ] {
+        if value.len() > max {
+            return Err(Error::malformed("lock", None, format!("{field} is {} bytes, more than {max}", value.len())));
+        }
+    }
+    Ok(record)
 }
 
 #[cfg(test)]
@@ -162,5 +178,33 @@ mod tests {
         plain[200] = 0;
         plain[0] = 0xff;
         assert!(decode_plaintext(&plain).is_err(), "record length beyond the plaintext");
+    }
+
+    /// Found by the `lock` fuzz target: a hand-made plaintext with a 65-byte host name decoded,
+    /// and re-encoding cut it, so the record did not survive a round trip.
+    #[test]
+    fn names_longer_than_a_writer_writes_are_refused() {
+        let hand_made = |rec: &LockRecord| {
+            let body = encoding::encode(rec).unwrap();
+            let mut plain = u16::try_from(body.len()).unwrap().to_le_bytes().to_vec();
+            plain.extend_from_slice(&body);
+            plain.resize(LOCK_PLAINTEXT_LEN, 0);
+            plain
+        };
+        let at_limit = LockRecord {
+            hostname: "h".repeat(MAX_NAME),
+            machine: "m".repeat(MAX_NAME),
+            operation: "o".repeat(MAX_OPERATION),
+            ..record()
+        };
+        assert_eq!(decode_plaintext(&hand_made(&at_limit)).unwrap(), at_limit);
+        for (rec, field) in [
+            (LockRecord { hostname: "h".repeat(MAX_NAME + 1), ..record() }, "host name"),
+            (LockRecord { machine: "m".repeat(MAX_NAME + 1), ..record() }, "machine"),
+            (LockRecord { operation: "o".repeat(MAX_OPERATION + 1), ..record() }, "operation"),
+        ] {
+            let err = decode_plaintext(&hand_made(&rec)).unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
     }
 }
