@@ -84,7 +84,7 @@ pub use repo::{
     check_passphrase_strength, check_pin, BackupOutcome, BackupSession, Bucket, Change, CheckOptions, CheckReport,
     Credentials, DataSubset, DiffEntry, FileMeta, ForgetPolicy, ForgetReport, InitOptions, KeyManager, KeyslotInfo,
     LockInfo, LockKind, LockRecord, OpenOptions, Passphrase, Problem, PruneOptions, PruneReport, RepairReport,
-    RepoLock, Repository, RestoreOptions, RestoreReport, Stats, MAX_SLOTS_TRIED,
+    RepoLock, Repository, RestoreOptions, RestoreReport, Stats, MAX_SLOTS_TRIED, TEMPORARY_IDLE,
 };
 pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

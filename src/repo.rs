@@ -18,7 +18,7 @@ pub use keys::{
     check_passphrase_strength, check_pin, Credentials, KeyManager, KeyslotInfo, Passphrase, MAX_SLOTS_TRIED,
 };
 pub use lock::{LockInfo, LockKind, LockRecord, RepoLock};
-pub use maintenance::{ForgetPolicy, ForgetReport, PruneOptions, PruneReport, RepairReport};
+pub use maintenance::{ForgetPolicy, ForgetReport, PruneOptions, PruneReport, RepairReport, TEMPORARY_IDLE};
 pub use restore::{RestoreOptions, RestoreReport};
 
 use std::fmt;

@@ -148,6 +148,17 @@ pub trait Store: Send + Sync {
     /// [`Error::NotFound`]; [`Error::Io`].
     fn delete(&self, kind: FileKind, name: &str) -> Result<()>;
 
+    /// Temporary files that writes killed mid-way left behind (a store that writes to a
+    /// temporary name, then links it into place), untouched for longer than `older_than`.
+    /// Removes them unless `dry_run`, and returns how many there were and their bytes. Only
+    /// maintenance calls this, under an exclusive lock: no other client is writing then.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    fn sweep_temporaries(&self, _older_than: std::time::Duration, _dry_run: bool) -> Result<(u64, u64)> {
+        Ok((0, 0))
+    }
+
     /// The local path of a file, for stores that have one (lets readers memory-map packs).
     fn local_path(&self, _kind: FileKind, _name: &str) -> Option<PathBuf> {
         None

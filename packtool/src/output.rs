@@ -352,6 +352,8 @@ impl Out {
                 "packs_written": r.packs_written,
                 "bytes_freed": r.bytes_freed,
                 "index_files_replaced": r.index_files_replaced,
+                "temporaries_removed": r.temporaries_removed,
+                "temporary_bytes": r.temporary_bytes,
             }));
         }
         let w = if dry_run { "would be " } else { "" };
@@ -361,8 +363,15 @@ impl Out {
             "packs:   {} kept, {} {w}rewritten, {} {w}deleted, {} {w}written",
             r.packs_kept, r.packs_repacked, r.packs_deleted, r.packs_written
         ))?;
+        if r.temporaries_removed > 0 {
+            self.text(&format!(
+                "temp:    {} files left by interrupted writes {w}removed ({})",
+                r.temporaries_removed,
+                human_bytes(r.temporary_bytes)
+            ))?;
+        }
         let tail = if dry_run { " (dry run: nothing changed)" } else { "" };
-        self.text(&format!("{} {w}freed{tail}", human_bytes(r.bytes_freed)))
+        self.text(&format!("{} {w}freed{tail}", human_bytes(r.bytes_freed + r.temporary_bytes)))
     }
 
     pub fn repair_index(&self, packs: u64, bad: usize) -> std::io::Result<()> {

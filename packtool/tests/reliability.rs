@@ -210,10 +210,45 @@ fn backups_killed_at_random_moments_lose_nothing() {
         fs::remove_dir_all(&target).unwrap();
     }
     assert!(killed_running > 0, "some kills landed mid-backup");
+
+    // Kills mid-write leave temporary files; once idle long enough, prune removes them all,
+    // and nothing else.
+    let left = temporaries(&env.dir.join("repo"));
+    for t in &left {
+        age(t, Duration::from_secs(7200));
+    }
+    let pruned = env.json(&["prune"]);
+    assert_eq!(pruned["temporaries_removed"], left.len(), "{pruned}");
+    assert!(temporaries(&env.dir.join("repo")).is_empty());
+    assert_eq!(env.json(&["check", "--read-data"])["ok"], true);
     eprintln!(
-        "SIGKILL: {iterations} iterations (seed {seed}): {killed_running} backups killed mid-run, {completed} finished first, {prunes} prunes, {} snapshots restored bit-exact",
-        snaps.as_array().unwrap().len()
+        "SIGKILL: {iterations} iterations (seed {seed}): {killed_running} backups killed mid-run, {completed} finished first, {prunes} prunes, {} snapshots restored bit-exact, {} temporary files swept",
+        snaps.as_array().unwrap().len(),
+        left.len()
     );
+}
+
+/// Sets a file's modification time `ago` into the past.
+fn age(path: &Path, ago: Duration) {
+    let when = std::time::SystemTime::now() - ago;
+    fs::File::options().write(true).open(path).unwrap().set_modified(when).unwrap();
+}
+
+/// Temporary files (interrupted writes) anywhere in the repository.
+fn temporaries(repo: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![repo.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }
 
 fn small_source(env: &Env) -> PathBuf {
@@ -327,10 +362,20 @@ fn forget_prune_and_repair_through_the_cli() {
     assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 3, "dry run removes nothing");
     let text = env.ok(&["forget", "--keep-last", "1"]);
     assert!(text.contains("1 snapshots kept, 2 removed"), "{text}");
+    // What a backup killed while writing a pack leaves, and a write in progress right now.
+    let killed = env.dir.join("repo/packs/.tmp-00000000deadbeef");
+    fs::write(&killed, vec![1u8; 70_000]).unwrap();
+    age(&killed, Duration::from_secs(7200));
+    let fresh = env.dir.join("repo/index/.tmp-00000000cafef00d");
+    fs::write(&fresh, b"being written").unwrap();
     let would = env.json(&["prune", "--dry-run", "--max-unused", "0"]);
     assert!(would["bytes_freed"].as_u64().unwrap() > 1_000_000, "{would}");
+    assert_eq!((would["temporaries_removed"].as_u64(), would["temporary_bytes"].as_u64()), (Some(1), Some(70_000)));
+    assert!(killed.exists(), "a dry run removes nothing");
     let done = env.json(&["prune", "--max-unused", "0"]);
     assert_eq!(done["bytes_freed"], would["bytes_freed"]);
+    assert_eq!(done["temporaries_removed"], 1, "{done}");
+    assert!(!killed.exists() && fresh.exists(), "only the idle temporary file is removed");
     assert_eq!(env.json(&["check", "--read-data"])["ok"], true);
     let target = env.dir.join("t");
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "-q"]);

@@ -92,7 +92,17 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     /// Index files replaced by the new one.
     pub index_files_replaced: u64,
+    /// Temporary files left by writes that were killed mid-way, removed (idle for longer
+    /// than [`TEMPORARY_IDLE`]).
+    pub temporaries_removed: u64,
+    /// Their bytes.
+    pub temporary_bytes: u64,
 }
+
+/// How long a temporary file must have been left untouched before prune removes it. Prune
+/// holds the exclusive lock, so no lock-respecting client is writing; the margin covers
+/// clocks and clients that lost their lock.
+pub const TEMPORARY_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What `repair snapshots` did.
 #[derive(Debug, Clone, Default)]
@@ -319,6 +329,8 @@ impl Repository {
         report.bytes_freed = delete.iter().chain(&repack).map(len_of).sum::<u64>()
             + strays.iter().map(|p| self.store.size(FileKind::Pack, &p.to_hex()).unwrap_or(0)).sum::<u64>();
         if options.dry_run {
+            (report.temporaries_removed, report.temporary_bytes) =
+                self.store.sweep_temporaries(TEMPORARY_IDLE, true)?;
             return Ok(report);
         }
 
@@ -381,6 +393,7 @@ impl Repository {
         for p in gone.iter().chain(&strays) {
             delete_if_present(self, FileKind::Pack, &p.to_hex())?;
         }
+        (report.temporaries_removed, report.temporary_bytes) = self.store.sweep_temporaries(TEMPORARY_IDLE, false)?;
         // The index changed under the cache: reload (rebuilds the local tables).
         self.index = self.reload_index()?;
         Ok(report)

@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::id::hex_encode;
@@ -31,6 +32,9 @@ struct Pending {
 
 /// Background fsyncs in flight before a deferred write waits for the oldest.
 const MAX_PENDING_SYNCS: usize = 4;
+
+/// Prefix of the temporary names files are written under before they are linked into place.
+const TMP_PREFIX: &str = ".tmp-";
 
 const DIRS: [&str; 5] = ["keys", "packs", "index", "snapshots", "locks"];
 
@@ -89,7 +93,7 @@ impl LocalStore {
         if path.exists() {
             return Err(Error::AlreadyExists(kind.path(name)));
         }
-        let tmp = dir.join(format!(".tmp-{}", hex_encode(&crate::crypto::random_array::<8>()?)));
+        let tmp = dir.join(format!("{TMP_PREFIX}{}", hex_encode(&crate::crypto::random_array::<8>()?)));
         let result = (|| -> io::Result<File> {
             let mut f = File::options().write(true).create_new(true).open(&tmp)?;
             for part in parts {
@@ -218,7 +222,7 @@ impl Store for LocalStore {
         let dir = self.root.join(kind.dir());
         let loc = || Location::Path(dir.clone());
         fs::create_dir_all(&dir).at(loc)?;
-        let tmp = dir.join(format!(".tmp-{}", hex_encode(&crate::crypto::random_array::<8>()?)));
+        let tmp = dir.join(format!("{TMP_PREFIX}{}", hex_encode(&crate::crypto::random_array::<8>()?)));
         let file = File::options().write(true).create_new(true).open(&tmp).at(loc)?;
         Ok(Box::new(LocalUpload {
             store: self.clone(),
@@ -329,6 +333,65 @@ impl Store for LocalStore {
         sync_dir(path.parent().unwrap_or(&self.root)).at(|| Location::Path(path.clone()))
     }
 
+    fn sweep_temporaries(&self, older_than: Duration, dry_run: bool) -> Result<(u64, u64)> {
+        let mut dirs = vec![self.root.clone()];
+        dirs.extend(DIRS.iter().map(|d| self.root.join(d)));
+        let packs = self.root.join(FileKind::Pack.dir());
+        match fs::read_dir(&packs) {
+            Ok(rd) => {
+                for sub in rd {
+                    let sub = sub.at(|| Location::Path(packs.clone()))?;
+                    if sub.file_type().at(|| Location::Path(packs.clone()))?.is_dir() {
+                        dirs.push(sub.path());
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io(e).at(Location::Path(packs))),
+        }
+        let now = SystemTime::now();
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for dir in dirs {
+            let loc = || Location::Path(dir.clone());
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::Io(e).at(loc())),
+            };
+            let mut removed_here = false;
+            for entry in rd {
+                let entry = entry.at(loc)?;
+                if !entry.file_name().to_str().is_some_and(|n| n.starts_with(TMP_PREFIX)) {
+                    continue;
+                }
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::Io(e).at(Location::Path(entry.path()))),
+                };
+                let modified = meta.modified().at(|| Location::Path(entry.path()))?;
+                // A clock set back makes every file look new: then nothing is swept.
+                let idle = now.duration_since(modified).unwrap_or_default();
+                if !meta.is_file() || idle < older_than {
+                    continue;
+                }
+                if !dry_run {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => removed_here = true,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(Error::Io(e).at(Location::Path(entry.path()))),
+                    }
+                }
+                count += 1;
+                bytes += meta.len();
+            }
+            if removed_here {
+                sync_dir(&dir).at(loc)?;
+            }
+        }
+        Ok((count, bytes))
+    }
+
     fn local_path(&self, kind: FileKind, name: &str) -> Option<PathBuf> {
         self.full(kind, name).ok()
     }
@@ -352,6 +415,39 @@ mod tests {
         let leftovers: Vec<_> = walk(store.root()).into_iter().filter(|p| p.contains(".tmp-")).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         assert!(store.put(FileKind::Index, "../x", b"").is_err());
+    }
+
+    #[test]
+    fn sweep_removes_only_old_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::create(dir.path().join("repo")).unwrap();
+        store.put(FileKind::Pack, &"ab".repeat(32), b"a pack").unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let make = |rel: &str, len: usize, old: bool| {
+            let path = store.root().join(rel);
+            fs::write(&path, vec![7u8; len]).unwrap();
+            if old {
+                File::options().write(true).open(&path).unwrap().set_modified(hour_ago).unwrap();
+            }
+            path
+        };
+        let killed_pack = make("packs/ab/.tmp-0011223344556677", 1000, true);
+        let killed_upload = make("packs/.tmp-8899aabbccddeeff", 500, true);
+        let killed_config = make(".tmp-0000000000000000", 20, true);
+        let writing_now = make("index/.tmp-1111111111111111", 300, false);
+        let not_ours = make("snapshots/.hidden", 10, true);
+        let window = Duration::from_secs(1800);
+
+        assert_eq!(store.sweep_temporaries(window, true).unwrap(), (3, 1520), "dry run counts");
+        assert!(killed_pack.exists(), "a dry run removes nothing");
+        assert_eq!(store.sweep_temporaries(window, false).unwrap(), (3, 1520));
+        for gone in [&killed_pack, &killed_upload, &killed_config] {
+            assert!(!gone.exists(), "{} swept", gone.display());
+        }
+        assert!(writing_now.exists(), "a file written within the window stays");
+        assert!(not_ours.exists(), "only temporary names are swept");
+        assert_eq!(store.get(FileKind::Pack, &"ab".repeat(32)).unwrap(), b"a pack");
+        assert_eq!(store.sweep_temporaries(window, false).unwrap(), (0, 0));
     }
 
     fn walk(p: &Path) -> Vec<String> {
