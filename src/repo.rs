@@ -384,16 +384,14 @@ impl Repository {
     /// [`Error::NotFound`] when `path` does not exist; tree read errors.
     pub fn list(&self, snapshot: &SnapshotRecord, path: &str, recursive: bool) -> Result<Vec<(String, Node)>> {
         let mut out = Vec::new();
-        let (prefix, tree) = match self.resolve(snapshot, path)? {
-            Resolved::Root(t) => (String::new(), t),
-            Resolved::Node(p, node) => match &node.content {
-                NodeContent::Dir { tree } => {
-                    let t = self.load_tree(tree)?;
-                    out.push((p.clone(), node));
-                    (p, t)
-                }
-                _ => return Ok(vec![(p, node)]),
-            },
+        let root = self.load_tree(&snapshot.root).at(|| Location::SnapshotPath("/".into()))?;
+        let (prefix, tree) = match self.follow_path(&root, path)?.pop() {
+            None => (String::new(), root),
+            Some(PathStep { path, node, tree: Some(tree) }) => {
+                out.push((path.clone(), node));
+                (path, tree)
+            }
+            Some(PathStep { path, node, tree: None }) => return Ok(vec![(path, node)]),
         };
         self.walk_into(&prefix, &tree, recursive, &mut out)?;
         Ok(out)
@@ -411,34 +409,35 @@ impl Repository {
         Ok(())
     }
 
-    /// Resolves a path inside a snapshot.
-    fn resolve(&self, snapshot: &SnapshotRecord, path: &str) -> Result<Resolved> {
-        let root = self.load_tree(&snapshot.root).at(|| Location::SnapshotPath("/".into()))?;
-        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-        if parts.is_empty() {
-            return Ok(Resolved::Root(root));
+    /// Follows `path` (`/`-separated; empty and `.` components skipped) down from `root`: one
+    /// step per component, each folder's tree loaded; no steps for the root itself.
+    pub(crate) fn follow_path(&self, root: &Tree, path: &str) -> Result<Vec<PathStep>> {
+        let mut steps: Vec<PathStep> = Vec::new();
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            let (node, here) = {
+                let (tree, so_far) = match steps.last() {
+                    None => (root, ""),
+                    Some(PathStep { tree: Some(t), path: p, .. }) => (t, p.as_str()),
+                    Some(PathStep { path: p, .. }) => {
+                        return Err(Error::NotFound(format!("{path} in the snapshot ({p} is not a folder)")))
+                    }
+                };
+                let here = join(so_far, part);
+                let node = tree
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == part.as_bytes())
+                    .cloned()
+                    .ok_or_else(|| Error::NotFound(format!("{here} in the snapshot")))?;
+                (node, here)
+            };
+            let tree = match &node.content {
+                NodeContent::Dir { tree } => Some(self.load_tree(tree).at(|| Location::SnapshotPath(here.clone()))?),
+                _ => None,
+            };
+            steps.push(PathStep { path: here, node, tree });
         }
-        let mut tree = root;
-        let mut so_far = String::new();
-        for (i, part) in parts.iter().enumerate() {
-            let node = tree
-                .nodes
-                .iter()
-                .find(|n| n.name == part.as_bytes())
-                .cloned()
-                .ok_or_else(|| Error::NotFound(format!("{} in the snapshot", join(&so_far, part))))?;
-            so_far = join(&so_far, part);
-            if i + 1 == parts.len() {
-                return Ok(Resolved::Node(so_far, node));
-            }
-            match &node.content {
-                NodeContent::Dir { tree: t } => {
-                    tree = self.load_tree(t).at(|| Location::SnapshotPath(so_far.clone()))?
-                }
-                _ => return Err(Error::NotFound(format!("{path} in the snapshot ({so_far} is not a directory)"))),
-            }
-        }
-        unreachable!("the loop returns at the last part")
+        Ok(steps)
     }
 
     /// Packs in the store that no index names (left by a backup that stopped before its
@@ -489,9 +488,14 @@ impl Repository {
     }
 }
 
-enum Resolved {
-    Root(Tree),
-    Node(String, Node),
+/// One component of a path inside a snapshot (see [`Repository::follow_path`]).
+pub(crate) struct PathStep {
+    /// The path so far.
+    pub path: String,
+    /// Its node.
+    pub node: Node,
+    /// The node's tree, when it is a folder.
+    pub tree: Option<Tree>,
 }
 
 /// Reads the config file (bounded); a store without one holds no repository.

@@ -504,40 +504,18 @@ impl Repository {
             return Ok(plan);
         }
         for inc in include {
-            let parts: Vec<&str> = inc.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-            if parts.is_empty() {
+            let steps = self.follow_path(&root, inc)?;
+            let Some(last) = steps.len().checked_sub(1) else {
                 self.plan_tree("", Path::new(""), &root, &mut plan);
                 continue;
-            }
-            let mut tree = root.clone();
-            let mut so_far = String::new();
+            };
+            // The included path's ancestors come with their own metadata.
             let mut rel = PathBuf::new();
-            for (i, part) in parts.iter().enumerate() {
-                let node = tree
-                    .nodes
-                    .iter()
-                    .find(|n| n.name == part.as_bytes())
-                    .cloned()
-                    .ok_or_else(|| Error::NotFound(format!("{inc} in the snapshot")))?;
-                so_far = join(&so_far, part);
-                rel.push(part);
-                let last = i + 1 == parts.len();
-                match &node.content {
-                    NodeContent::Dir { tree: t } => {
-                        let sub = self.load_tree(t).at(|| Location::SnapshotPath(so_far.clone()))?;
-                        if last {
-                            plan.push(so_far.clone(), rel.clone(), node.clone());
-                            self.plan_tree(&so_far, &rel, &sub, &mut plan);
-                        } else {
-                            // An ancestor of the included path, with its own metadata.
-                            plan.push(so_far.clone(), rel.clone(), node.clone());
-                        }
-                        tree = sub;
-                    }
-                    _ if last => {
-                        plan.push(so_far.clone(), rel.clone(), node);
-                    }
-                    _ => return Err(Error::NotFound(format!("{inc} in the snapshot ({so_far} is not a folder)"))),
+            for (i, step) in steps.into_iter().enumerate() {
+                rel.push(OsStr::from_bytes(&step.node.name));
+                plan.push(step.path.clone(), rel.clone(), step.node);
+                if let (true, Some(tree)) = (i == last, &step.tree) {
+                    self.plan_tree(&step.path, &rel, tree, &mut plan);
                 }
             }
         }

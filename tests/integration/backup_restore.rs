@@ -185,9 +185,34 @@ fn memory_store_streams_subtree_restore_and_odd_names() {
         .restore(&out.record, &RestoreOptions { target: target.clone(), overwrite: true, ..Default::default() })
         .unwrap();
     assert!(r.is_complete(), "{:?}", r.failed);
-    assert!(repo
-        .restore(&out.record, &RestoreOptions { target, include: vec!["nope".into()], ..Default::default() })
-        .is_err());
+    let err = repo
+        .restore(&out.record, &RestoreOptions { target, include: vec!["a/nope".into()], ..Default::default() })
+        .unwrap_err();
+    assert_eq!((err.kind(), err.to_string().contains("a/nope in the snapshot")), (ErrorKind::NotFound, true), "{err}");
+
+    // One file deep in the tree: its folders come along, nothing else.
+    let one = tmp.path().join("one");
+    let r = repo
+        .restore(
+            &out.record,
+            &RestoreOptions { target: one.clone(), include: vec!["./a//b/small.txt".into()], ..Default::default() },
+        )
+        .unwrap();
+    assert_eq!((r.files, r.dirs), (1, 2), "{r:?}");
+    assert_eq!(fs::read(one.join("a/b/small.txt")).unwrap(), b"hello");
+    assert!(!one.join("a/big.bin").exists() && !one.join("empty").exists());
+
+    // Listing follows the same paths, and names what is wrong with a bad one.
+    let names = |path: &str| -> Vec<String> {
+        repo.list(&out.record, path, true).unwrap().into_iter().map(|(p, _)| p).collect()
+    };
+    assert_eq!(names("a/b"), ["a/b", "a/b/small.txt"]);
+    assert_eq!(names("a/big.bin"), ["a/big.bin"]);
+    assert_eq!(names("").len(), 5, "{:?}", names(""));
+    let err = repo.list(&out.record, "a/missing/x", false).unwrap_err();
+    assert!(err.to_string().contains("a/missing in the snapshot"), "{err}");
+    let err = repo.list(&out.record, "a/big.bin/x", false).unwrap_err();
+    assert!(err.to_string().contains("a/big.bin is not a folder"), "{err}");
 
     // Non-UTF-8 and unusual names survive a folder backup.
     let src = tmp.path().join("src");
