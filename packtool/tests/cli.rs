@@ -4,42 +4,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
+mod support;
+use support::{noise, Env};
+
+const PASS: &str = "pw-cli-test";
 
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        Env { _tmp: tmp, dir }
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.dir.join("repo")
-    }
-
-    fn run(&self, pass: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_packtool"))
-            .args(args)
-            .env("PACKTOOL_REPO", self.repo())
-            .env("PACKTOOL_PASSPHRASE", pass)
-            .env("PACKTOOL_CACHE_DIR", self.dir.join("cache"))
-            .env("PACKTOOL_STATE_DIR", self.dir.join("state"))
-            .env_remove("XDG_CACHE_HOME")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run("pw-cli-test", args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     fn init(&self) {
-        self.ok(&["init", "--kdf-memory", "8", "--kdf-iterations", "1"]);
+        self.init_with(&[]);
     }
 
     fn source(&self) -> PathBuf {
@@ -49,15 +21,7 @@ impl Env {
         let text: String =
             (0..20_000).map(|i| format!("{{\"id\":{i},\"text\":\"message {}\"}}\n", i * 7 % 13)).collect();
         fs::write(src.join("chats/ana/messages.json"), text).unwrap();
-        let mut x = 1u64;
-        let media: Vec<u8> = (0..600_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let media = noise(600_000, 1);
         fs::write(src.join("media/photo.jpg"), &media).unwrap();
         fs::write(src.join("empty.txt"), b"").unwrap();
         std::os::unix::fs::symlink("chats/ana", src.join("ana")).unwrap();
@@ -87,7 +51,7 @@ fn same_file(a: &Path, b: &Path) {
 
 #[test]
 fn init_backup_list_restore_check() {
-    let env = Env::new();
+    let env = Env::new(PASS);
     env.init();
     let src = env.source();
     let out = env.ok(&["backup", src.to_str().unwrap(), "--tag", "first"]);
@@ -135,24 +99,24 @@ fn init_backup_list_restore_check() {
 
 #[test]
 fn errors_are_one_clear_line_with_the_right_exit_code() {
-    let env = Env::new();
-    let o = env.run("x", &["snapshots"]);
+    let env = Env::new(PASS);
+    let o = env.run_as("x", &["snapshots"]);
     assert_eq!(code(&o), 1);
     assert_one_clean_line(&o, "not a packvault repository");
 
     env.init();
-    let o = env.run("not the passphrase", &["snapshots"]);
+    let o = env.run_as("not the passphrase", &["snapshots"]);
     assert_eq!(code(&o), 1);
     assert_one_clean_line(&o, "wrong passphrase");
 
-    let o = env.run("pw-cli-test", &["restore", "latest", "--target", env.dir.join("t").to_str().unwrap()]);
+    let o = env.run(&["restore", "latest", "--target", env.dir.join("t").to_str().unwrap()]);
     assert_eq!(code(&o), 1);
     assert_one_clean_line(&o, "no snapshot");
 
-    let o = env.run("pw-cli-test", &["frobnicate"]);
+    let o = env.run(&["frobnicate"]);
     assert_eq!(code(&o), 2, "usage errors exit with 2");
 
-    let o = env.run("pw-cli-test", &["init"]);
+    let o = env.run(&["init"]);
     assert_eq!(code(&o), 1);
     assert_one_clean_line(&o, "not empty");
 
@@ -168,13 +132,13 @@ fn errors_are_one_clear_line_with_the_right_exit_code() {
 
     let pass_file = env.dir.join("pass");
     fs::write(&pass_file, "pw-cli-test\n").unwrap();
-    let o = env.run("wrong", &["snapshots", "--passphrase-file", pass_file.to_str().unwrap()]);
+    let o = env.run_as("wrong", &["snapshots", "--passphrase-file", pass_file.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "the passphrase file wins over the environment: {}", stderr(&o));
 }
 
 #[test]
 fn damaged_pack_gives_exit_code_3_and_names_pack_and_file() {
-    let env = Env::new();
+    let env = Env::new(PASS);
     env.init();
     let src = env.source();
     env.ok(&["backup", src.to_str().unwrap()]);
@@ -192,20 +156,19 @@ fn damaged_pack_gives_exit_code_3_and_names_pack_and_file() {
     fs::write(biggest, &bytes).unwrap();
     let pack_name = biggest.file_name().unwrap().to_str().unwrap().to_string();
 
-    let o = env.run("pw-cli-test", &["check", "--read-data"]);
+    let o = env.run(&["check", "--read-data"]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains(&pack_name) && e.contains("offset"), "{e}");
     assert!(e.contains("affects "), "{e}");
     assert!(!e.contains("panicked"));
 
-    let json: serde_json::Value =
-        serde_json::from_slice(&env.run("pw-cli-test", &["check", "--read-data", "--json"]).stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&env.run(&["check", "--read-data", "--json"]).stdout).unwrap();
     assert_eq!(json["ok"], false);
     assert!(json["problems"].as_array().unwrap().iter().any(|p| p["pack"] == pack_name.as_str()));
 
     let target = env.dir.join("restored");
-    let o = env.run("pw-cli-test", &["restore", "latest", "--target", target.to_str().unwrap()]);
+    let o = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(code(&o), 3);
     assert!(stderr(&o).contains("not restored: "), "{}", stderr(&o));
     assert!(target.join("empty.txt").exists(), "unaffected files are restored");
@@ -229,14 +192,14 @@ fn run_env(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Output {
 
 #[test]
 fn keys_pins_recovery_files_and_rollback_through_the_cli() {
-    let env = Env::new();
+    let env = Env::new(PASS);
     // A weak passphrase is refused before anything is written.
-    let o = env.run("password", &["init", "--kdf-memory", "8", "--kdf-iterations", "1"]);
+    let o = env.run_as("password", &["init", "--kdf-memory", "8", "--kdf-iterations", "1"]);
     assert_eq!(code(&o), 1);
     assert_one_clean_line(&o, "passphrase too weak");
     assert!(!env.repo().exists(), "a refused init leaves no folder behind");
     env.init();
-    let pass = [("PACKTOOL_PASSPHRASE", "pw-cli-test")];
+    let pass = [("PACKTOOL_PASSPHRASE", PASS)];
     let vault = env.dir.join("vault");
     let vault = vault.to_str().unwrap();
 
@@ -342,7 +305,7 @@ fn chunks_below(env: &Env, tree: &str, out: &mut Vec<String>, logical: &mut u64)
 
 #[test]
 fn stats_ratios_match_an_independent_count() {
-    let env = Env::new();
+    let env = Env::new(PASS);
     env.init();
     let p = history::HistoryParams { first_day_messages: 2000, db_pages: 200, media_per_day: 4, ..Default::default() };
     for day in 1..=2 {
@@ -387,7 +350,7 @@ fn stats_ratios_match_an_independent_count() {
 
 #[test]
 fn progress_bars_only_in_a_terminal_and_never_with_json() {
-    let env = Env::new();
+    let env = Env::new(PASS);
     env.init();
     let src = env.dir.join("big");
     fs::create_dir_all(&src).unwrap();
@@ -409,7 +372,7 @@ fn progress_bars_only_in_a_terminal_and_never_with_json() {
         let out = Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .env("PACKTOOL_REPO", env.repo())
-            .env("PACKTOOL_PASSPHRASE", "pw-cli-test")
+            .env("PACKTOOL_PASSPHRASE", PASS)
             .env("PACKTOOL_CACHE_DIR", env.dir.join("cache"))
             .env("PACKTOOL_STATE_DIR", env.dir.join("state"))
             .env("TERM", "xterm")
@@ -425,13 +388,6 @@ fn progress_bars_only_in_a_terminal_and_never_with_json() {
     let quiet = in_pty(&format!("restore latest --target {} --quiet", env.dir.join("r").display()));
     assert!(quiet.trim().is_empty(), "--quiet prints nothing: {quiet:?}");
     // Outside a terminal (this test's pipes), never a bar.
-    let plain = Command::new(env!("CARGO_BIN_EXE_packtool"))
-        .args(["check", "--read-data"])
-        .env("PACKTOOL_REPO", env.repo())
-        .env("PACKTOOL_PASSPHRASE", "pw-cli-test")
-        .env("PACKTOOL_CACHE_DIR", env.dir.join("cache"))
-        .env("PACKTOOL_STATE_DIR", env.dir.join("state"))
-        .output()
-        .unwrap();
+    let plain = env.run(&["check", "--read-data"]);
     assert!(!String::from_utf8_lossy(&plain.stderr).contains("ETA"));
 }

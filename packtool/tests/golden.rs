@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
+mod support;
+use support::noise;
+
 struct Session {
     ids: Vec<String>,
     dir: PathBuf,
@@ -175,17 +178,6 @@ fn fix_tree(src: &Path, dir_time: u64) {
         fs::set_permissions(src.join(d), fs::Permissions::from_mode(0o755)).unwrap();
         fs::File::open(src.join(d)).unwrap().set_modified(UNIX_EPOCH + Duration::from_secs(dir_time)).unwrap();
     }
-}
-
-fn noise(n: usize, mut x: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
 }
 
 fn chat(from: usize, to: usize) -> String {

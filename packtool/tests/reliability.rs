@@ -9,53 +9,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PASS: &str = "pw-reliability-test";
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
+mod support;
+use support::Env;
 
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        Env { _tmp: tmp, dir }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_packtool"));
-        c.args(args)
-            .env("PACKTOOL_REPO", self.dir.join("repo"))
-            .env("PACKTOOL_PASSPHRASE", PASS)
-            .env("PACKTOOL_CACHE_DIR", self.dir.join("cache"))
-            .env("PACKTOOL_STATE_DIR", self.dir.join("state"))
-            .env_remove("PACKVAULT_TEST_SEED");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-
     fn init(&self) {
-        self.ok(&["init", "--kdf-memory", "8", "--kdf-iterations", "1", "--pack-size", "1"]);
+        self.init_with(&["--pack-size", "1"]);
     }
 
     fn open_lib(&self) -> packvault::Repository {
@@ -132,7 +97,7 @@ fn backups_killed_at_random_moments_lose_nothing() {
         .unwrap_or(if std::env::var_os("PACKVAULT_LONG_TESTS").is_some() { 200 } else { 20 });
     let seed = env_num("PACKVAULT_KILL_SEED").unwrap_or(20261126);
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let env = Env::new();
+    let env = Env::new(PASS);
     env.init();
     let src = env.dir.join("src");
     fs::create_dir_all(src.join("chats")).unwrap();
@@ -280,7 +245,7 @@ fn leftovers(root: &Path) -> Vec<String> {
 
 #[test]
 fn restore_into_a_full_disk_fails_clearly_and_leaves_no_partial_file() {
-    let env = Env::new();
+    let env = Env::new(PASS);
     env.init();
     let src = small_source(&env);
     env.ok(&["backup", src.to_str().unwrap()]);
@@ -310,7 +275,7 @@ fn restore_into_a_full_disk_fails_clearly_and_leaves_no_partial_file() {
 
 #[test]
 fn restore_into_a_folder_it_may_not_write_names_the_files() {
-    let env = Env::new();
+    let env = Env::new(PASS);
     env.init();
     let src = small_source(&env);
     env.ok(&["backup", src.to_str().unwrap()]);
@@ -345,7 +310,7 @@ fn restore_into_a_folder_it_may_not_write_names_the_files() {
 
 #[test]
 fn forget_prune_and_repair_through_the_cli() {
-    let env = Env::new();
+    let env = Env::new(PASS);
     env.init();
     let src = small_source(&env);
     let mut rng = Rng(99);
@@ -396,7 +361,7 @@ fn forget_prune_and_repair_through_the_cli() {
 
 #[test]
 fn locks_block_conflicting_commands_until_released_or_removed() {
-    let env = Env::new();
+    let env = Env::new(PASS);
     env.init();
     let src = small_source(&env);
     let repo = env.open_lib();
