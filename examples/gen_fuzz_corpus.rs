@@ -7,11 +7,15 @@
 //! ```
 //! Rerun after a format change; the seeds are small on purpose.
 
+#[path = "../tests/support/noise.rs"]
+mod noise;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
+use noise::noise;
 use packvault::format::blob::BlobKind;
 use packvault::format::config::{self, ChunkerParams};
 use packvault::format::keyslot::Argon2Params;
@@ -25,17 +29,6 @@ const MASTER: [u8; 32] = [0x42; 32];
 fn text(n: usize, seed: u32) -> Vec<u8> {
     (0..n as u32)
         .flat_map(|i| format!("{{\"id\":{i},\"text\":\"msg {}\"}}\n", (i * 7 + seed) % 97).into_bytes())
-        .collect()
-}
-
-fn noise(n: usize, mut x: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
         .collect()
 }
 

@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+#[path = "noise.rs"]
+mod noise;
+
 use packvault::format::blob::{BlobKind, Codec};
 use packvault::format::config::{ChunkerParams, ConfigFile, Settings};
 use packvault::format::index::{IndexFile, IndexPack};
@@ -95,15 +98,7 @@ pub const VAULT_SECRET: [u8; 32] = [0x0f; 32];
 pub const FAST_KDF: Argon2Params = Argon2Params { m_kib: 8192, t: 1, p: 1 };
 
 pub fn random_bytes() -> Vec<u8> {
-    let mut x = 0x0123_4567_89ab_cdefu64;
-    (0..40)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
+    noise::noise(40, 0x0123_4567_89ab_cdef)
 }
 
 pub fn tree() -> Tree {

@@ -4,6 +4,11 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+
+#[path = "../../../tests/support/noise.rs"]
+mod shared_noise;
+#[allow(unused_imports)] // not every test crate draws noise
+pub use shared_noise::noise;
 use std::process::{Command, Output};
 
 /// A scratch folder holding a repository (`repo/`), its cache and state, and test files.
@@ -73,17 +78,4 @@ impl Env {
         a.extend_from_slice(extra);
         self.ok(&a);
     }
-}
-
-/// `n` deterministic incompressible bytes (xorshift64): golden files depend on them, so the
-/// generator must not change.
-pub fn noise(n: usize, mut x: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
 }
