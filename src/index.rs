@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use crate::crypto::SecretKey;
 use crate::error::{Error, Location, Result, ResultExt};
-use crate::format::blob::{BlobKind, Codec};
+use crate::format::blob::{BlobKind, Codec, MAX_BLOB_RAW, MAX_BLOB_SEALED};
 use crate::format::index::{self as index_format, IndexFile};
 use crate::format::pack::BlobEntry;
 use crate::format::{check_header, header};
@@ -141,14 +141,19 @@ impl Table {
         id.copy_from_slice(&e[..ID_LEN]);
         let pack = self.packs.get(word(32) as usize).ok_or_else(|| corrupt("pack number out of range"))?;
         let sealed = word(40);
+        // The same bounds a pack directory entry has: a damaged cache names no impossible blob.
+        let (sealed_len, raw_len) = (sealed & !CODEC_BIT, word(44));
+        if sealed_len as usize <= crate::crypto::TAG_LEN || sealed_len > MAX_BLOB_SEALED || raw_len > MAX_BLOB_RAW {
+            return Err(corrupt("impossible blob length"));
+        }
         Ok((
             Id(id),
             BlobLocation {
                 pack: pack.id,
                 kind: pack.kind,
                 offset: word(36),
-                sealed_len: sealed & !CODEC_BIT,
-                raw_len: word(44),
+                sealed_len,
+                raw_len,
                 codec: if sealed & CODEC_BIT != 0 { Codec::Zstd } else { Codec::Raw },
             },
         ))
@@ -857,6 +862,34 @@ mod tests {
         assert!(idx.verify_table().is_err());
         for i in 0..=255u8 {
             let _ = idx.lookup(&Id([i; 32]));
+        }
+    }
+
+    #[test]
+    fn impossible_blob_lengths_in_a_cache_are_refused() {
+        let repo = [0u8; 16];
+        let packs = vec![PackInfo { id: PackId(Id([1; 32])), kind: BlobKind::Data, len: 1 << 20 }];
+        let row = |i: u8, sealed_len: u32, raw_len: u32| Row {
+            id: Id([i; 32]),
+            pack: 0,
+            offset: 0,
+            sealed_len,
+            raw_len,
+            codec: Codec::Zstd,
+        };
+        let rows = vec![
+            row(1, 100, 80),
+            row(2, crate::crypto::TAG_LEN as u32, 0),
+            row(3, MAX_BLOB_SEALED + 1, 10),
+            row(4, 100, MAX_BLOB_RAW + 1),
+        ];
+        let bytes = Table::encode(&repo, &[], &packs, &rows, &[0; 32]);
+        let idx = Index::from_untrusted_bytes(bytes, false).unwrap();
+        let found = idx.lookup(&Id([1; 32])).unwrap().unwrap();
+        assert_eq!((found.sealed_len, found.raw_len, found.codec), (100, 80, Codec::Zstd));
+        for i in 2..=4u8 {
+            let err = idx.lookup(&Id([i; 32])).unwrap_err();
+            assert!(err.to_string().contains("impossible blob length"), "row {i}: {err}");
         }
     }
 }

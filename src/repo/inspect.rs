@@ -135,9 +135,10 @@ impl Repository {
         let (mut files, mut logical, mut refs) = (0, 0, 0);
         for s in &snaps {
             let (f, b, r) = self.tree_totals(s.root, &mut totals, &mut chunks)?;
-            files += f;
-            logical += b;
-            refs += r;
+            // Saturating: trees claim sizes, and shared subtrees count once per path.
+            files = u64::saturating_add(files, f);
+            logical = u64::saturating_add(logical, b);
+            refs = u64::saturating_add(refs, r);
         }
         let (mut raw, mut stored, mut sizes) = (0u64, 0u64, Vec::with_capacity(chunks.len()));
         for c in &chunks {
@@ -181,18 +182,18 @@ impl Repository {
             return Ok(*t);
         }
         let tree = self.load_tree(&id)?;
-        let mut t = (0, 0, 0);
+        let mut t = (0u64, 0u64, 0u64);
         for n in &tree.nodes {
             match &n.content {
                 NodeContent::File { size, chunks: cs } => {
                     t.0 += 1;
-                    t.1 += size;
+                    t.1 = u64::saturating_add(t.1, *size);
                     t.2 += cs.len() as u64;
                     chunks.extend(cs.iter().copied());
                 }
                 NodeContent::Dir { tree } => {
                     let sub = self.tree_totals(*tree, totals, chunks)?;
-                    t = (t.0 + sub.0, t.1 + sub.1, t.2 + sub.2);
+                    t = (t.0.saturating_add(sub.0), t.1.saturating_add(sub.1), t.2.saturating_add(sub.2));
                 }
                 NodeContent::Symlink { .. } => {}
             }

@@ -341,8 +341,23 @@ impl Repository {
         let mut written: Vec<WrittenPack> = Vec::new();
         for pid in &repack {
             let p = &packs[pid];
-            let bytes =
-                self.store.get(FileKind::Pack, &pid.to_hex()).at(|| Location::Pack { pack: *pid, offset: None })?;
+            let whole = || Location::Pack { pack: *pid, offset: None };
+            let bytes = crate::store::get_bounded(
+                self.store.as_ref(),
+                FileKind::Pack,
+                &pid.to_hex(),
+                crate::format::pack::MAX_PACK_LEN,
+                "pack length",
+            )
+            .at(whole)?;
+            if bytes.len() as u64 != u64::from(p.pack_len) {
+                return Err(Error::Integrity(format!(
+                    "pack is {} bytes, the index says {}: run `check --read-data`",
+                    bytes.len(),
+                    p.pack_len
+                ))
+                .at(whole()));
+            }
             for e in &p.entries {
                 if owner.get(&e.id) != Some(pid) {
                     continue;

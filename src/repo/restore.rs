@@ -283,8 +283,12 @@ impl Repository {
             }
         }
         let progress: &dyn crate::Progress = options.progress.as_deref().unwrap_or(&crate::NoProgress);
-        let total: u64 =
-            plan.files.iter().map(|f| if let NodeContent::File { size, .. } = f.node.content { size } else { 0 }).sum();
+        // Saturating: sizes come from trees, and a tree may claim anything up to u64::MAX.
+        let total: u64 = plan
+            .files
+            .iter()
+            .map(|f| if let NodeContent::File { size, .. } = f.node.content { size } else { 0 })
+            .fold(0, u64::saturating_add);
         progress.start("restore", total, plan.files.len() as u64);
         let written: u64 = ranges
             .into_par_iter()

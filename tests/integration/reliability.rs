@@ -326,6 +326,51 @@ fn forget_policies_and_prune_free_space_and_keep_what_they_keep() {
     assert_restores(&repo, &snaps[2], &d.srcs[2], &d.dir);
 }
 
+/// A pack the provider swapped for a longer or a huge (sparse) file: prune refuses before it
+/// reads more than a pack can be, and before it deletes anything.
+#[test]
+fn prune_refuses_packs_whose_length_changed() {
+    let d = days(3);
+    let (base, snaps) = prune_base(&d);
+    let store = Arc::new(LocalStore::open(base.join("repo")).unwrap());
+    let mut repo = open_at(store.clone(), &base.join("cache"));
+    let prune = PruneOptions { max_unused_percent: 0.0, dry_run: false };
+    assert!(repo.prune(PruneOptions { dry_run: true, ..prune }).unwrap().packs_repacked > 0);
+    let packs: Vec<(PathBuf, u64)> = store
+        .list(FileKind::Pack)
+        .unwrap()
+        .iter()
+        .map(|p| (store.local_path(FileKind::Pack, p).unwrap(), store.size(FileKind::Pack, p).unwrap()))
+        .collect();
+    let index_files = || {
+        let mut names = store.list(FileKind::Index).unwrap();
+        names.sort();
+        names
+    };
+    let index_before = index_files();
+    let set_lengths = |f: &dyn Fn(u64) -> u64| {
+        for (path, len) in &packs {
+            fs::File::options().write(true).open(path).unwrap().set_len(f(*len)).unwrap();
+        }
+    };
+
+    set_lengths(&|len| len + 1);
+    let err = repo.prune(prune).unwrap_err();
+    assert!(err.to_string().contains("the index says"), "{err}");
+    set_lengths(&|_| packvault::format::pack::MAX_PACK_LEN + 1);
+    let err = repo.prune(prune).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+    assert_eq!(store.list(FileKind::Pack).unwrap().len(), packs.len(), "no pack deleted");
+    assert_eq!(index_files(), index_before, "no index file replaced");
+
+    set_lengths(&|len| len);
+    let len_of = |path: &Path| fs::metadata(path).unwrap().len();
+    assert!(packs.iter().all(|(path, len)| len_of(path) == *len));
+    repo.prune(prune).unwrap();
+    assert_check_ok(&repo, "after the packs were put back and pruned");
+    assert_restores(&repo, &snaps[2], &d.srcs[2], &d.dir);
+}
+
 fn pack_bytes(store: &LocalStore) -> u64 {
     store.list(FileKind::Pack).unwrap().iter().map(|p| store.size(FileKind::Pack, p).unwrap()).sum()
 }
