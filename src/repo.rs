@@ -31,7 +31,7 @@ use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::BlobKind;
 use crate::format::config::{self, ChunkerParams, ConfigFile, Settings};
 use crate::format::keyslot::Argon2Params;
-use crate::format::snapshot::{self, Node, NodeContent, SnapshotRecord, Tree};
+use crate::format::snapshot::{self, check_tree_depth, Node, NodeContent, SnapshotRecord, Tree};
 use crate::id::{Id, SnapshotId, TreeId};
 use crate::index::{self, Index};
 use crate::pack;
@@ -402,6 +402,7 @@ impl Repository {
             let p = join(prefix, &node.name_lossy());
             out.push((p.clone(), node.clone()));
             if let (true, NodeContent::Dir { tree }) = (recursive, &node.content) {
+                check_tree_depth(&p).at(|| Location::SnapshotPath(p.clone()))?;
                 let sub = self.load_tree(tree).at(|| Location::SnapshotPath(p.clone()))?;
                 self.walk_into(&p, &sub, true, out)?;
             }
@@ -432,7 +433,10 @@ impl Repository {
                 (node, here)
             };
             let tree = match &node.content {
-                NodeContent::Dir { tree } => Some(self.load_tree(tree).at(|| Location::SnapshotPath(here.clone()))?),
+                NodeContent::Dir { tree } => {
+                    check_tree_depth(&here).at(|| Location::SnapshotPath(here.clone()))?;
+                    Some(self.load_tree(tree).at(|| Location::SnapshotPath(here.clone()))?)
+                }
                 _ => None,
             };
             steps.push(PathStep { path: here, node, tree });

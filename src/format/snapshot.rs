@@ -29,6 +29,24 @@ pub const MAX_SNAPSHOT_STRINGS: usize = 4096;
 
 /// Permission bits kept in [`Node::mode`].
 pub const MODE_MASK: u32 = 0o7777;
+/// Deepest tree level (format-spec.md §7.3): the root tree is level 0, a folder's tree one
+/// level below its parent's.
+pub const MAX_TREE_DEPTH: usize = 1024;
+
+/// Refuses to go into the tree of the folder at `path` (`/`-separated inside the snapshot,
+/// "" for the root) when that tree lies deeper than [`MAX_TREE_DEPTH`]. Readers walk trees
+/// recursively: this bounds their stack whatever a snapshot holds.
+///
+/// # Errors
+/// [`Error::LimitExceeded`].
+pub fn check_tree_depth(path: &str) -> Result<()> {
+    // Names hold no `/`, so the components of the path are the folder's level.
+    let level = if path.is_empty() { 0 } else { path.split('/').count() };
+    if level > MAX_TREE_DEPTH {
+        return Err(Error::LimitExceeded { what: "folder nesting", found: level as u64, limit: MAX_TREE_DEPTH as u64 });
+    }
+    Ok(())
+}
 
 /// One directory, with its entries sorted by name (bytewise, strictly ascending).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -31,7 +31,9 @@ use crate::crypto::{random_array, KeySet};
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::{self, BlobKind, SealedBlob};
 use crate::format::index::IndexFile;
-use crate::format::snapshot::{self, valid_name, Node, NodeContent, SnapshotRecord, Summary, Tree, MODE_MASK};
+use crate::format::snapshot::{
+    self, valid_name, Node, NodeContent, SnapshotRecord, Summary, Tree, MAX_TREE_DEPTH, MODE_MASK,
+};
 use crate::id::{ChunkId, Id, IndexId, SnapshotId, TreeId};
 use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
@@ -257,6 +259,13 @@ fn split_path(path: &str) -> Result<Vec<Vec<u8>>> {
             String::from_utf8_lossy(bad)
         )));
     }
+    // The last part may be a file inside the deepest tree.
+    if parts.len() > MAX_TREE_DEPTH + 1 {
+        return Err(Error::InvalidArgument(format!(
+            "a path of {} parts nests deeper than {MAX_TREE_DEPTH} folders",
+            parts.len()
+        )));
+    }
     Ok(parts)
 }
 
@@ -293,6 +302,9 @@ impl BackupSession<'_> {
     /// [`Error::Io`] when `dir` itself cannot be read; repository write errors.
     pub fn add_dir(&mut self, dir: &Path, at: &str) -> Result<()> {
         let parts = split_path(at)?;
+        if parts.len() > MAX_TREE_DEPTH {
+            return Err(Error::InvalidArgument(format!("{at:?} nests deeper than {MAX_TREE_DEPTH} folders")));
+        }
         let md = fs::metadata(dir).at(|| Location::Path(dir.to_path_buf()))?;
         if !md.is_dir() {
             return Err(Error::InvalidArgument(format!("{} is not a folder", dir.display())));
@@ -340,7 +352,16 @@ impl BackupSession<'_> {
             };
             let ft = md.file_type();
             let meta = FileMeta::from_fs(&md);
-            if ft.is_dir() {
+            if ft.is_dir() && at.len() >= MAX_TREE_DEPTH {
+                self.warnings.push((
+                    path,
+                    Error::LimitExceeded {
+                        what: "folder nesting",
+                        found: at.len() as u64 + 1,
+                        limit: MAX_TREE_DEPTH as u64,
+                    },
+                ));
+            } else if ft.is_dir() {
                 self.dir_at(at)?.insert(name.clone(), Entry::Dir { meta, children: BTreeMap::new() });
                 self.summary.dirs += 1;
                 let mut sub = at.to_vec();

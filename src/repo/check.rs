@@ -294,6 +294,11 @@ impl Repository {
         damage: &mut Damage,
     ) {
         let here = || format!("{}:{}", snap.short(), if path.is_empty() { "/" } else { path });
+        if let Err(e) = crate::format::snapshot::check_tree_depth(path) {
+            let n = damage.add(format!("tree {}: {e}", id.short()), None, None);
+            damage.affect(n, here());
+            return;
+        }
         if !trees.contains_key(&id) {
             let loaded = match self.index.lookup(&id.0) {
                 Ok(Some(loc)) if loc.kind == BlobKind::Tree => {

@@ -7,7 +7,7 @@ use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::BlobKind;
 use crate::format::index::IndexFile;
 use crate::format::pack::PackDirectory;
-use crate::format::snapshot::{Node, NodeContent, SnapshotRecord, Tree};
+use crate::format::snapshot::{check_tree_depth, Node, NodeContent, SnapshotRecord, Tree, MAX_TREE_DEPTH};
 use crate::id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId};
 use crate::index::{self, BlobLocation};
 use crate::repo::{join, Repository};
@@ -134,7 +134,7 @@ impl Repository {
         let mut chunks: HashSet<ChunkId> = HashSet::new();
         let (mut files, mut logical, mut refs) = (0, 0, 0);
         for s in &snaps {
-            let (f, b, r) = self.tree_totals(s.root, &mut totals, &mut chunks)?;
+            let (f, b, r) = self.tree_totals(s.root, 0, &mut totals, &mut chunks)?;
             // Saturating: trees claim sizes, and shared subtrees count once per path.
             files = u64::saturating_add(files, f);
             logical = u64::saturating_add(logical, b);
@@ -175,11 +175,19 @@ impl Repository {
     fn tree_totals(
         &self,
         id: TreeId,
+        level: usize,
         totals: &mut HashMap<TreeId, (u64, u64, u64)>,
         chunks: &mut HashSet<ChunkId>,
     ) -> Result<(u64, u64, u64)> {
         if let Some(t) = totals.get(&id) {
             return Ok(*t);
+        }
+        if level > MAX_TREE_DEPTH {
+            return Err(Error::LimitExceeded {
+                what: "folder nesting",
+                found: level as u64,
+                limit: MAX_TREE_DEPTH as u64,
+            });
         }
         let tree = self.load_tree(&id)?;
         let mut t = (0u64, 0u64, 0u64);
@@ -192,7 +200,7 @@ impl Repository {
                     chunks.extend(cs.iter().copied());
                 }
                 NodeContent::Dir { tree } => {
-                    let sub = self.tree_totals(*tree, totals, chunks)?;
+                    let sub = self.tree_totals(*tree, level + 1, totals, chunks)?;
                     t = (t.0.saturating_add(sub.0), t.1.saturating_add(sub.1), t.2.saturating_add(sub.2));
                 }
                 NodeContent::Symlink { .. } => {}
@@ -237,6 +245,7 @@ impl Repository {
         if a == b {
             return Ok(());
         }
+        check_tree_depth(prefix).at(|| Location::SnapshotPath(prefix.to_string()))?;
         let load = |t: Option<TreeId>| -> Result<Tree> {
             t.map_or_else(
                 || Ok(Tree::default()),

@@ -567,6 +567,8 @@ impl Repository {
         dropped: &mut Vec<String>,
         out: &mut Vec<SealedBlob>,
     ) -> Result<Option<TreeId>> {
+        // Too deep to walk is not lost data: stop rather than drop it.
+        snapshot::check_tree_depth(path).at(|| Location::SnapshotPath(path.to_string()))?;
         let tree = match self.load_tree(&id) {
             Ok(t) => t,
             // Only data that is really gone is dropped; a store that cannot be reached right

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::{self, BlobKind};
-use crate::format::snapshot::{Node, NodeContent, SnapshotRecord, Tree};
+use crate::format::snapshot::{check_tree_depth, Node, NodeContent, SnapshotRecord, Tree};
 use crate::id::{ChunkId, Id, PackId};
 use crate::index::BlobLocation;
 use crate::repo::{join, Repository};
@@ -535,6 +535,10 @@ impl Repository {
                 continue;
             }
             if let Some(t) = sub {
+                if let Err(e) = check_tree_depth(&path) {
+                    plan.failed.push((path, format!("folder contents not restored: {e}")));
+                    continue;
+                }
                 match self.load_tree(&t) {
                     Ok(subtree) => self.plan_tree(&path, &rel, &subtree, plan),
                     Err(e) => plan.failed.push((path, format!("folder contents lost: {e}"))),

@@ -289,3 +289,40 @@ fn set_mtimes(dir: &std::path::Path, t: std::time::SystemTime) {
         }
     }
 }
+
+#[test]
+fn folders_nested_past_the_limit_are_skipped_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_store, mut repo) = new_local_repo(tmp.path());
+    let src = tmp.path().join("src");
+    let limit = packvault::format::snapshot::MAX_TREE_DEPTH;
+    // One-letter folders keep the deepest path (about 2 × 1030 bytes) under PATH_MAX.
+    let deepest_kept = src.join(vec!["d"; limit].join("/"));
+    fs::create_dir_all(deepest_kept.join(["d"; 6].join("/"))).unwrap();
+    fs::write(deepest_kept.join("kept.txt"), b"at the limit").unwrap();
+    fs::write(deepest_kept.join("d/lost.txt"), b"below it").unwrap();
+    let mut s = repo.backup().unwrap();
+    s.add_dir(&src, "").unwrap();
+    let out = s.commit(vec![]).unwrap();
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert_eq!(out.warnings[0].0, deepest_kept.join("d"));
+    assert!(out.warnings[0].1.to_string().contains("folder nesting is 1025"), "{}", out.warnings[0].1);
+    assert_eq!(out.record.summary.dirs as usize, limit + 1, "the root and the folders down to the limit");
+
+    let target = tmp.path().join("t");
+    let r = repo.restore(&out.record, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
+    assert!(r.is_complete(), "{:?}", r.failed);
+    let kept = target.join(vec!["d"; limit].join("/"));
+    assert_eq!(fs::read(kept.join("kept.txt")).unwrap(), b"at the limit");
+    assert!(!kept.join("d").exists());
+
+    // Streams and folders added at a path are held to the same limit.
+    let mut s = repo.backup().unwrap();
+    let meta = FileMeta { mode: 0o644, mtime_secs: 1, mtime_nanos: 0 };
+    let deepest_file = vec!["d"; limit + 1].join("/");
+    s.add_stream(&deepest_file, &b"ok"[..], meta).unwrap();
+    let err = s.add_stream(&format!("d/{deepest_file}"), &b"no"[..], meta).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    let err = s.add_dir(&src, &vec!["d"; limit + 1].join("/")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+}
