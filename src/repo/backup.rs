@@ -136,6 +136,20 @@ enum Msg {
     },
 }
 
+/// True when every chunk a files-cache entry lists is in the index and their lengths add up to
+/// the file's size. Anything else (a pruned chunk, a damaged or tampered cache) and the file
+/// is read again: a snapshot never records a file its chunks do not make up.
+fn chunks_make_up(index: &crate::index::Index, chunks: &[ChunkId], size: u64) -> bool {
+    let mut total = 0u64;
+    for c in chunks {
+        match index.lookup(&c.0) {
+            Ok(Some(loc)) if loc.kind == BlobKind::Data => total = total.saturating_add(u64::from(loc.raw_len)),
+            _ => return false,
+        }
+    }
+    total == size
+}
+
 /// A backup in progress. Add sources, then [`commit`](BackupSession::commit). Dropping a
 /// session without committing leaves only packs that no index names; a later backup's packs
 /// are written fresh, and prune removes the leftovers.
@@ -811,7 +825,7 @@ fn read_all(
                 let stamp = Stamp::of(&md);
                 let hit = cache
                     .get(path.as_os_str().as_bytes(), &stamp)
-                    .filter(|chunks| !stamp.is_racy(started) && chunks.iter().all(|c| index.contains(&c.0)));
+                    .filter(|chunks| !stamp.is_racy(started) && chunks_make_up(index, chunks, stamp.size));
                 if let Some(chunks) = hit {
                     send(Msg::Cached { file: job.file, size: stamp.size, chunks: chunks.to_vec() })?;
                     continue;

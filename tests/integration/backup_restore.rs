@@ -278,6 +278,51 @@ fn files_cache_skips_unchanged_files_and_rereads_changed_ones() {
     assert_same_tree(&src, &target);
 }
 
+/// A files-cache entry whose chunks do not make up the file (damage, tampering) is not
+/// trusted: the file is read again, and the snapshot restores bit-exact.
+#[test]
+fn a_files_cache_entry_that_does_not_add_up_is_not_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, mut repo) = new_local_repo(tmp.path());
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs::write(src.join("big.bin"), &big).unwrap();
+    fs::write(src.join("small.txt"), b"hello").unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    set_mtimes(&src, old);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut b = repo.backup().unwrap();
+    b.add_dir(&src, "").unwrap();
+    let first = b.commit(vec![]).unwrap();
+    let chunks_of = |name: &str| match repo.list(&first.record, name, false).unwrap().remove(0).1.content {
+        NodeContent::File { chunks, .. } => chunks,
+        other => panic!("{other:?}"),
+    };
+    let (big_chunk, small_chunk) = (chunks_of("big.bin")[0], chunks_of("small.txt")[0]);
+
+    // The cache now says small.txt is made of big.bin's first chunk.
+    let cache_file =
+        fs::read_dir(tmp.path().join("cache")).unwrap().next().unwrap().unwrap().path().join("files.cache");
+    let mut cache = fs::read(&cache_file).unwrap();
+    let at = cache.windows(32).position(|w| w == small_chunk.0 .0).expect("small.txt's chunk is in the cache");
+    cache[at..at + 32].copy_from_slice(&big_chunk.0 .0);
+    fs::write(&cache_file, &cache).unwrap();
+    drop(repo);
+
+    let mut repo = crate::reopen(store, Some(&tmp.path().join("cache")));
+    let mut b = repo.backup().unwrap();
+    b.add_dir(&src, "").unwrap();
+    let second = b.commit(vec![]).unwrap();
+    assert_eq!(second.files_unchanged, 1, "big.bin still comes from the cache");
+    assert_eq!(second.record.summary.bytes_read, 5, "small.txt is read again");
+    assert_eq!(second.record.root, first.record.root, "the same tree as before the damage");
+    let target = tmp.path().join("restore");
+    let r = repo.restore(&second.record, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
+    assert!(r.is_complete(), "{:?}", r.failed);
+    assert_same_tree(&src, &target);
+}
+
 fn set_mtimes(dir: &std::path::Path, t: std::time::SystemTime) {
     for e in fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
