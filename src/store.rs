@@ -115,6 +115,20 @@ pub trait Store: Send + Sync {
     /// [`Error::NotFound`] when it does not exist; [`Error::Io`].
     fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>>;
 
+    /// Reads a whole file, failing with [`Error::LimitExceeded`] (named `what`) instead of
+    /// reading more than `limit` bytes. Stores that can should bound the read itself, so a file
+    /// that grows between a size check and the read cannot make the reader allocate more.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`]; as [`Store::get`].
+    fn get_limited(&self, kind: FileKind, name: &str, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+        let size = self.size(kind, name)?;
+        if size > limit {
+            return Err(Error::LimitExceeded { what, found: size, limit });
+        }
+        self.get(kind, name)
+    }
+
     /// Reads `len` bytes at `offset`.
     ///
     /// # Errors
@@ -177,11 +191,7 @@ pub(crate) fn get_bounded(
     limit: u64,
     what: &'static str,
 ) -> Result<Vec<u8>> {
-    let size = store.size(kind, name)?;
-    if size > limit {
-        return Err(Error::LimitExceeded { what, found: size, limit });
-    }
-    let data = store.get(kind, name)?;
+    let data = store.get_limited(kind, name, limit, what)?;
     if data.len() as u64 > limit {
         return Err(Error::LimitExceeded { what, found: data.len() as u64, limit });
     }

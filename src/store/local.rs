@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -257,6 +257,22 @@ impl Store for LocalStore {
         fs::read(&path).map_err(|e| map_not_found(e, kind, name))
     }
 
+    fn get_limited(&self, kind: FileKind, name: &str, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+        let path = self.full(kind, name)?;
+        let f = File::open(&path).map_err(|e| map_not_found(e, kind, name))?;
+        let size = f.metadata().at(|| Location::Path(path.clone()))?.len();
+        if size > limit {
+            return Err(Error::LimitExceeded { what, found: size, limit });
+        }
+        // One byte past the limit tells a file that grew since the size check.
+        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        f.take(limit.saturating_add(1)).read_to_end(&mut data).at(|| Location::Path(path.clone()))?;
+        if data.len() as u64 > limit {
+            return Err(Error::LimitExceeded { what, found: data.len() as u64, limit });
+        }
+        Ok(data)
+    }
+
     fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let path = self.full(kind, name)?;
         let f = File::open(&path).map_err(|e| map_not_found(e, kind, name))?;
@@ -415,6 +431,19 @@ mod tests {
         let leftovers: Vec<_> = walk(store.root()).into_iter().filter(|p| p.contains(".tmp-")).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         assert!(store.put(FileKind::Index, "../x", b"").is_err());
+    }
+
+    #[test]
+    fn limited_reads_stop_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::create(dir.path().join("repo")).unwrap();
+        let name = "cd".repeat(32);
+        store.put(FileKind::Index, &name, &[5u8; 1000]).unwrap();
+        assert_eq!(store.get_limited(FileKind::Index, &name, 1000, "index file").unwrap().len(), 1000);
+        let err = store.get_limited(FileKind::Index, &name, 999, "index file").unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded { what: "index file", found: 1000, limit: 999 }), "{err}");
+        let err = store.get_limited(FileKind::Index, &"ef".repeat(32), 10, "index file").unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::NotFound, "{err}");
     }
 
     #[test]
