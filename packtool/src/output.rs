@@ -277,6 +277,7 @@ impl Out {
                 "keyslots": r.keyslots,
                 "blobs_read": r.blobs_read,
                 "unreferenced_packs": r.unreferenced_packs.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
+                "stale_temporaries": r.stale_temporaries,
                 "problems": r.problems.iter().map(|p| json!({
                     "message": p.message,
                     "pack": p.pack.map(|x| x.to_hex()),
@@ -295,6 +296,12 @@ impl Out {
             self.text(&format!(
                 "{} packs are named by no index (left by an interrupted backup)",
                 r.unreferenced_packs.len()
+            ))?;
+        }
+        if r.stale_temporaries > 0 {
+            self.text(&format!(
+                "{} temporary files were left by interrupted writes (`prune` removes them)",
+                r.stale_temporaries
             ))?;
         }
         let what = match (read_data, r.packs_read < r.packs) {

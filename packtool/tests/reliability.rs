@@ -333,6 +333,8 @@ fn forget_prune_and_repair_through_the_cli() {
     age(&killed, Duration::from_secs(7200));
     let fresh = env.dir.join("repo/index/.tmp-00000000cafef00d");
     fs::write(&fresh, b"being written").unwrap();
+    let checked = env.json(&["check"]);
+    assert_eq!((checked["ok"].as_bool(), checked["stale_temporaries"].as_u64()), (Some(true), Some(1)), "{checked}");
     let would = env.json(&["prune", "--dry-run", "--max-unused", "0"]);
     assert!(would["bytes_freed"].as_u64().unwrap() > 1_000_000, "{would}");
     assert_eq!((would["temporaries_removed"].as_u64(), would["temporary_bytes"].as_u64()), (Some(1), Some(70_000)));
@@ -341,6 +343,7 @@ fn forget_prune_and_repair_through_the_cli() {
     assert_eq!(done["bytes_freed"], would["bytes_freed"]);
     assert_eq!(done["temporaries_removed"], 1, "{done}");
     assert!(!killed.exists() && fresh.exists(), "only the idle temporary file is removed");
+    assert_eq!(env.json(&["check"])["stale_temporaries"], 0);
     assert_eq!(env.json(&["check", "--read-data"])["ok"], true);
     let target = env.dir.join("t");
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "-q"]);
