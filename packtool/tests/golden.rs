@@ -33,6 +33,22 @@ struct Session {
 }
 
 /// Replaces what differs between runs and machines.
+/// Names of the files under the repository (ids in hex), for telling ids from numbers.
+fn repository_file_names(repo: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![repo.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(e.path());
+            } else {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
 fn normalize(s: &str, tmp: &str, host: &str) -> String {
     let mut s = s.replace(tmp, "[TMP]");
     if !host.is_empty() {
@@ -89,7 +105,8 @@ impl Session {
         let stderr = normalize(&String::from_utf8_lossy(&out.stderr), &tmp, &self.host);
         let code = out.status.code().unwrap_or(-1);
         let text = format!("$ packtool {}\nexit: {code}\n--- stdout\n{stdout}--- stderr\n{stderr}", args.join(" "));
-        let text = self.number_ids(&text);
+        let names = repository_file_names(&self.dir.join("repo"));
+        let text = self.number_ids(&text, &names);
         let file = self.golden.join(format!("{:02}-{name}.txt", self.step));
         assert!(!stdout.contains("ETA") && !stderr.contains("ETA"), "{name}: a progress bar outside a terminal");
         if self.bless {
@@ -108,9 +125,11 @@ impl Session {
         (code, String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
     }
 
-    /// Replaces hex ids (8 or more hex digits with at least one letter, or 16 or more) by
-    /// `[ID n]`; a prefix of a known id gets that id's number.
-    fn number_ids(&mut self, text: &str) -> String {
+    /// Replaces hex ids (8 or more hex digits with at least one letter, or that begin an id
+    /// already seen or a repository file's name, or 16 or more) by `[ID n]`; a prefix of a
+    /// known id gets that id's number. Names made from random bytes (snapshots, packs) vary
+    /// from run to run, and one in forty short ids has no letter.
+    fn number_ids(&mut self, text: &str, names: &[String]) -> String {
         let mut out = String::with_capacity(text.len());
         let b = text.as_bytes();
         let mut i = 0;
@@ -119,9 +138,11 @@ impl Session {
             let end = (i..b.len()).find(|&j| !matches!(b[j], b'0'..=b'9' | b'a'..=b'f')).unwrap_or(b.len());
             let tok = &text[i..end];
             let after_ok = end == b.len() || !b[end].is_ascii_alphanumeric();
+            let begins_known = || self.ids.iter().chain(names).any(|k| k.starts_with(tok));
             if boundary
                 && after_ok
-                && (tok.len() >= 16 || (tok.len() >= 8 && tok.bytes().any(|c| c.is_ascii_lowercase())))
+                && (tok.len() >= 16
+                    || (tok.len() >= 8 && (tok.bytes().any(|c| c.is_ascii_lowercase()) || begins_known())))
             {
                 let n = match self.ids.iter().position(|k| k.starts_with(tok) || tok.starts_with(k.as_str())) {
                     Some(n) => {
