@@ -155,6 +155,9 @@ fn ensure_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Files prepared (checked, resolved, created) per parallel batch.
+const PREPARE_BATCH: usize = 4096;
+
 fn temp_path(final_path: &Path, n: usize) -> PathBuf {
     final_path.with_file_name(format!(".pv-restore-{}-{n}", std::process::id()))
 }
@@ -204,48 +207,58 @@ impl Repository {
         let mut needs: Vec<Need> = Vec::new();
         // Temporary files this restore created (only these are ever removed).
         let mut created_tmp = vec![false; plan.files.len()];
-        for (i, f) in plan.files.iter().enumerate() {
+        // Creating files is most of the kernel's work in a restore: both cores do it, a batch
+        // at a time (so the resolved chunk lists in flight stay bounded).
+        let prepare = |i: usize| -> Option<(bool, std::result::Result<Vec<BlobLocation>, String>)> {
+            let f = &plan.files[i];
             if under_bad(&f.path, &bad_dirs) {
-                fail(i, "its folder could not be created".into());
-                continue;
+                return Some((false, Err("its folder could not be created".into())));
             }
             let NodeContent::File { size, chunks } = &f.node.content else {
-                continue;
+                return None;
             };
             let final_path = target.join(&f.rel);
             if !options.overwrite && fs::symlink_metadata(&final_path).is_ok() {
-                fail(i, "already exists in the target (not overwritten)".into());
-                continue;
+                return Some((false, Err("already exists in the target (not overwritten)".into())));
             }
-            match self.resolve_chunks(chunks, *size) {
-                Ok(locs) => {
-                    let tmp = temp_path(&final_path, i);
-                    // create_new: never follow a symlink or reuse a file planted at this name.
-                    let created = OpenOptions::new().write(true).create_new(true).open(&tmp);
-                    match created {
-                        Ok(f) => {
-                            created_tmp[i] = true;
-                            if let Err(e) = f.set_len(*size) {
-                                fail(i, format!("cannot allocate {size} bytes: {e}"));
-                                continue;
-                            }
-                        }
-                        Err(e) => {
-                            fail(i, format!("cannot create a temporary file: {e}"));
-                            continue;
-                        }
+            let locs = match self.resolve_chunks(chunks, *size) {
+                Ok(locs) => locs,
+                Err(e) => return Some((false, Err(e.to_string()))),
+            };
+            // create_new: never follow a symlink or reuse a file planted at this name.
+            match OpenOptions::new().write(true).create_new(true).open(temp_path(&final_path, i)) {
+                Ok(file) => match file.set_len(*size) {
+                    Ok(()) => Some((true, Ok(locs))),
+                    Err(e) => Some((true, Err(format!("cannot allocate {size} bytes: {e}")))),
+                },
+                Err(e) => Some((false, Err(format!("cannot create a temporary file: {e}")))),
+            }
+        };
+        for batch_start in (0..plan.files.len()).step_by(PREPARE_BATCH) {
+            let batch = batch_start..(batch_start + PREPARE_BATCH).min(plan.files.len());
+            let prepared: Vec<_> = batch.clone().into_par_iter().map(prepare).collect();
+            for (i, p) in batch.zip(prepared) {
+                let Some((created, result)) = p else { continue };
+                created_tmp[i] = created;
+                let locs = match result {
+                    Ok(locs) => locs,
+                    Err(why) => {
+                        fail(i, why);
+                        continue;
                     }
-                    let mut offset = 0u64;
-                    for (id, loc) in chunks.iter().zip(locs) {
-                        let n = *by_chunk.entry(id.0).or_insert_with(|| {
-                            needs.push(Need { id: id.0, loc, targets: Vec::new() });
-                            needs.len() - 1
-                        });
-                        needs[n].targets.push(Target { file: i, offset });
-                        offset += u64::from(loc.raw_len);
-                    }
+                };
+                let NodeContent::File { chunks, .. } = &plan.files[i].node.content else {
+                    continue;
+                };
+                let mut offset = 0u64;
+                for (id, loc) in chunks.iter().zip(locs) {
+                    let n = *by_chunk.entry(id.0).or_insert_with(|| {
+                        needs.push(Need { id: id.0, loc, targets: Vec::new() });
+                        needs.len() - 1
+                    });
+                    needs[n].targets.push(Target { file: i, offset });
+                    offset += u64::from(loc.raw_len);
                 }
-                Err(e) => fail(i, e.to_string()),
             }
         }
 
@@ -304,32 +317,31 @@ impl Repository {
         report.bytes = written;
 
         // Finish files: metadata on the complete temporary files, flush them all to disk, then
-        // rename them into place and flush the renames. Incomplete ones are removed.
+        // rename them into place and flush the renames. Incomplete ones are removed. Both
+        // steps run on both cores: they are a system call or three per file.
         let failures = failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut ready = Vec::new();
-        for (i, f) in plan.files.iter().enumerate() {
-            let final_path = target.join(&f.rel);
-            let tmp = temp_path(&final_path, i);
-            if let Some(why) = failures.get(&i) {
-                if created_tmp[i] {
-                    let _ = fs::remove_file(&tmp);
+        let finished: Vec<std::result::Result<(), String>> = (0..plan.files.len())
+            .into_par_iter()
+            .map(|i| {
+                let f = &plan.files[i];
+                let tmp = temp_path(&target.join(&f.rel), i);
+                if let Some(why) = failures.get(&i) {
+                    if created_tmp[i] {
+                        let _ = fs::remove_file(&tmp);
+                    }
+                    return Err(why.clone());
                 }
-                report.failed.push((f.path.clone(), why.clone()));
-                continue;
-            }
-            let meta = || -> std::io::Result<()> {
-                let file = OpenOptions::new().write(true).open(&tmp)?;
-                file.set_permissions(fs::Permissions::from_mode(f.node.mode))?;
-                file.set_times(FileTimes::new().set_modified(mtime_of(&f.node)))
-            };
-            match meta() {
-                Ok(()) => ready.push((i, tmp, final_path)),
-                Err(e) => {
+                let meta = || -> std::io::Result<()> {
+                    let file = OpenOptions::new().write(true).open(&tmp)?;
+                    file.set_permissions(fs::Permissions::from_mode(f.node.mode))?;
+                    file.set_times(FileTimes::new().set_modified(mtime_of(&f.node)))
+                };
+                meta().map_err(|e| {
                     let _ = fs::remove_file(&tmp);
-                    report.failed.push((f.path.clone(), format!("cannot set metadata: {e}")));
-                }
-            }
-        }
+                    format!("cannot set metadata: {e}")
+                })
+            })
+            .collect();
         let sync = |what: &str| -> Result<()> {
             if !options.sync {
                 return Ok(());
@@ -341,13 +353,23 @@ impl Repository {
             })
         };
         sync("restored data")?;
-        for (i, tmp, final_path) in ready {
-            match fs::rename(&tmp, &final_path) {
-                Ok(()) => report.files += 1,
-                Err(e) => {
+        let renamed: Vec<std::result::Result<(), String>> = finished
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, ready)| {
+                ready?;
+                let final_path = target.join(&plan.files[i].rel);
+                let tmp = temp_path(&final_path, i);
+                fs::rename(&tmp, &final_path).map_err(|e| {
                     let _ = fs::remove_file(&tmp);
-                    report.failed.push((plan.files[i].path.clone(), format!("cannot rename into place: {e}")));
-                }
+                    format!("cannot rename into place: {e}")
+                })
+            })
+            .collect();
+        for (f, r) in plan.files.iter().zip(renamed) {
+            match r {
+                Ok(()) => report.files += 1,
+                Err(why) => report.failed.push((f.path.clone(), why)),
             }
         }
 
