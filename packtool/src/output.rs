@@ -361,7 +361,11 @@ impl Out {
                 "index_files_replaced": r.index_files_replaced,
                 "temporaries_removed": r.temporaries_removed,
                 "temporary_bytes": r.temporary_bytes,
+                "warnings": r.warnings,
             }));
+        }
+        for warning in &r.warnings {
+            eprintln!("packtool: warning: {warning}");
         }
         let w = if dry_run { "would be " } else { "" };
         self.text(&format!("used:    {} blobs, {}", r.used_blobs, human_bytes(r.used_bytes)))?;

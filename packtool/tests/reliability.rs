@@ -193,6 +193,50 @@ fn backups_killed_at_random_moments_lose_nothing() {
     );
 }
 
+/// Makes a folder unwritable (or writable again); false where this machine cannot. Root
+/// ignores permission bits, so as root the folder is made immutable (ext4, xfs, btrfs).
+fn set_unwritable(dir: &Path, on: bool) -> bool {
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    if root {
+        let flag = if on { "+i" } else { "-i" };
+        Command::new("chattr").arg(flag).arg(dir).status().is_ok_and(|s| s.success())
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(if on { 0o555 } else { 0o755 })).is_ok()
+    }
+}
+
+/// A temporary file prune cannot remove does not undo or fail the prune.
+#[test]
+fn prune_finishes_when_a_temporary_file_cannot_be_removed() {
+    let env = Env::new(PASS);
+    env.init();
+    let src = small_source(&env);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let keys = env.dir.join("repo/keys");
+    let stuck = keys.join(".tmp-0000000000000bad");
+    fs::write(&stuck, b"left by a killed `key add`").unwrap();
+    age(&stuck, Duration::from_secs(7200));
+    if !set_unwritable(&keys, true) {
+        eprintln!("skipped: cannot make a folder unwritable here (root without chattr +i support)");
+        return;
+    }
+    let out = env.run(&["--json", "prune"]);
+    set_unwritable(&keys, false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["temporaries_removed"], 0, "{report}");
+    let warning = report["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with("temporary files not removed:") && warning.contains(".tmp-0000000000000bad"),
+        "{report}"
+    );
+    assert!(stuck.exists());
+    assert_eq!(env.json(&["check"])["ok"], true);
+    let done = env.json(&["prune"]);
+    assert_eq!((done["temporaries_removed"].as_u64(), done["warnings"].as_array().map(Vec::len)), (Some(1), Some(0)));
+}
+
 /// Sets a file's modification time `ago` into the past.
 fn age(path: &Path, ago: Duration) {
     let when = std::time::SystemTime::now() - ago;
@@ -282,22 +326,12 @@ fn restore_into_a_folder_it_may_not_write_names_the_files() {
     let target = env.dir.join("target");
     let locked = target.join("chats");
     fs::create_dir_all(&locked).unwrap();
-    // Root ignores permission bits: make the folder immutable instead (ext4, xfs, btrfs).
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
-    let made_readonly = if root {
-        Command::new("chattr").arg("+i").arg(&locked).status().is_ok_and(|s| s.success())
-    } else {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&locked, fs::Permissions::from_mode(0o555)).is_ok()
-    };
-    if !made_readonly {
+    if !set_unwritable(&locked, true) {
         eprintln!("skipped: cannot make a folder unwritable here (root without chattr +i support)");
         return;
     }
     let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
-    if root {
-        let _ = Command::new("chattr").arg("-i").arg(&locked).status();
-    }
+    set_unwritable(&locked, false);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("chats/a.json"), "{stderr}");

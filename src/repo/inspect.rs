@@ -125,16 +125,16 @@ impl Repository {
     /// # Errors
     /// Unreadable trees or snapshots; store errors.
     pub fn stats(&self, snapshot: Option<&SnapshotId>) -> Result<Stats> {
-        let snaps: Vec<SnapshotRecord> = match snapshot {
-            Some(id) => vec![self.load_snapshot(id)?],
-            None => self.snapshots()?.into_iter().map(|(_, r)| r).collect(),
+        let snaps: Vec<(SnapshotId, SnapshotRecord)> = match snapshot {
+            Some(id) => vec![(*id, self.load_snapshot(id)?)],
+            None => self.snapshots()?,
         };
         // Per distinct tree: files, bytes and chunk references below it (computed once).
         let mut totals: HashMap<TreeId, (u64, u64, u64)> = HashMap::new();
         let mut chunks: HashSet<ChunkId> = HashSet::new();
         let (mut files, mut logical, mut refs) = (0, 0, 0);
-        for s in &snaps {
-            let (f, b, r) = self.tree_totals(s.root, 0, &mut totals, &mut chunks)?;
+        for (id, s) in &snaps {
+            let (f, b, r) = self.tree_totals(s.root, 0, &mut totals, &mut chunks).at(|| Location::Snapshot(*id))?;
             // Saturating: trees claim sizes, and shared subtrees count once per path.
             files = u64::saturating_add(files, f);
             logical = u64::saturating_add(logical, b);

@@ -95,8 +95,10 @@ pub struct PruneReport {
     /// Temporary files left by writes that were killed mid-way, removed (idle for longer
     /// than [`TEMPORARY_IDLE`]).
     pub temporaries_removed: u64,
-    /// Their bytes.
+    /// Their bytes (what removing them frees).
     pub temporary_bytes: u64,
+    /// What went wrong without stopping the prune (its work was done).
+    pub warnings: Vec<String>,
 }
 
 /// How long a temporary file must have been left untouched before prune removes it. Prune
@@ -342,14 +344,23 @@ impl Repository {
         for pid in &repack {
             let p = &packs[pid];
             let whole = || Location::Pack { pack: *pid, offset: None };
-            let bytes = crate::store::get_bounded(
+            // Never more than the index says the pack holds (itself at most MAX_PACK_LEN).
+            let bytes = match crate::store::get_bounded(
                 self.store.as_ref(),
                 FileKind::Pack,
                 &pid.to_hex(),
-                crate::format::pack::MAX_PACK_LEN,
+                u64::from(p.pack_len),
                 "pack length",
-            )
-            .at(whole)?;
+            ) {
+                Err(e) if e.kind() == crate::ErrorKind::LimitExceeded => {
+                    return Err(Error::Integrity(format!(
+                        "pack is larger than the {} bytes the index says: run `check --read-data`",
+                        p.pack_len
+                    ))
+                    .at(whole()))
+                }
+                read => read.at(whole)?,
+            };
             if bytes.len() as u64 != u64::from(p.pack_len) {
                 return Err(Error::Integrity(format!(
                     "pack is {} bytes, the index says {}: run `check --read-data`",
@@ -408,9 +419,13 @@ impl Repository {
         for p in gone.iter().chain(&strays) {
             delete_if_present(self, FileKind::Pack, &p.to_hex())?;
         }
-        (report.temporaries_removed, report.temporary_bytes) = self.store.sweep_temporaries(TEMPORARY_IDLE, false)?;
         // The index changed under the cache: reload (rebuilds the local tables).
         self.index = self.reload_index()?;
+        // Last and best effort: the prune itself is done whatever happens here.
+        match self.store.sweep_temporaries(TEMPORARY_IDLE, false) {
+            Ok((n, bytes)) => (report.temporaries_removed, report.temporary_bytes) = (n, bytes),
+            Err(e) => report.warnings.push(format!("temporary files not removed: {e}")),
+        }
         Ok(report)
     }
 
@@ -491,7 +506,8 @@ impl Repository {
         let mut new_records = Vec::new();
         for (sid, rec) in self.snapshots()? {
             let mut dropped = Vec::new();
-            let new_root = self.repair_tree(rec.root, "", &mut dropped, &mut session_trees)?;
+            let new_root =
+                self.repair_tree(rec.root, "", &mut dropped, &mut session_trees).at(|| Location::Snapshot(sid))?;
             if dropped.is_empty() {
                 continue;
             }

@@ -352,7 +352,15 @@ impl Repository {
                     .at(Location::Path(target.clone()))
             })
         };
-        sync("restored data")?;
+        if let Err(e) = sync("restored data") {
+            // Nothing was renamed yet: take the complete temporary files away too.
+            for (i, ready) in finished.iter().enumerate() {
+                if ready.is_ok() {
+                    let _ = fs::remove_file(temp_path(&target.join(&plan.files[i].rel), i));
+                }
+            }
+            return Err(e);
+        }
         let renamed: Vec<std::result::Result<(), String>> = finished
             .into_par_iter()
             .enumerate()

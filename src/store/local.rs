@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -399,7 +399,11 @@ impl Store for LocalStore {
                     }
                 }
                 count += 1;
-                bytes += meta.len();
+                // A writer killed between linking and unlinking leaves a second name of a
+                // real file: removing it frees nothing.
+                if meta.nlink() == 1 {
+                    bytes += meta.len();
+                }
             }
             if removed_here {
                 sync_dir(&dir).at(loc)?;
@@ -465,12 +469,16 @@ mod tests {
         let killed_config = make(".tmp-0000000000000000", 20, true);
         let writing_now = make("index/.tmp-1111111111111111", 300, false);
         let not_ours = make("snapshots/.hidden", 10, true);
+        // Killed between linking a pack into place and removing its temporary name.
+        let second_name = store.root().join("packs/ab/.tmp-2222222222222222");
+        fs::hard_link(store.root().join("packs/ab").join("ab".repeat(32)), &second_name).unwrap();
+        File::options().write(true).open(&second_name).unwrap().set_modified(hour_ago).unwrap();
         let window = Duration::from_secs(1800);
 
-        assert_eq!(store.sweep_temporaries(window, true).unwrap(), (3, 1520), "dry run counts");
+        assert_eq!(store.sweep_temporaries(window, true).unwrap(), (4, 1520), "a second name frees no bytes");
         assert!(killed_pack.exists(), "a dry run removes nothing");
-        assert_eq!(store.sweep_temporaries(window, false).unwrap(), (3, 1520));
-        for gone in [&killed_pack, &killed_upload, &killed_config] {
+        assert_eq!(store.sweep_temporaries(window, false).unwrap(), (4, 1520));
+        for gone in [&killed_pack, &killed_upload, &killed_config, &second_name] {
             assert!(!gone.exists(), "{} swept", gone.display());
         }
         assert!(writing_now.exists(), "a file written within the window stays");

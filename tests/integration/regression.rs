@@ -147,7 +147,12 @@ fn review_folders_nested_past_the_limit_are_refused_by_every_reader() {
     too_deep(repo.list(&deep, "", true).unwrap_err());
     assert_eq!(repo.list(&deep, "", false).unwrap().len(), 1, "one level is no walk");
     too_deep(repo.diff(&deep, &flat).unwrap_err());
-    too_deep(repo.stats(None).unwrap_err());
+    let deep_id = repo.snapshots().unwrap().into_iter().find(|(_, r)| r.root == deep.root).unwrap().0;
+    let names_snapshot =
+        |e: &packvault::Error| assert!(e.to_string().contains(&format!("snapshot {}", deep_id.short())), "{e}");
+    let err = repo.stats(None).unwrap_err();
+    names_snapshot(&err);
+    too_deep(err);
     too_deep(repo.find("*").unwrap_err());
     let at_limit = vec!["d"; MAX_TREE_DEPTH].join("/");
     assert_eq!(repo.list(&deep, &at_limit, false).unwrap().len(), 2, "the deepest tree allowed lists");
@@ -166,6 +171,8 @@ fn review_folders_nested_past_the_limit_are_refused_by_every_reader() {
     assert!(tmp.path().join(&at_limit).is_dir());
 
     // Repair does not take "too deep" for lost data: it stops and deletes nothing.
-    too_deep(repo.repair_snapshots().unwrap_err());
+    let err = repo.repair_snapshots().unwrap_err();
+    names_snapshot(&err);
+    too_deep(err);
     assert_eq!(repo.snapshots().unwrap().len(), 2);
 }
