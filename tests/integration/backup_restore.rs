@@ -168,12 +168,11 @@ fn memory_store_streams_subtree_restore_and_odd_names() {
 
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("t");
-    let r = repo
-        .restore(
-            &out.record,
-            &RestoreOptions { target: target.clone(), include: vec!["a/b".into()], ..Default::default() },
-        )
-        .unwrap();
+    let restore_only = |target: &std::path::Path, include: &str| {
+        let include = vec![include.to_string()];
+        repo.restore(&out.record, &RestoreOptions { target: target.to_path_buf(), include, ..Default::default() })
+    };
+    let r = restore_only(&target, "a/b").unwrap();
     assert!(r.is_complete());
     assert_eq!(fs::read(target.join("a/b/small.txt")).unwrap(), b"hello");
     assert!(!target.join("a/big.bin").exists(), "only the included subtree");
@@ -185,19 +184,12 @@ fn memory_store_streams_subtree_restore_and_odd_names() {
         .restore(&out.record, &RestoreOptions { target: target.clone(), overwrite: true, ..Default::default() })
         .unwrap();
     assert!(r.is_complete(), "{:?}", r.failed);
-    let err = repo
-        .restore(&out.record, &RestoreOptions { target, include: vec!["a/nope".into()], ..Default::default() })
-        .unwrap_err();
+    let err = restore_only(&target, "a/nope").unwrap_err();
     assert_eq!((err.kind(), err.to_string().contains("a/nope in the snapshot")), (ErrorKind::NotFound, true), "{err}");
 
     // One file deep in the tree: its folders come along, nothing else.
     let one = tmp.path().join("one");
-    let r = repo
-        .restore(
-            &out.record,
-            &RestoreOptions { target: one.clone(), include: vec!["./a//b/small.txt".into()], ..Default::default() },
-        )
-        .unwrap();
+    let r = restore_only(&one, "./a//b/small.txt").unwrap();
     assert_eq!((r.files, r.dirs), (1, 2), "{r:?}");
     assert_eq!(fs::read(one.join("a/b/small.txt")).unwrap(), b"hello");
     assert!(!one.join("a/big.bin").exists() && !one.join("empty").exists());
