@@ -230,14 +230,7 @@ fn files_cache_skips_unchanged_files_and_rereads_changed_ones() {
     let (store, mut repo) = new_local_repo(tmp.path());
     let src = tmp.path().join("src");
     write_day(&src, &HistoryParams::default(), 1).unwrap();
-    // Times in the past, so the files are not "racy" (modified around the backup's start).
-    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-    set_mtimes(&src, old);
-    // Setting times changed the files' ctime to now: wait until that is not "racy" any more.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let mut b = repo.backup().unwrap();
-    b.add_dir(&src, "").unwrap();
-    let first = b.commit(vec![]).unwrap();
+    let first = back_up_settled(&mut repo, &src);
     assert_eq!(first.files_unchanged, 0);
 
     let mut b = repo.backup().unwrap();
@@ -252,7 +245,7 @@ fn files_cache_skips_unchanged_files_and_rereads_changed_ones() {
     let mut data = fs::read(&f).unwrap();
     data[10] ^= 1;
     fs::write(&f, &data).unwrap();
-    let when = old + std::time::Duration::from_secs(60);
+    let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_060);
     fs::File::options().write(true).open(&f).unwrap().set_modified(when).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     drop(repo);
@@ -281,12 +274,7 @@ fn a_files_cache_entry_that_does_not_add_up_is_not_trusted() {
     let big: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     fs::write(src.join("big.bin"), &big).unwrap();
     fs::write(src.join("small.txt"), b"hello").unwrap();
-    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-    set_mtimes(&src, old);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let mut b = repo.backup().unwrap();
-    b.add_dir(&src, "").unwrap();
-    let first = b.commit(vec![]).unwrap();
+    let first = back_up_settled(&mut repo, &src);
     let chunks_of = |name: &str| match repo.list(&first.record, name, false).unwrap().remove(0).1.content {
         NodeContent::File { chunks, .. } => chunks,
         other => panic!("{other:?}"),
@@ -313,6 +301,16 @@ fn a_files_cache_entry_that_does_not_add_up_is_not_trusted() {
     let r = repo.restore(&second.record, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
     assert!(r.is_complete(), "{:?}", r.failed);
     assert_same_tree(&src, &target);
+}
+
+/// Backs up `src` after setting its files' times in the past and waiting until their ctime
+/// is not "racy" (around the backup's start) any more, so the files cache may be used.
+fn back_up_settled(repo: &mut Repository, src: &std::path::Path) -> packvault::BackupOutcome {
+    set_mtimes(src, std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut b = repo.backup().unwrap();
+    b.add_dir(src, "").unwrap();
+    b.commit(vec![]).unwrap()
 }
 
 fn set_mtimes(dir: &std::path::Path, t: std::time::SystemTime) {
