@@ -41,7 +41,14 @@ pub const MAX_TREE_DEPTH: usize = 1024;
 /// [`Error::LimitExceeded`].
 pub fn check_tree_depth(path: &str) -> Result<()> {
     // Names hold no `/`, so the components of the path are the folder's level.
-    let level = if path.is_empty() { 0 } else { path.split('/').count() };
+    check_tree_level(if path.is_empty() { 0 } else { path.split('/').count() })
+}
+
+/// Refuses a tree at `level` (the root tree is 0) deeper than [`MAX_TREE_DEPTH`].
+///
+/// # Errors
+/// [`Error::LimitExceeded`].
+pub fn check_tree_level(level: usize) -> Result<()> {
     if level > MAX_TREE_DEPTH {
         return Err(Error::LimitExceeded { what: "folder nesting", found: level as u64, limit: MAX_TREE_DEPTH as u64 });
     }

@@ -366,15 +366,10 @@ impl BackupSession<'_> {
             };
             let ft = md.file_type();
             let meta = FileMeta::from_fs(&md);
-            if ft.is_dir() && at.len() >= MAX_TREE_DEPTH {
-                self.warnings.push((
-                    path,
-                    Error::LimitExceeded {
-                        what: "folder nesting",
-                        found: at.len() as u64 + 1,
-                        limit: MAX_TREE_DEPTH as u64,
-                    },
-                ));
+            // The folder's tree would sit one level below `at`.
+            let too_deep = if ft.is_dir() { snapshot::check_tree_level(at.len() + 1).err() } else { None };
+            if let Some(e) = too_deep {
+                self.warnings.push((path, e));
             } else if ft.is_dir() {
                 self.dir_at(at)?.insert(name.clone(), Entry::Dir { meta, children: BTreeMap::new() });
                 self.summary.dirs += 1;

@@ -7,7 +7,7 @@ use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::BlobKind;
 use crate::format::index::IndexFile;
 use crate::format::pack::PackDirectory;
-use crate::format::snapshot::{check_tree_depth, Node, NodeContent, SnapshotRecord, Tree, MAX_TREE_DEPTH};
+use crate::format::snapshot::{check_tree_depth, check_tree_level, Node, NodeContent, SnapshotRecord, Tree};
 use crate::id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId};
 use crate::index::{self, BlobLocation};
 use crate::repo::{join, Repository};
@@ -182,13 +182,7 @@ impl Repository {
         if let Some(t) = totals.get(&id) {
             return Ok(*t);
         }
-        if level > MAX_TREE_DEPTH {
-            return Err(Error::LimitExceeded {
-                what: "folder nesting",
-                found: level as u64,
-                limit: MAX_TREE_DEPTH as u64,
-            });
-        }
+        check_tree_level(level)?;
         let tree = self.load_tree(&id)?;
         let mut t = (0u64, 0u64, 0u64);
         for n in &tree.nodes {
