@@ -46,9 +46,9 @@
 //! ```
 //!
 //! # Crate features
-//! - `deterministic-for-tests` (off): makes randomness and time deterministic when the
-//!   environment variable `PACKVAULT_TEST_SEED` is set, for golden CLI tests. **Never enable it
-//!   in a build that protects data.**
+//! - `deterministic-for-tests` (off): adds a hidden `testmode::install` that makes the
+//!   calling process's randomness and time deterministic, for golden CLI tests. Nothing turns it
+//!   on but an explicit call: no environment variable, no file.
 //!
 //! The format is versioned (`format-spec.md` §6); the API is pre-1.0 and may change in minor
 //! releases.
@@ -69,7 +69,8 @@ mod progress;
 mod repo;
 mod store;
 #[cfg(feature = "deterministic-for-tests")]
-mod testmode;
+#[doc(hidden)]
+pub mod testmode;
 mod vault;
 
 pub use chunker::{gear_table, ChunkReader, Chunker};

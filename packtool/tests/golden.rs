@@ -1,8 +1,11 @@
 //! Golden tests: every command's human and JSON output on a small deterministic repository.
 //!
-//! The binary under test is built with packvault's `deterministic-for-tests` feature, and
-//! `PACKVAULT_TEST_SEED` makes its keys, nonces and clock deterministic, so sizes, offsets and
-//! orderings are the same on every run. Outputs are compared with `tests/golden/NN-name.txt`
+//! This test target has no libtest harness (`harness = false`): its `main` either runs the
+//! session below, or, when started by it with `PACKTOOL_GOLDEN_CHILD` set, *is* packtool — the
+//! same code as the binary, after `packvault::testmode::install` has made keys, nonces and the
+//! clock deterministic (seed `PACKVAULT_TEST_SEED`), so sizes, offsets and orderings are the
+//! same on every run. Only this test executable can do that: the `packtool` binary has no switch
+//! that makes keys predictable (`cli.rs`, `test_seed_does_nothing_in_the_binary`). Outputs are compared with `tests/golden/NN-name.txt`
 //! after normalizing what still varies: the temporary folder, the host name, durations, and
 //! ids (snapshots record the temporary folder's path, so their ids differ from run to run;
 //! every hex id becomes `[ID n]`, numbered by first appearance, prefixes included).
@@ -84,8 +87,9 @@ fn normalize(s: &str, tmp: &str, host: &str) -> String {
 impl Session {
     fn run(&mut self, name: &str, args: &[&str]) -> (i32, String, String) {
         self.step += 1;
-        let out = Command::new(env!("CARGO_BIN_EXE_packtool"))
+        let out = Command::new(std::env::current_exe().unwrap())
             .args(args)
+            .env("PACKTOOL_GOLDEN_CHILD", "1")
             .current_dir(&self.dir)
             .env("PACKVAULT_TEST_SEED", "golden")
             .env("USER", "tester")
@@ -205,7 +209,31 @@ fn chat(from: usize, to: usize) -> String {
     (from..to).map(|i| format!("{{\"id\":{i},\"from\":\"ana\",\"text\":\"see you at {}\"}}\n", i % 24)).collect()
 }
 
-#[test]
+fn main() -> std::process::ExitCode {
+    if std::env::var_os("PACKTOOL_GOLDEN_CHILD").is_some() {
+        packvault::testmode::install(&std::env::var("PACKVAULT_TEST_SEED").unwrap_or_default());
+        return packtool::main();
+    }
+    // Output in libtest's shape, so that runners reading `cargo test` see the count.
+    println!("\nrunning 1 test");
+    let started = std::time::Instant::now();
+    let result = std::panic::catch_unwind(every_command_human_and_json);
+    let ok = result.is_ok();
+    println!("test every_command_human_and_json ... {}", if ok { "ok" } else { "FAILED" });
+    println!(
+        "\ntest result: {}. {} passed; {} failed; 0 ignored; 0 measured; 0 filtered out; finished in {:.2}s\n",
+        if ok { "ok" } else { "FAILED" },
+        u8::from(ok),
+        u8::from(!ok),
+        started.elapsed().as_secs_f64()
+    );
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
 fn every_command_human_and_json() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();

@@ -1,0 +1,147 @@
+//! Reaching a repository: where it is, the local cache and state folders, and the credentials
+//! that open it (files, environment, or a prompt).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use packvault::{Credentials, ErrorKind, FileVault, LocalStore, OpenOptions, Passphrase, Repository, Store};
+use zeroize::Zeroizing;
+
+use crate::cli::Global;
+
+pub(crate) fn repo_path(g: &Global) -> anyhow::Result<&Path> {
+    g.repo.as_deref().ok_or_else(|| anyhow!("no repository given: use --repo PATH or set PACKTOOL_REPO"))
+}
+
+pub(crate) fn cache_dir(g: &Global) -> Option<PathBuf> {
+    if g.no_cache {
+        return None;
+    }
+    g.cache_dir.clone().or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("packvault"))
+    })
+}
+
+pub(crate) fn first_line(f: &Path, what: &str) -> anyhow::Result<String> {
+    let text =
+        Zeroizing::new(std::fs::read_to_string(f).with_context(|| format!("cannot read {what} file {}", f.display()))?);
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        bail!("{what} file {} is empty", f.display());
+    }
+    Ok(line)
+}
+
+pub(crate) fn nonempty_env(name: &str) -> anyhow::Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) if v.is_empty() => bail!("{name} is set but empty"),
+        Ok(v) => Ok(Some(v)),
+        Err(_) => Ok(None),
+    }
+}
+
+pub(crate) fn vault(g: &Global) -> anyhow::Result<Arc<FileVault>> {
+    let path = g.vault.as_ref().context("a PIN needs its vault: use --vault PATH")?;
+    Ok(Arc::new(FileVault::new(path)))
+}
+
+/// A secret asked on the terminal (twice when `confirm`).
+pub(crate) fn prompt(what: &str, confirm: bool) -> anyhow::Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!("no {what} given and no terminal to ask on");
+    }
+    let p = rpassword::prompt_password(format!("{what}: ")).with_context(|| format!("cannot read the {what}"))?;
+    if confirm {
+        let again = Zeroizing::new(
+            rpassword::prompt_password(format!("repeat {what}: "))
+                .with_context(|| format!("cannot read the {what}"))?,
+        );
+        if *again != p {
+            bail!("the two {what}s differ");
+        }
+    }
+    if p.is_empty() {
+        bail!("the {what} is empty");
+    }
+    Ok(p)
+}
+
+/// The credentials to open a repository: files first, then the environment, then a prompt.
+pub(crate) fn credentials(g: &Global) -> anyhow::Result<Credentials> {
+    if let Some(f) = &g.passphrase_file {
+        return Ok(Credentials::passphrase(first_line(f, "passphrase")?));
+    }
+    if let Some(f) = &g.recovery_code_file {
+        return Credentials::recovery_code(&first_line(f, "recovery code")?).map_err(explain);
+    }
+    if let Some(p) = nonempty_env("PACKTOOL_PASSPHRASE")? {
+        return Ok(Credentials::passphrase(p));
+    }
+    if let Some(c) = nonempty_env("PACKTOOL_RECOVERY_CODE")? {
+        return Credentials::recovery_code(&c).map_err(explain);
+    }
+    if let Some(pin) = nonempty_env("PACKTOOL_PIN")? {
+        return Ok(Credentials::pin(pin, vault(g)?));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no passphrase: set PACKTOOL_PASSPHRASE (or PACKTOOL_RECOVERY_CODE, or PACKTOOL_PIN with --vault), use --passphrase-file, or run in a terminal");
+    }
+    Ok(Credentials::passphrase(prompt("passphrase", false)?))
+}
+
+/// The passphrase for a new repository: file, environment, or asked twice.
+pub(crate) fn new_repo_passphrase(g: &Global) -> anyhow::Result<Credentials> {
+    if let Some(f) = &g.passphrase_file {
+        return Ok(Credentials::passphrase(first_line(f, "passphrase")?));
+    }
+    if let Some(p) = nonempty_env("PACKTOOL_PASSPHRASE")? {
+        return Ok(Credentials::passphrase(p));
+    }
+    Ok(Credentials::passphrase(prompt("passphrase", true)?))
+}
+
+pub(crate) fn state_dir(g: &Global) -> Option<PathBuf> {
+    g.state_dir.clone().or_else(|| {
+        std::env::var_os("XDG_STATE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .map(|d| d.join("packvault"))
+    })
+}
+
+pub(crate) fn open(g: &Global) -> anyhow::Result<Repository> {
+    let path = repo_path(g)?;
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(path).map_err(explain)?);
+    let creds = credentials(g)?;
+    let options = OpenOptions {
+        cache_dir: cache_dir(g),
+        state_dir: state_dir(g),
+        allow_rollback: g.allow_rollback,
+        lock_wait: g.retry_lock,
+    };
+    Repository::open(store, &creds, &options)
+        .map_err(explain)
+        .with_context(|| format!("cannot open repository {}", path.display()))
+}
+
+/// Library errors pass through unchanged; this names the common ones more plainly.
+pub(crate) fn explain(e: packvault::Error) -> anyhow::Error {
+    match e.kind() {
+        ErrorKind::WrongPassphrase => anyhow!("wrong passphrase: no keyslot of this repository opens with it"),
+        _ => anyhow::Error::new(e),
+    }
+}
+
+pub(crate) fn new_secret(env: &str, what: &str) -> anyhow::Result<Passphrase> {
+    match nonempty_env(env)? {
+        Some(p) => Ok(Passphrase::new(p)),
+        None => Ok(Passphrase::new(prompt(what, true)?)),
+    }
+}

@@ -1,0 +1,289 @@
+//! The command line: arguments, subcommands and their help.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+use crate::inspect;
+
+pub(crate) const AFTER_HELP: &str = "\
+Credentials (the first one given is used; otherwise a passphrase prompt on a terminal):
+  --passphrase-file F, --recovery-code-file F, PACKTOOL_PASSPHRASE, PACKTOOL_RECOVERY_CODE,
+  PACKTOOL_PIN with --vault PATH
+
+Environment:
+  PACKTOOL_REPO             repository folder (instead of --repo)
+  PACKTOOL_CACHE_DIR        local cache folder (default: $XDG_CACHE_HOME/packvault or ~/.cache/packvault)
+  PACKTOOL_STATE_DIR        local state folder for rollback detection
+                            (default: $XDG_STATE_HOME/packvault or ~/.local/state/packvault)
+  PACKTOOL_NEW_PASSPHRASE   new passphrase for `key add --passphrase` and `key passwd`
+  PACKTOOL_NEW_PIN          new PIN for `key add --pin` and `key passwd`
+
+Exit codes:
+  0  success
+  1  error (the message says what went wrong)
+  2  usage error
+  3  integrity problems found (check), or some files could not be restored (restore)
+  4  the repository is locked by another client (see --retry-lock and `unlock`)";
+
+/// Back up, restore and inspect packvault repositories.
+#[derive(Parser, Debug)]
+#[command(name = "packtool", bin_name = "packtool", version, about, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct Global {
+    /// Repository folder.
+    #[arg(short = 'r', long, global = true, env = "PACKTOOL_REPO", value_name = "PATH")]
+    pub(crate) repo: Option<PathBuf>,
+    /// Read the passphrase from the first line of this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) passphrase_file: Option<PathBuf>,
+    /// Read a recovery code from the first line of this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) recovery_code_file: Option<PathBuf>,
+    /// PIN vault file (with PACKTOOL_PIN, or for `key add --pin`). THIS IS A TEST VAULT, NOT AN
+    /// HSM: anyone who can read the file can guess the PIN offline.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) vault: Option<PathBuf>,
+    /// Local state folder (newest snapshot seen, for rollback detection).
+    #[arg(long, global = true, env = "PACKTOOL_STATE_DIR", value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Open a repository even if it is older than this client has seen before.
+    #[arg(long, global = true)]
+    pub(crate) allow_rollback: bool,
+    /// Local cache folder for the index.
+    #[arg(long, global = true, env = "PACKTOOL_CACHE_DIR", value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Do not use a local cache (the index is rebuilt in memory at every run).
+    #[arg(long, global = true)]
+    pub(crate) no_cache: bool,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Print nothing on success.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+    /// Wait up to this long for another client's conflicting lock to go (e.g. 30s, 10m, 1h).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub(crate) retry_lock: std::time::Duration,
+    /// Take no lock for restore and check (for a repository on read-only storage).
+    #[arg(long, global = true)]
+    pub(crate) no_lock: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up the contents of a folder as a new snapshot.
+    Backup {
+        /// Folder whose contents become the snapshot's root.
+        dir: PathBuf,
+        /// Tag for the snapshot (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+    },
+    /// List snapshots.
+    Snapshots,
+    /// List the files of a snapshot.
+    Ls {
+        /// Snapshot id (or unique prefix) or `latest`.
+        snapshot: String,
+        /// Path inside the snapshot.
+        path: Option<String>,
+        /// Long form: type, mode, size, modification time.
+        #[arg(short, long)]
+        long: bool,
+    },
+    /// Restore a snapshot into a folder.
+    Restore {
+        /// Snapshot id (or unique prefix) or `latest`.
+        snapshot: String,
+        /// Folder to restore into (created if missing).
+        #[arg(long, short)]
+        target: PathBuf,
+        /// Restore only this path of the snapshot (repeatable).
+        #[arg(long = "include", value_name = "PATH")]
+        include: Vec<String>,
+        /// Replace files that already exist in the target.
+        #[arg(long)]
+        overwrite: bool,
+        /// Flush restored files to disk before renaming them into place (safe against power
+        /// loss, at the cost of waiting for the disk).
+        #[arg(long)]
+        sync: bool,
+    },
+    /// Check the repository's structure, and with --read-data every byte.
+    Check {
+        /// Read every pack and open every blob.
+        #[arg(long)]
+        read_data: bool,
+        /// Read only part of the packs: `N/M` (part N of M; parts 1..M together read all) or
+        /// `P%` (a random P percent). Implies --read-data.
+        #[arg(long, value_name = "N/M|P%")]
+        read_data_subset: Option<String>,
+    },
+    /// Remove snapshots by id or by a keep policy (the data goes with the next `prune`).
+    Forget {
+        /// Snapshot ids (or unique prefixes) to remove.
+        snapshots: Vec<String>,
+        /// Keep the newest N snapshots.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<usize>,
+        /// Keep the newest snapshot of each of the last N days that have one.
+        #[arg(long, value_name = "N")]
+        keep_daily: Option<usize>,
+        /// Keep the newest snapshot of each of the last N weeks that have one.
+        #[arg(long, value_name = "N")]
+        keep_weekly: Option<usize>,
+        /// Keep the newest snapshot of each of the last N months that have one.
+        #[arg(long, value_name = "N")]
+        keep_monthly: Option<usize>,
+        /// Print what would be kept and removed, remove nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Delete data no snapshot needs: unused packs go, partly used ones are rewritten.
+    Prune {
+        /// Rewrite the least used packs until unused space is at most this percentage.
+        #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+        max_unused: f64,
+        /// Print what would be removed and kept, change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Rebuild damaged repository metadata.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+    /// Remove locks left by crashed clients (stale ones only, unless --force).
+    Unlock {
+        /// Remove every lock, live ones too. Only when no other client is running!
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the repository's locks.
+    Locks,
+    /// Manage keyslots: the passphrases, recovery codes and PINs that open the repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Which snapshots contain a path matching PATTERN (`*`, `**`, `?`; without `/`, names only).
+    Find {
+        /// Glob pattern.
+        pattern: String,
+    },
+    /// Paths added, removed and modified between two snapshots.
+    Diff {
+        /// The older snapshot (id, prefix or `latest`).
+        snapshot1: String,
+        /// The newer snapshot.
+        snapshot2: String,
+    },
+    /// Sizes, dedup and compression ratios, chunk and pack histograms.
+    Stats {
+        /// Only this snapshot (default: all).
+        snapshot: Option<String>,
+    },
+    /// List packs: id, kind, size, blob count, the index file that lists each.
+    Packs,
+    /// Look inside one pack.
+    #[command(subcommand)]
+    Pack(inspect::PackCommand),
+    /// The merged index.
+    #[command(subcommand)]
+    Index(inspect::IndexCommand),
+    /// Print a repository object, decrypted, as JSON (`blob` prints raw bytes).
+    #[command(subcommand)]
+    Cat(inspect::CatCommand),
+    /// Fetch one blob, open it and check its id.
+    VerifyBlob {
+        /// Blob id or unique prefix (at least 8 hex digits).
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum RepairCommand {
+    /// Rebuild the index from the packs' own directories.
+    Index,
+    /// Rewrite snapshots that refer to lost data, dropping the files that cannot be restored.
+    Snapshots,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum KeyCommand {
+    /// List keyslots (never shows secrets).
+    List,
+    /// Add a keyslot.
+    Add {
+        /// A passphrase slot (the new passphrase from PACKTOOL_NEW_PASSPHRASE or a prompt).
+        #[arg(long, group = "kind")]
+        passphrase: bool,
+        /// A recovery-code slot: a new code is printed once; write it down.
+        #[arg(long, group = "kind")]
+        recovery_code: bool,
+        /// A PIN slot enrolled in --vault (the PIN from PACKTOOL_NEW_PIN or a prompt).
+        #[arg(long, group = "kind")]
+        pin: bool,
+        /// Label shown by `key list`.
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Argon2id memory in MiB (passphrase and PIN slots).
+        #[arg(long, default_value_t = 256, value_name = "MIB")]
+        kdf_memory: u32,
+        /// Argon2id passes (passphrase and PIN slots).
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        kdf_iterations: u32,
+    },
+    /// Remove a keyslot (refused for the last one).
+    Remove {
+        /// Slot id or unique prefix.
+        id: String,
+    },
+    /// Change a slot's passphrase or PIN, or issue a new recovery code (the old one stops
+    /// working).
+    Passwd {
+        /// Slot id or unique prefix.
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct InitArgs {
+    /// Argon2id memory for the passphrase keyslot, in MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub(crate) kdf_memory: u32,
+    /// Argon2id passes for the passphrase keyslot.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub(crate) kdf_iterations: u32,
+    /// zstd compression level.
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
+    pub(crate) zstd_level: i32,
+    /// Target pack size in MiB.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub(crate) pack_size: u32,
+    /// Average chunk size in KiB (minimum a quarter, maximum four times that).
+    #[arg(long, default_value_t = 64, value_name = "KIB")]
+    pub(crate) chunk_avg: u32,
+    /// Label of the first keyslot.
+    #[arg(long, default_value = "initial")]
+    pub(crate) label: String,
+}
+
+/// `90`, `90s`, `15m`, `2h` → a duration.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 10m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m or h)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
