@@ -53,6 +53,10 @@ pub mod contexts {
     pub const PIN_BINDING: &str = "packvault 2026-11-26 v1 pin vault binding";
     /// Argon2id(PIN) ‖ vault secret → PIN slot KDF output.
     pub const PIN_KEY: &str = "packvault 2026-11-26 v1 pin key";
+    /// salt ‖ device secret → device slot KDF output.
+    pub const DEVICE: &str = "packvault 2026-12-01 v1 device key";
+    /// repository id ‖ master id → repository fingerprint (public).
+    pub const FINGERPRINT: &str = "packvault 2026-12-01 v1 repository fingerprint";
 }
 
 /// A 32-byte secret key, wiped on drop, never printed; compared in constant time.
@@ -162,6 +166,7 @@ impl KeySet {
     }
 
     /// The raw subkeys, by name (test vectors only, through `hazmat`).
+    #[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // used through `hazmat`
     pub(crate) fn export(&self) -> [(&'static str, [u8; 32]); 5] {
         [
             ("chunk id", *self.chunk_id.bytes()),

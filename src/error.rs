@@ -70,7 +70,7 @@ pub enum Error {
     PinDestroyed,
     /// The repository shows an older state than this client has already seen: the provider
     /// may be hiding newer snapshots.
-    #[error("repository rolled back: its newest snapshot has sequence {found}, but this client has seen sequence {seen} (snapshot {seen_snapshot}); pass --allow-rollback if this is expected")]
+    #[error("repository rolled back: its newest snapshot has sequence {found}, but this client has seen sequence {seen} (snapshot {seen_snapshot}); the provider may be hiding newer snapshots (open with rollback allowed only if you restored the repository from an old copy yourself)")]
     RolledBack {
         /// Newest sequence number in the repository now.
         found: u64,
@@ -79,6 +79,41 @@ pub enum Error {
         /// Short id of the snapshot seen with that sequence.
         seen_snapshot: String,
     },
+    /// The repository's history forks from what this client has seen: the newest snapshot it
+    /// saw is gone, with no tombstone, and another snapshot holds its sequence number. The
+    /// provider may be showing different devices different copies of the repository.
+    #[error("repository history forked: this client saw snapshot {seen_snapshot} at sequence {sequence}; it is gone without a record of its removal and snapshot {found_snapshot} holds that sequence now (the provider may be serving another copy of the repository)")]
+    Forked {
+        /// The sequence number.
+        sequence: u64,
+        /// Short id of the snapshot this client saw there.
+        seen_snapshot: String,
+        /// Short id of the snapshot the repository shows there now.
+        found_snapshot: String,
+    },
+    /// The repository at a location is not the one this client pinned there (another
+    /// repository id or another master key): refused before any key derivation runs.
+    #[error("the repository at {location} is not the one this client knows there: its fingerprint is {found}, the pinned one {pinned} (the provider may have swapped it; if you replaced it yourself, forget the pin)")]
+    RepositoryReplaced {
+        /// The store's location.
+        location: String,
+        /// Fingerprint pinned at first contact.
+        pinned: String,
+        /// Fingerprint of what the location holds now.
+        found: String,
+    },
+    /// The repository's fingerprint is not the one the caller expected.
+    #[error("the repository's fingerprint is {found}, not the expected {expected}")]
+    FingerprintMismatch {
+        /// The fingerprint the caller gave.
+        expected: String,
+        /// The repository's (or, before a key opened, that of every keyslot).
+        found: String,
+    },
+    /// The credentials open only a keyslot that was removed (this client removed it or saw
+    /// it removed, or a tombstone names it): it was put back, and is refused.
+    #[error("keyslot {0} was removed and has reappeared; it no longer opens this repository")]
+    KeyslotRevoked(String),
     /// The store holds no repository at this location.
     #[error("not a packvault repository: {0}")]
     NotARepository(String),
@@ -141,6 +176,14 @@ pub enum ErrorKind {
     PinDestroyed,
     /// See [`Error::RolledBack`].
     RolledBack,
+    /// See [`Error::Forked`].
+    Forked,
+    /// See [`Error::RepositoryReplaced`].
+    RepositoryReplaced,
+    /// See [`Error::FingerprintMismatch`].
+    FingerprintMismatch,
+    /// See [`Error::KeyslotRevoked`].
+    KeyslotRevoked,
     /// See [`Error::NotARepository`].
     NotARepository,
     /// See [`Error::NotFound`].
@@ -171,6 +214,10 @@ impl Error {
             Error::WrongPin { .. } => ErrorKind::WrongPin,
             Error::PinDestroyed => ErrorKind::PinDestroyed,
             Error::RolledBack { .. } => ErrorKind::RolledBack,
+            Error::Forked { .. } => ErrorKind::Forked,
+            Error::RepositoryReplaced { .. } => ErrorKind::RepositoryReplaced,
+            Error::FingerprintMismatch { .. } => ErrorKind::FingerprintMismatch,
+            Error::KeyslotRevoked(_) => ErrorKind::KeyslotRevoked,
             Error::NotARepository(_) => ErrorKind::NotARepository,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,

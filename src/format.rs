@@ -19,6 +19,7 @@ pub mod pack;
 pub mod padding;
 pub mod recovery_code;
 pub mod snapshot;
+pub mod tombstone;
 
 use crate::crypto::{self, SecretKey, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
@@ -39,6 +40,8 @@ pub const MAGIC_PACK: [u8; 6] = *b"PVPACK";
 pub const MAGIC_INDEX: [u8; 6] = *b"PVINDX";
 /// Magic of a snapshot file.
 pub const MAGIC_SNAPSHOT: [u8; 6] = *b"PVSNAP";
+/// Magic of a tombstone file.
+pub const MAGIC_TOMBSTONE: [u8; 6] = *b"PVTOMB";
 /// Magic in a blob's associated data (never stored).
 pub const MAGIC_BLOB: [u8; 6] = *b"PVBLOB";
 

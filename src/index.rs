@@ -465,6 +465,7 @@ impl Index {
 
     /// Parses a cache from untrusted bytes (fuzzing, tools): with `verify_checksum` false the
     /// table is used as is, which is only safe because every lookup is bounds-checked.
+    #[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // used through `hazmat`
     pub(crate) fn from_untrusted_bytes(bytes: Vec<u8>, verify_checksum: bool) -> Result<Index> {
         let base = Table::parse(Bytes::Heap(bytes), None, verify_checksum)?;
         Ok(Index {

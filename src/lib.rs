@@ -46,6 +46,8 @@
 //! ```
 //!
 //! # Crate features
+//! - `hazmat` (off): [`hazmat`](crate) — raw subkeys, explicit nonces, repositories made or
+//!   opened around a raw master key. For test vectors, fuzzing and inspection tools.
 //! - `deterministic-for-tests` (off): adds a hidden `testmode::install` that makes the
 //!   calling process's randomness and time deterministic, for golden CLI tests. Nothing turns it
 //!   on but an explicit call: no environment variable, no file.
@@ -61,6 +63,7 @@ mod civil;
 mod crypto;
 mod error;
 pub mod format;
+#[cfg(feature = "hazmat")]
 pub mod hazmat;
 mod id;
 mod index;
@@ -82,10 +85,11 @@ pub use id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId, ID_LEN};
 pub use index::{cache_path, BlobLocation, Index, PackInfo};
 pub use progress::{NoProgress, Progress};
 pub use repo::{
-    check_passphrase_strength, check_pin, BackupOutcome, BackupSession, Bucket, Change, CheckOptions, CheckReport,
-    Credentials, DataSubset, DiffEntry, FileMeta, ForgetPolicy, ForgetReport, InitOptions, KeyManager, KeyslotInfo,
-    LockInfo, LockKind, LockRecord, OpenOptions, Passphrase, Problem, PruneOptions, PruneReport, RepairReport,
-    RepoLock, Repository, RestoreOptions, RestoreReport, Stats, MAX_SLOTS_TRIED, TEMPORARY_IDLE,
+    check_passphrase_strength, check_pin, fingerprint, forget_pin, has_device_key, pinned_fingerprint, BackupOutcome,
+    BackupSession, Bucket, Change, CheckOptions, CheckReport, ClientState, Credentials, DataSubset, DiffEntry,
+    FileMeta, ForgetPolicy, ForgetReport, HistoryReport, InitOptions, KeyManager, KeyslotInfo, LockInfo, LockKind,
+    LockRecord, OpenOptions, Passphrase, Problem, PruneOptions, PruneReport, RepairReport, RepoLock, Repository,
+    RestoreOptions, RestoreReport, Stats, MAX_SLOTS_TRIED, TEMPORARY_IDLE,
 };
 pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

@@ -4,15 +4,17 @@
 mod backup;
 mod check;
 mod files_cache;
+mod history;
 mod inspect;
 mod keys;
 mod lock;
 mod maintenance;
 mod restore;
-mod state;
+mod trust;
 
 pub use backup::{BackupOutcome, BackupSession, FileMeta};
 pub use check::{CheckOptions, CheckReport, DataSubset, Problem};
+pub use history::HistoryReport;
 pub use inspect::{Bucket, Change, DiffEntry, Stats};
 pub use keys::{
     check_passphrase_strength, check_pin, Credentials, KeyManager, KeyslotInfo, Passphrase, MAX_SLOTS_TRIED,
@@ -20,6 +22,7 @@ pub use keys::{
 pub use lock::{LockInfo, LockKind, LockRecord, RepoLock};
 pub use maintenance::{ForgetPolicy, ForgetReport, PruneOptions, PruneReport, RepairReport, TEMPORARY_IDLE};
 pub use restore::{RestoreOptions, RestoreReport};
+pub use trust::{fingerprint, forget_pin, has_device_key, pinned_fingerprint, ClientState};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -52,8 +55,9 @@ pub struct InitOptions {
     pub label: String,
     /// Local cache folder for the index (see [`OpenOptions::cache_dir`]).
     pub cache_dir: Option<PathBuf>,
-    /// Local state folder (see [`OpenOptions::state_dir`]).
-    pub state_dir: Option<PathBuf>,
+    /// Where this client keeps its pins (see [`OpenOptions::state`]): `init` pins the new
+    /// repository.
+    pub state: ClientState,
 }
 
 impl Default for InitOptions {
@@ -65,7 +69,7 @@ impl Default for InitOptions {
             kdf: Argon2Params::default(),
             label: "initial".into(),
             cache_dir: None,
-            state_dir: None,
+            state: ClientState::default(),
         }
     }
 }
@@ -76,12 +80,18 @@ pub struct OpenOptions {
     /// Folder for the local index cache (one subfolder per repository). Without one, the
     /// index is rebuilt in memory at every open.
     pub cache_dir: Option<PathBuf>,
-    /// Folder for this client's small state file per repository: the newest snapshot
-    /// (sequence, id) it has seen, to detect a repository rolled back to an older state.
-    /// Without one, rollback detection is off.
-    pub state_dir: Option<PathBuf>,
-    /// Open even when the repository is older than the state says (after an intended
-    /// restore of the repository from an old copy).
+    /// Where this client keeps what it trusts about each repository location: the pinned
+    /// repository id and master key, the history it has seen, removed keyslots, its device
+    /// key (module `trust`). On by default, in the platform's state folder; opting out
+    /// ([`ClientState::Disabled`]) lets a provider swap, fork and roll back unnoticed.
+    pub state: ClientState,
+    /// At first contact (no pin yet): the fingerprint the repository must have, as shown by
+    /// `init` or another device. Slots of any other repository are never tried. With a pin,
+    /// it must match the pin.
+    pub expect_fingerprint: Option<String>,
+    /// Accept a history older than, or forked from, what this client has seen (after an
+    /// intended restore of the repository from an old copy), and stop reporting vanished
+    /// snapshots: the pin is reset to what the repository shows now.
     pub allow_rollback: bool,
     /// How long to wait for a conflicting lock of another client to go before giving up
     /// with [`Error::Locked`] (zero: fail at once).
@@ -99,8 +109,16 @@ pub struct Repository {
     chunker: Chunker,
     index: Index,
     cache_dir: Option<PathBuf>,
-    state_dir: Option<PathBuf>,
     lock_wait: std::time::Duration,
+    /// The pin file, when this client keeps state, and the pin as of the last update.
+    pin_file: Option<trust::PinFile>,
+    pin: std::sync::Mutex<trust::Pin>,
+    /// What this repository's tombstones say (grows when this session writes one).
+    tombstones: std::sync::RwLock<history::Tombstones>,
+    /// What was found wrong with the history at open.
+    history: HistoryReport,
+    /// True when this open pinned the repository (no pin before).
+    first_contact: bool,
     /// Packs found through their own directories at open because an index file is damaged:
     /// the next backup lists them in its index file. Until then the index is not written to
     /// the local cache (it would hold packs that no sound index file names).
@@ -166,7 +184,14 @@ impl Repository {
             Credentials::Passphrase(p) => keys::NewCredential::Passphrase(p, options.kdf),
             Credentials::RecoveryCode(c) => keys::NewCredential::RecoveryCode(c),
             Credentials::Pin { pin, vault } => keys::NewCredential::Pin(pin, vault.as_ref(), options.kdf),
+            Credentials::DeviceKey => {
+                return Err(Error::InvalidArgument(
+                    "a new repository needs a passphrase, recovery code or PIN first; add a device key after".into(),
+                ))
+            }
         };
+        // A new repository at this location replaces whatever this client pinned here.
+        trust::forget_pin(&options.state, &store.location())?;
         keys::write_slot(store.as_ref(), &repo_id, &master, first, &options.label)?;
         let cfg = config::encode(keys.meta_key(), &ConfigFile { repo_id, settings }, &random_array()?)?;
         store.put(FileKind::Config, "config", &cfg)?;
@@ -175,7 +200,8 @@ impl Repository {
             credentials,
             &OpenOptions {
                 cache_dir: options.cache_dir,
-                state_dir: options.state_dir,
+                state: options.state,
+                expect_fingerprint: None,
                 allow_rollback: false,
                 lock_wait: std::time::Duration::ZERO,
             },
@@ -188,21 +214,78 @@ impl Repository {
     /// [`Error::NotARepository`] when the store holds no config; [`Error::WrongPassphrase`]
     /// when no keyslot opens; [`Error::Integrity`] / [`Error::Malformed`] for damaged
     /// repository files; store errors.
+    ///
+    /// With client state on (the default), the location's pin decides what is tried: a
+    /// repository whose id differs from the pin is refused ([`Error::RepositoryReplaced`])
+    /// before any key derivation runs; only slots that wrap the pinned master key are tried;
+    /// removed slots are refused ([`Error::KeyslotRevoked`]); the history is checked against
+    /// what this client has seen ([`Error::RolledBack`], [`Error::Forked`], and
+    /// [`Repository::history_report`] for deletions).
     pub fn open(store: Arc<dyn Store>, credentials: &Credentials, options: &OpenOptions) -> Result<Repository> {
         let cfg_bytes = read_config(store.as_ref())?;
         let repo_id = config::decode_prefix(&cfg_bytes).at(|| Location::RepoFile("config".into()))?;
-        let (master, opened_slot) = keys::unlock(store.as_ref(), &repo_id, credentials)?;
-        Repository::open_unlocked(store, &cfg_bytes, master, opened_slot, options)
+        let pin_file = trust::PinFile::for_location(&options.state, &store.location())?;
+        let pin = match &pin_file {
+            Some(f) => f.load()?,
+            None => None,
+        };
+        let mut filter = keys::SlotFilter::default();
+        if let Some(pin) = &pin {
+            if pin.repo_id != repo_id {
+                return Err(Error::RepositoryReplaced {
+                    location: store.describe(),
+                    pinned: pin.fingerprint(),
+                    found: keys::fingerprints_of_slots(store.as_ref(), &repo_id),
+                });
+            }
+            if let Some(expected) = &options.expect_fingerprint {
+                if !trust::same_fingerprint(expected, &pin.fingerprint()) {
+                    return Err(Error::FingerprintMismatch { expected: expected.clone(), found: pin.fingerprint() });
+                }
+            }
+            filter.master_id = Some(pin.master_id);
+            filter.prefer.clone_from(&pin.slot);
+            filter.revoked.clone_from(&pin.revoked_slots);
+            filter.device.clone_from(&pin.device);
+        } else {
+            filter.fingerprint.clone_from(&options.expect_fingerprint);
+        }
+        loop {
+            let (master, opened_slot) = keys::unlock(store.as_ref(), &repo_id, credentials, &filter)?;
+            let tombs = history::load_tombstones(store.as_ref(), KeySet::derive(&master).meta_key())?;
+            if tombs.keyslots.contains(&opened_slot) {
+                // Removed on purpose and put back: never again (the next round says so if no
+                // other slot opens).
+                filter.revoked.insert(opened_slot);
+                continue;
+            }
+            let trust = TrustInputs { pin_file, pin, tombs };
+            return Repository::open_unlocked(store, &cfg_bytes, master, opened_slot, options, trust);
+        }
     }
 
     /// Opens with the master key itself, bypassing keyslots (through `hazmat`).
+    #[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // used through `hazmat`
     pub(crate) fn open_with_master(
         store: Arc<dyn Store>,
         master: MasterKey,
         options: &OpenOptions,
     ) -> Result<Repository> {
         let cfg_bytes = read_config(store.as_ref())?;
-        Repository::open_unlocked(store, &cfg_bytes, master, String::new(), options)
+        let pin_file = trust::PinFile::for_location(&options.state, &store.location())?;
+        let pin = match &pin_file {
+            Some(f) => f.load()?,
+            None => None,
+        };
+        let tombs = history::load_tombstones(store.as_ref(), KeySet::derive(&master).meta_key())?;
+        Repository::open_unlocked(
+            store,
+            &cfg_bytes,
+            master,
+            String::new(),
+            options,
+            TrustInputs { pin_file, pin, tombs },
+        )
     }
 
     fn open_unlocked(
@@ -211,6 +294,7 @@ impl Repository {
         master: MasterKey,
         opened_slot: String,
         options: &OpenOptions,
+        trust: TrustInputs,
     ) -> Result<Repository> {
         let keys = KeySet::derive(&master);
         let cfg = config::decode(keys.meta_key(), cfg_bytes).at(|| Location::RepoFile("config".into()))?;
@@ -232,9 +316,13 @@ impl Repository {
             chunker,
             index,
             cache_dir: options.cache_dir.clone(),
-            state_dir: options.state_dir.clone(),
             lock_wait: options.lock_wait,
             adopted: Vec::new(),
+            pin_file: trust.pin_file,
+            first_contact: trust.pin.is_none(),
+            pin: std::sync::Mutex::new(trust.pin.unwrap_or_default()),
+            tombstones: std::sync::RwLock::new(trust.tombs),
+            history: HistoryReport::default(),
         };
         let mut repo = repo;
         if damaged_index {
@@ -243,10 +331,7 @@ impl Repository {
             // index` writes a sound index file.
             repo.adopted = repo.adopt_unindexed_packs()?;
         }
-        if repo.state_dir.is_some() {
-            let newest = repo.newest_snapshot()?;
-            repo.check_rollback(newest, options.allow_rollback)?;
-        }
+        repo.history = repo.establish_trust(options.allow_rollback)?;
         Ok(repo)
     }
 
@@ -289,6 +374,19 @@ impl Repository {
     /// Only when the store cannot be listed.
     #[allow(clippy::type_complexity)]
     pub fn snapshots_with_errors(&self) -> Result<(Vec<(SnapshotId, SnapshotRecord)>, Vec<(SnapshotId, Error)>)> {
+        let (mut out, mut bad) = self.snapshots_with_errors_unfiltered()?;
+        // Forgotten on purpose (a tombstone names them) but not yet deleted (the forget was
+        // interrupted): gone for every reader; the next forget deletes the files.
+        out.retain(|(id, _)| !self.is_forgotten(id));
+        bad.retain(|(id, _)| !self.is_forgotten(id));
+        Ok((out, bad))
+    }
+
+    /// [`Repository::snapshots_with_errors`], forgotten ones included.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn snapshots_with_errors_unfiltered(
+        &self,
+    ) -> Result<(Vec<(SnapshotId, SnapshotRecord)>, Vec<(SnapshotId, Error)>)> {
         let mut out = Vec::new();
         let mut bad = Vec::new();
         for id in crate::store::list_ids(self.store.as_ref(), FileKind::Snapshot)? {
@@ -490,6 +588,13 @@ impl Repository {
         self.index = index::persist(index, self.cache_dir.as_deref())?;
         Ok(())
     }
+}
+
+/// What `open` learned about trust before the repository object exists.
+struct TrustInputs {
+    pin_file: Option<trust::PinFile>,
+    pin: Option<trust::Pin>,
+    tombs: history::Tombstones,
 }
 
 /// One component of a path inside a snapshot (see [`Repository::follow_path`]).

@@ -35,6 +35,8 @@ pub enum FileKind {
     Snapshot,
     /// `locks/<id>`.
     Lock,
+    /// `tombstones/<id>`.
+    Tombstone,
 }
 
 impl FileKind {
@@ -48,6 +50,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
+            FileKind::Tombstone => "tombstones",
         }
     }
 
@@ -180,6 +183,13 @@ pub trait Store: Send + Sync {
 
     /// A short description for messages, e.g. the folder.
     fn describe(&self) -> String;
+
+    /// What names this store's location for a client's pins (format-spec.md §5.12.3): the same
+    /// string every time the same place is opened, however it was named (an absolute folder
+    /// path, a normalized URL). By default [`Store::describe`].
+    fn location(&self) -> String {
+        self.describe()
+    }
 }
 
 /// Reads a whole file that the format bounds to `limit` bytes, checking the size first so a

@@ -18,6 +18,8 @@ mod history;
 #[path = "support/vectors.rs"]
 mod vectors;
 
+#[path = "integration/adversary.rs"]
+mod adversary;
 #[path = "integration/backup_restore.rs"]
 mod backup_restore;
 #[path = "integration/damage.rs"]

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use packvault::{Credentials, ErrorKind, FileVault, LocalStore, OpenOptions, Passphrase, Repository, Store};
+use packvault::{
+    ClientState, Credentials, ErrorKind, FileVault, LocalStore, OpenOptions, Passphrase, Repository, Store,
+};
 use zeroize::Zeroizing;
 
 use crate::cli::Global;
@@ -106,35 +108,82 @@ pub(crate) fn new_repo_passphrase(g: &Global) -> anyhow::Result<Credentials> {
     Ok(Credentials::passphrase(prompt("passphrase", true)?))
 }
 
-pub(crate) fn state_dir(g: &Global) -> Option<PathBuf> {
-    g.state_dir.clone().or_else(|| {
-        std::env::var_os("XDG_STATE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-            .map(|d| d.join("packvault"))
-    })
+/// Where this client keeps its pins: `--state-dir`, else the platform's state folder.
+pub(crate) fn client_state(g: &Global) -> ClientState {
+    match &g.state_dir {
+        Some(d) => ClientState::Dir(d.clone()),
+        None => ClientState::Platform,
+    }
 }
 
+fn open_options(g: &Global) -> OpenOptions {
+    OpenOptions {
+        cache_dir: cache_dir(g),
+        state: client_state(g),
+        expect_fingerprint: g.expect_fingerprint.clone(),
+        allow_rollback: g.allow_rollback,
+        lock_wait: g.retry_lock,
+    }
+}
+
+/// True when a credential was named on the command line or in the environment.
+fn credential_given(g: &Global) -> bool {
+    g.passphrase_file.is_some()
+        || g.recovery_code_file.is_some()
+        || ["PACKTOOL_PASSPHRASE", "PACKTOOL_RECOVERY_CODE", "PACKTOOL_PIN"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+}
+
+/// Opens the repository: with this device's key when the client holds one (no key
+/// derivation), else with the credentials given; prints the fingerprint at first contact and
+/// what the history check found.
 pub(crate) fn open(g: &Global) -> anyhow::Result<Repository> {
     let path = repo_path(g)?;
     let store: Arc<dyn Store> = Arc::new(LocalStore::open(path).map_err(explain)?);
-    let creds = credentials(g)?;
-    let options = OpenOptions {
-        cache_dir: cache_dir(g),
-        state_dir: state_dir(g),
-        allow_rollback: g.allow_rollback,
-        lock_wait: g.retry_lock,
+    let options = open_options(g);
+    let device = packvault::has_device_key(&options.state, &store.location()).map_err(explain)?;
+    let opened = if device {
+        match Repository::open(store.clone(), &Credentials::DeviceKey, &options) {
+            Ok(r) => Ok(r),
+            // The device key no longer opens (its slot was removed): say so, and fall back
+            // to the credentials given.
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::KeyslotRevoked) && credential_given(g) => {
+                eprintln!("packtool: warning: this device's key no longer opens the repository ({e}); using the credentials given");
+                Repository::open(store, &credentials(g)?, &options)
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        Repository::open(store, &credentials(g)?, &options)
     };
-    Repository::open(store, &creds, &options)
-        .map_err(explain)
-        .with_context(|| format!("cannot open repository {}", path.display()))
+    let repo = opened.map_err(explain).with_context(|| format!("cannot open repository {}", path.display()))?;
+    if repo.first_contact() {
+        eprintln!(
+            "packtool: first contact with the repository at {}: pinned fingerprint {} (compare it with the one `init` printed)",
+            path.display(),
+            repo.fingerprint()
+        );
+    }
+    let h = repo.history_report();
+    for (id, seq) in &h.vanished {
+        eprintln!("packtool: warning: snapshot {} (sequence {seq}) is gone without a record of its removal: someone without the key deleted it (see `check`)", id.short());
+    }
+    for k in &h.reappeared_keyslots {
+        eprintln!("packtool: warning: removed keyslot {k} is back in the repository; it is refused");
+    }
+    Ok(repo)
 }
 
 /// Library errors pass through unchanged; this names the common ones more plainly.
 pub(crate) fn explain(e: packvault::Error) -> anyhow::Error {
     match e.kind() {
         ErrorKind::WrongPassphrase => anyhow!("wrong passphrase: no keyslot of this repository opens with it"),
+        ErrorKind::RolledBack | ErrorKind::Forked => anyhow::Error::new(e).context(
+            "refusing the repository's history; if you restored the repository from an old copy yourself, pass --allow-rollback",
+        ),
+        ErrorKind::RepositoryReplaced => anyhow::Error::new(e)
+            .context("refusing the repository; if you replaced it yourself, run `packtool trust --forget` and open it again"),
         _ => anyhow::Error::new(e),
     }
 }

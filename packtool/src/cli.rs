@@ -50,12 +50,18 @@ pub(crate) struct Global {
     /// HSM: anyone who can read the file can guess the PIN offline.
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) vault: Option<PathBuf>,
-    /// Local state folder (newest snapshot seen, for rollback detection).
+    /// Local state folder: per repository location, the pinned repository and master key, the
+    /// history seen, removed keyslots, this device's key.
     #[arg(long, global = true, env = "PACKTOOL_STATE_DIR", value_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
-    /// Open a repository even if it is older than this client has seen before.
+    /// Open a repository even if its history is older than, or forked from, what this client
+    /// has seen (only after restoring the repository from an old copy yourself).
     #[arg(long, global = true)]
     pub(crate) allow_rollback: bool,
+    /// The fingerprint the repository must have (as `init` printed it), checked at first
+    /// contact before any keyslot is tried.
+    #[arg(long, global = true, value_name = "FINGERPRINT")]
+    pub(crate) expect_fingerprint: Option<String>,
     /// Local cache folder for the index.
     #[arg(long, global = true, env = "PACKTOOL_CACHE_DIR", value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
@@ -168,6 +174,13 @@ pub(crate) enum Command {
     },
     /// List the repository's locks.
     Locks,
+    /// Show the repository's fingerprint and what this client pinned; --forget drops the pin.
+    Trust {
+        /// Forget this client's pin for the repository location (after you replaced the
+        /// repository there yourself); the next open is a first contact.
+        #[arg(long)]
+        forget: bool,
+    },
     /// Manage keyslots: the passphrases, recovery codes and PINs that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -229,6 +242,10 @@ pub(crate) enum KeyCommand {
         /// A PIN slot enrolled in --vault (the PIN from PACKTOOL_NEW_PIN or a prompt).
         #[arg(long, group = "kind")]
         pin: bool,
+        /// A device slot: a random key kept in this client's state folder (0600) and used
+        /// instead of the passphrase on this device from now on.
+        #[arg(long, group = "kind")]
+        device: bool,
         /// Label shown by `key list`.
         #[arg(long, default_value = "")]
         label: String,
@@ -239,7 +256,9 @@ pub(crate) enum KeyCommand {
         #[arg(long, default_value_t = 3, value_name = "N")]
         kdf_iterations: u32,
     },
-    /// Remove a keyslot (refused for the last one).
+    /// Remove a keyslot (refused for the last one). Clients that open the repository later
+    /// refuse the slot if it is ever put back; whoever held its credential and a copy of the
+    /// repository can still read what was written with the same master key.
     Remove {
         /// Slot id or unique prefix.
         id: String,
@@ -249,6 +268,12 @@ pub(crate) enum KeyCommand {
     Passwd {
         /// Slot id or unique prefix.
         id: String,
+        /// Argon2id memory in MiB for the new slot (default: the old slot's, at least 256).
+        #[arg(long, value_name = "MIB")]
+        kdf_memory: Option<u32>,
+        /// Argon2id passes for the new slot (default: the old slot's, at least 3).
+        #[arg(long, value_name = "N")]
+        kdf_iterations: Option<u32>,
     },
 }
 

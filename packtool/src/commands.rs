@@ -11,7 +11,7 @@ use packvault::{
     RestoreOptions,
 };
 
-use crate::access::{cache_dir, explain, new_repo_passphrase, new_secret, open, repo_path, state_dir, vault};
+use crate::access::{cache_dir, client_state, explain, new_repo_passphrase, new_secret, open, repo_path, vault};
 use crate::cli::{Cli, Command, Global, InitArgs, KeyCommand, RepairCommand};
 use crate::inspect;
 use crate::output::Out;
@@ -29,7 +29,18 @@ pub(crate) fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             for (id, e) in &damaged {
                 eprintln!("packtool: damaged snapshot {}: {e}", id.short());
             }
-            Ok(if damaged.is_empty() { 0 } else { 3 })
+            // `open` printed what vanished; a broken chain is the same deletion seen by a
+            // client that never saw the snapshot itself.
+            let h = repo.history_report();
+            for (child, prev) in &h.broken_links {
+                eprintln!(
+                    "packtool: warning: snapshot {}'s predecessor {} is gone without a record of its removal: someone without the key deleted it",
+                    child.short(),
+                    prev.short()
+                );
+            }
+            let history_ok = h.vanished.is_empty() && h.broken_links.is_empty();
+            Ok(if damaged.is_empty() && history_ok { 0 } else { 3 })
         }
         Command::Ls { snapshot, path, long } => {
             let repo = open(g)?;
@@ -58,6 +69,7 @@ pub(crate) fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             Ok(if report.is_complete() { 0 } else { 3 })
         }
         Command::Key(k) => cmd_key(g, k, out),
+        Command::Trust { forget } => cmd_trust(g, *forget, out),
         Command::Find { pattern } => inspect::find(&open(g)?, pattern, out),
         Command::Diff { snapshot1, snapshot2 } => inspect::diff(&open(g)?, snapshot1, snapshot2, out),
         Command::Stats { snapshot } => inspect::stats(&open(g)?, snapshot.as_deref(), out),
@@ -162,7 +174,7 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs, out: &Out) -> anyhow::Result<u8
         },
         label: a.label.clone(),
         cache_dir: cache_dir(g),
-        state_dir: state_dir(g),
+        state: client_state(g),
     };
     // Refuse a weak passphrase before anything is written.
     if let Credentials::Passphrase(p) = &creds {
@@ -177,7 +189,7 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs, out: &Out) -> anyhow::Result<u8
         Err(e) => {
             // Leave no half-made repository behind: remove what init created.
             if existed {
-                for d in ["keys", "packs", "index", "snapshots", "locks", "config"] {
+                for d in ["keys", "packs", "index", "snapshots", "locks", "tombstones", "config"] {
                     let _ = std::fs::remove_dir_all(path.join(d)).or_else(|_| std::fs::remove_file(path.join(d)));
                 }
             } else {
@@ -223,9 +235,22 @@ pub(crate) fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u
     let keys = repo.keys();
     match k {
         KeyCommand::List => out.keys(&keys.list().map_err(explain)?)?,
-        KeyCommand::Add { passphrase, recovery_code, pin, label, kdf_memory, kdf_iterations } => {
+        KeyCommand::Add { passphrase, recovery_code, pin, device, label, kdf_memory, kdf_iterations } => {
             let params = kdf(*kdf_memory, *kdf_iterations)?;
-            if *recovery_code {
+            if *device {
+                let label = if label.is_empty() {
+                    format!(
+                        "device {}",
+                        std::fs::read_to_string("/proc/sys/kernel/hostname")
+                            .map(|h| h.trim().to_string())
+                            .unwrap_or_default()
+                    )
+                } else {
+                    label.clone()
+                };
+                let id = keys.add_device_key(&label).map_err(explain)?;
+                out.key_added(&id, "device")?;
+            } else if *recovery_code {
                 let (id, code) = keys.add_recovery_code(label).map_err(explain)?;
                 out.recovery_code(&id, &code)?;
             } else if *pin {
@@ -238,14 +263,14 @@ pub(crate) fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u
                 let id = keys.add_passphrase(&new, params, label).map_err(explain)?;
                 out.key_added(&id, "passphrase")?;
             } else {
-                bail!("say which kind of keyslot to add: --passphrase, --recovery-code or --pin");
+                bail!("say which kind of keyslot to add: --passphrase, --recovery-code, --pin or --device");
             }
         }
         KeyCommand::Remove { id } => {
             keys.remove(id).map_err(explain)?;
             out.key_removed(id)?;
         }
-        KeyCommand::Passwd { id } => {
+        KeyCommand::Passwd { id, kdf_memory, kdf_iterations } => {
             let slot = keys.resolve(id).map_err(explain)?;
             match slot.kind {
                 "recovery-code" => {
@@ -260,11 +285,31 @@ pub(crate) fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u
                 }
                 _ => {
                     let new = new_secret("PACKTOOL_NEW_PASSPHRASE", "new passphrase")?;
-                    let new_id = keys.change_passphrase(&slot.id, &new, None).map_err(explain)?;
+                    let params = match (kdf_memory, kdf_iterations) {
+                        (None, None) => None,
+                        (m, t) => Some(kdf(m.unwrap_or(256), t.unwrap_or(3))?),
+                    };
+                    let new_id = keys.change_passphrase(&slot.id, &new, params).map_err(explain)?;
                     out.key_added(&new_id, "passphrase")?;
                 }
             }
         }
     }
+    Ok(0)
+}
+
+fn cmd_trust(g: &Global, forget: bool, out: &Out) -> anyhow::Result<u8> {
+    let path = repo_path(g)?;
+    let store = LocalStore::open(path).map_err(explain)?;
+    let location = packvault::Store::location(&store);
+    let state = client_state(g);
+    if forget {
+        let had = packvault::forget_pin(&state, &location).map_err(explain)?;
+        out.trust_forgotten(path, had)?;
+        return Ok(0);
+    }
+    let pinned = packvault::pinned_fingerprint(&state, &location).map_err(explain)?;
+    let repo = open(g)?;
+    out.trust(path, &repo.fingerprint(), pinned.is_none(), repo.pin_path())?;
     Ok(0)
 }

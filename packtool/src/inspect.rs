@@ -423,7 +423,9 @@ pub fn cat(repo: &Repository, cmd: &CatCommand, out: &Out) -> anyhow::Result<u8>
                 SlotKdf::Passphrase { params, salt } => {
                     json!({"kdf": "argon2id", "m_kib": params.m_kib, "t": params.t, "p": params.p, "salt": hex(salt)})
                 }
-                SlotKdf::RecoveryCode { salt } => json!({"kdf": "blake3-derive-key", "salt": hex(salt)}),
+                SlotKdf::RecoveryCode { salt } | SlotKdf::Device { salt } => {
+                    json!({"kdf": "blake3-derive-key", "salt": hex(salt)})
+                }
                 SlotKdf::Pin { params, salt, vault_id } => {
                     json!({"kdf": "argon2id+vault", "m_kib": params.m_kib, "t": params.t, "p": params.p, "salt": hex(salt), "vault_id": hex(vault_id)})
                 }

@@ -118,9 +118,14 @@ impl Out {
     pub fn init(&self, path: &Path, repo: &Repository) -> std::io::Result<()> {
         let id: String = repo.id().iter().map(|b| format!("{b:02x}")).collect();
         if self.json {
-            return self.json(&json!({ "id": id, "path": path.display().to_string() }));
+            return self
+                .json(&json!({ "id": id, "path": path.display().to_string(), "fingerprint": repo.fingerprint() }));
         }
         self.text(&format!("created repository {id} at {}", path.display()))?;
+        self.text(&format!(
+            "fingerprint {} (a new device can check it with --expect-fingerprint)",
+            repo.fingerprint()
+        ))?;
         self.text("keep the passphrase safe: without it the data cannot be recovered")
     }
 
@@ -452,7 +457,7 @@ impl Out {
             return self.json(&Value::Array(
                 slots
                     .iter()
-                    .map(|k| json!({"id": k.id, "kind": k.kind, "label": k.label, "created": utc(k.created), "in_use": k.in_use}))
+                    .map(|k| json!({"id": k.id, "kind": k.kind, "label": k.label, "created": utc(k.created), "in_use": k.in_use, "revoked": k.revoked}))
                     .collect(),
             ));
         }
@@ -462,10 +467,48 @@ impl Out {
         let mut o = std::io::stdout().lock();
         writeln!(o, "  {:<32}  {:<13}  {:<20}  label", "id", "kind", "created")?;
         for k in slots {
-            let mark = if k.in_use { "*" } else { " " };
+            let mark = if k.in_use {
+                "*"
+            } else if k.revoked {
+                "!"
+            } else {
+                " "
+            };
             writeln!(o, "{mark} {:<32}  {:<13}  {:<20}  {}", k.id, k.kind, utc(k.created), k.label)?;
         }
+        if slots.iter().any(|k| k.revoked) {
+            writeln!(o, "! removed, and put back by someone without the key: it opens nothing")?;
+        }
         writeln!(o, "{} keyslots (* opened this session)", slots.len())
+    }
+
+    pub fn trust(&self, path: &Path, fingerprint: &str, first: bool, pin: Option<&Path>) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&json!({
+                "path": path.display().to_string(),
+                "fingerprint": fingerprint,
+                "first_contact": first,
+                "pin": pin.map(|p| p.display().to_string()),
+            }));
+        }
+        self.text(&format!("repository {}", path.display()))?;
+        self.text(&format!("fingerprint {fingerprint}"))?;
+        match pin {
+            Some(p) if first => self.text(&format!("pinned now (first contact), in {}", p.display())),
+            Some(p) => self.text(&format!("pinned, in {}", p.display())),
+            None => self.text("not pinned: this client keeps no state"),
+        }
+    }
+
+    pub fn trust_forgotten(&self, path: &Path, had: bool) -> std::io::Result<()> {
+        if self.json {
+            return self.json(&json!({"path": path.display().to_string(), "forgotten": had}));
+        }
+        self.text(&if had {
+            format!("forgot the pin of {}: the next open is a first contact", path.display())
+        } else {
+            format!("no pin for {}", path.display())
+        })
     }
 
     pub fn key_added(&self, id: &str, kind: &str) -> std::io::Result<()> {

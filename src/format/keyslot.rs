@@ -5,14 +5,15 @@
 //! 0       8   "PVKEYS" ‖ u16 version
 //! 8       16  repository id
 //! 24      16  slot id (the file name is its hex)
-//! 40      1   kind (1 = passphrase, 2 = recovery code, 3 = PIN)
+//! 40      1   kind (1 = passphrase, 2 = recovery code, 3 = PIN, 4 = device)
 //! 41      1   label length n (≤ 255)
 //! 42      2   kind-data length k (u16)
 //! 44      8   created, seconds since the Unix epoch (i64)
 //! 52      32  master id
 //! 84      n   label (UTF-8)
 //! 84+n    k   kind data (passphrase: u32 m_kib ‖ u32 t ‖ u32 p ‖ salt (32);
-//!             recovery code: salt (32); PIN: u32 m_kib ‖ u32 t ‖ u32 p ‖ salt (32) ‖ vault id (16))
+//!             recovery code and device: salt (32);
+//!             PIN: u32 m_kib ‖ u32 t ‖ u32 p ‖ salt (32) ‖ vault id (16))
 //! H=84+n+k 12 nonce
 //! H+12    48  AES-256-GCM-SIV(wrap_key, nonce, AD = bytes[0..H], master)  (32 + tag 16)
 //! H+60    32  commitment = BLAKE3-keyed(commit_key, bytes[0..H+60])
@@ -37,6 +38,8 @@ pub const FIXED_LEN: usize = 84;
 pub const PASSPHRASE_DATA_LEN: usize = 44;
 /// Length of the recovery-code kind data.
 pub const RECOVERY_DATA_LEN: usize = 32;
+/// Length of the device kind data.
+pub const DEVICE_DATA_LEN: usize = 32;
 /// Length of the PIN kind data.
 pub const PIN_DATA_LEN: usize = 60;
 /// Largest keyslot file a reader accepts.
@@ -113,6 +116,12 @@ pub enum SlotKdf {
         /// The vault's enrollment id.
         vault_id: [u8; 16],
     },
+    /// Kind 4: a random 256-bit secret kept by one device (its local state or keystore),
+    /// through BLAKE3 like a recovery code, so that daily opens on that device cost no Argon2.
+    Device {
+        /// Random salt.
+        salt: [u8; 32],
+    },
 }
 
 impl SlotKdf {
@@ -121,16 +130,18 @@ impl SlotKdf {
             SlotKdf::Passphrase { .. } => 1,
             SlotKdf::RecoveryCode { .. } => 2,
             SlotKdf::Pin { .. } => 3,
+            SlotKdf::Device { .. } => 4,
         }
     }
 
-    /// Name of the credential kind: `passphrase`, `recovery-code` or `pin`.
+    /// Name of the credential kind: `passphrase`, `recovery-code`, `pin` or `device`.
     #[must_use]
     pub fn kind_name(&self) -> &'static str {
         match self {
             SlotKdf::Passphrase { .. } => "passphrase",
             SlotKdf::RecoveryCode { .. } => "recovery-code",
             SlotKdf::Pin { .. } => "pin",
+            SlotKdf::Device { .. } => "device",
         }
     }
 
@@ -147,7 +158,7 @@ impl SlotKdf {
                     d.extend_from_slice(vault_id);
                 }
             }
-            SlotKdf::RecoveryCode { salt } => d.extend_from_slice(salt),
+            SlotKdf::RecoveryCode { salt } | SlotKdf::Device { salt } => d.extend_from_slice(salt),
         }
         Ok(d)
     }
@@ -158,6 +169,7 @@ impl SlotKdf {
             1 => PASSPHRASE_DATA_LEN,
             2 => RECOVERY_DATA_LEN,
             3 => PIN_DATA_LEN,
+            4 => DEVICE_DATA_LEN,
             other => return Err(Error::malformed(WHAT, Some(40), format!("unknown keyslot kind {other}"))),
         };
         if data.len() != want {
@@ -170,6 +182,9 @@ impl SlotKdf {
         let mut d = ByteReader::new(data, WHAT);
         if kind == 2 {
             return Ok(SlotKdf::RecoveryCode { salt: d.array()? });
+        }
+        if kind == 4 {
+            return Ok(SlotKdf::Device { salt: d.array()? });
         }
         let params = Argon2Params { m_kib: d.u32()?, t: d.u32()?, p: d.u32()? };
         params.check()?;
@@ -358,6 +373,18 @@ impl Keyslot {
     pub fn id_hex(&self) -> String {
         crate::id::hex_encode(&self.slot_id)
     }
+}
+
+/// The KDF output of a device slot:
+/// `DERIVE("packvault 2026-12-01 v1 device key", salt ‖ secret)`.
+#[must_use]
+pub fn device_kdf(secret: &SecretKey, salt: &[u8; 32]) -> SecretKey {
+    let mut material = [0u8; 64];
+    material[..32].copy_from_slice(salt);
+    material[32..].copy_from_slice(secret.bytes());
+    let k = SecretKey::derive(contexts::DEVICE, &material);
+    zeroize::Zeroize::zeroize(&mut material);
+    k
 }
 
 /// The KDF output of a recovery-code slot:

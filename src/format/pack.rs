@@ -95,6 +95,7 @@ fn directory_ad(blobs_len: u64) -> [u8; 16] {
 
 /// Assembles a pack from sealed blobs, in the order given. Returns the pack bytes and the
 /// directory entries.
+#[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // used through `hazmat`
 pub(crate) fn encode(
     meta_key: &SecretKey,
     kind: BlobKind,
@@ -112,6 +113,7 @@ pub(crate) fn encode(
 
 /// The part of a pack after its blobs (directory and trailer), for writers that write the
 /// blobs from where they already are instead of copying them into one buffer.
+#[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // used through `hazmat`
 pub(crate) fn encode_tail(
     meta_key: &SecretKey,
     kind: BlobKind,

@@ -205,6 +205,38 @@ impl Repository {
             }
         }
 
+        // History, as found at open: snapshots gone without a tombstone, predecessors gone
+        // without one, removed keyslots put back, tombstones that do not read.
+        let h = self.history_report();
+        for (id, seq) in &h.vanished {
+            damage.add(
+                format!("snapshot {} (sequence {seq}), seen by this client, is gone without a tombstone: someone without the key deleted it", id.short()),
+                None,
+                None,
+            );
+        }
+        for (child, prev) in &h.broken_links {
+            damage.add(
+                format!(
+                    "snapshot {}: its predecessor {} is gone without a tombstone: someone without the key deleted it",
+                    child.short(),
+                    prev.short()
+                ),
+                None,
+                None,
+            );
+        }
+        for k in &h.reappeared_keyslots {
+            damage.add(
+                format!("keyslot {k} was removed and is back: someone without the key put it back; it opens nothing here (delete keys/{k})"),
+                None,
+                None,
+            );
+        }
+        for name in &h.damaged_tombstones {
+            damage.add(format!("tombstone {name} does not read (damaged or forged)"), None, None);
+        }
+
         // Index files: each must read, hash to its name and decrypt. A damaged one is left
         // out of the index at open, so its packs show up below as unreferenced.
         let index_ids: Vec<IndexId> =

@@ -2,6 +2,7 @@
 //! [`PinVault`]); list, add, remove and rotate slots. None of this re-encrypts data: every slot
 //! wraps the same master key.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use crate::crypto::{random_array, MasterKey, SecretKey};
 use crate::error::{Error, Location, Result};
 use crate::format::keyslot::{self, Argon2Params, Keyslot, NewSlot, SlotKdf};
 use crate::format::recovery_code::RecoveryCode;
+use crate::format::tombstone::TombstoneReason;
 use crate::repo::{now_secs, Repository};
 use crate::store::{FileKind, Store};
 use crate::vault::PinVault;
@@ -23,10 +25,16 @@ pub const MAX_SLOTS_TRIED: usize = 32;
 pub struct Passphrase(Zeroizing<String>);
 
 impl Passphrase {
-    /// Wraps a passphrase.
+    /// Wraps a passphrase, normalized to Unicode NFC (format-spec.md §2): phones and keyboards
+    /// compose accented letters differently, and the same typed passphrase must give the same
+    /// bytes everywhere.
     #[must_use]
     pub fn new(s: impl Into<String>) -> Passphrase {
-        Passphrase(Zeroizing::new(s.into()))
+        use unicode_normalization::UnicodeNormalization;
+        let raw = Zeroizing::new(s.into());
+        let mut nfc = Zeroizing::new(String::with_capacity(raw.len()));
+        nfc.extend(raw.nfc());
+        Passphrase(nfc)
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -59,6 +67,9 @@ pub enum Credentials {
         /// The vault.
         vault: Arc<dyn PinVault>,
     },
+    /// The device key this client keeps for the repository's location (added with
+    /// [`KeyManager::add_device_key`]): no key derivation, so daily opens are cheap.
+    DeviceKey,
 }
 
 impl fmt::Debug for Credentials {
@@ -67,6 +78,7 @@ impl fmt::Debug for Credentials {
             Credentials::Passphrase(_) => "Credentials::Passphrase([redacted])",
             Credentials::RecoveryCode(_) => "Credentials::RecoveryCode([redacted])",
             Credentials::Pin { .. } => "Credentials::Pin([redacted])",
+            Credentials::DeviceKey => "Credentials::DeviceKey",
         })
     }
 }
@@ -93,74 +105,29 @@ impl Credentials {
     }
 }
 
-/// Common passphrases refused outright (lowercased); the length and variety rules catch the
-/// rest of the weakest.
-const COMMON: &[&str] = &[
-    "password",
-    "password1",
-    "password123",
-    "12345678",
-    "123456789",
-    "1234567890",
-    "qwertyuiop",
-    "iloveyou",
-    "11111111",
-    "00000000",
-    "abcdefgh",
-    "letmein1",
-    "passw0rd",
-    "sunshine",
-    "princess",
-    "football",
-    "baseball",
-    "welcome1",
-    "trustno1",
-    "superman",
-    "qwerty123",
-    "asdfghjkl",
-    "changeme",
-];
-
-/// Checks that a new passphrase is not trivially guessable: at least 8 characters, at least 5
-/// different ones, not a common password, and about 40 bits by a simple character-class
-/// estimate.
+/// Checks that a new passphrase resists offline guessing: zxcvbn (Dropbox's estimator, which
+/// knows common passwords, names, dates, keyboard patterns and substitutions) must score it
+/// 3 or 4, i.e. estimate at least 10^10 guesses. With Argon2id at 256 MiB that is centuries of
+/// one machine's time; "Summer2024!" scores 2.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] saying what is weak.
+/// [`Error::InvalidArgument`] saying what is weak and how to do better.
 pub fn check_passphrase_strength(p: &Passphrase) -> Result<()> {
-    let s = p.as_str();
-    let weak = |why: &str| Err(Error::InvalidArgument(format!("passphrase too weak: {why}")));
-    let chars: Vec<char> = s.chars().collect();
-    if chars.len() < 8 {
-        return weak("use at least 8 characters (a few random words are best)");
+    let estimate = zxcvbn::zxcvbn(p.as_str(), &["packvault", "packtool", "backup", "repository"]);
+    if u8::from(estimate.score()) >= 3 {
+        return Ok(());
     }
-    let mut distinct = chars.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() < 5 {
-        return weak("it repeats too few different characters");
+    let mut why = String::from("passphrase too weak: it could be guessed");
+    if let Some(fb) = estimate.feedback() {
+        if let Some(w) = fb.warning() {
+            why.push_str(&format!(" ({w})"));
+        }
+        for s in fb.suggestions() {
+            why.push_str(&format!("; {s}"));
+        }
     }
-    if COMMON.contains(&s.to_lowercase().as_str()) {
-        return weak("it is one of the most common passwords");
-    }
-    let mut pool = 0u32;
-    if chars.iter().any(char::is_ascii_lowercase) {
-        pool += 26;
-    }
-    if chars.iter().any(char::is_ascii_uppercase) {
-        pool += 26;
-    }
-    if chars.iter().any(char::is_ascii_digit) {
-        pool += 10;
-    }
-    if chars.iter().any(|c| !c.is_ascii_alphanumeric()) {
-        pool += 32;
-    }
-    let bits = f64::from(pool).log2() * distinct.len().min(chars.len()) as f64;
-    if bits < 40.0 {
-        return weak("make it longer or mix in other kinds of characters");
-    }
-    Ok(())
+    why.push_str("; a few random words are best");
+    Err(Error::InvalidArgument(why))
 }
 
 /// Checks a new PIN: 4 to 16 digits.
@@ -180,7 +147,7 @@ pub fn check_pin(pin: &Passphrase) -> Result<()> {
 pub struct KeyslotInfo {
     /// Slot id (32 hex digits; the file name under `keys/`).
     pub id: String,
-    /// `passphrase`, `recovery-code` or `pin`.
+    /// `passphrase`, `recovery-code`, `pin` or `device`.
     pub kind: &'static str,
     /// The label given when the slot was made.
     pub label: String,
@@ -188,11 +155,15 @@ pub struct KeyslotInfo {
     pub created: i64,
     /// True for the slot this repository was opened with.
     pub in_use: bool,
+    /// True for a slot that was removed (a tombstone names it, or this client removed it or saw
+    /// it go) and is present again: the provider put it back. It opens nothing.
+    pub revoked: bool,
 }
 
 /// What a new slot is made from.
 pub(crate) enum NewCredential<'a> {
     Passphrase(&'a Passphrase, Argon2Params),
+    Device(&'a SecretKey),
     RecoveryCode(&'a RecoveryCode),
     Pin(&'a Passphrase, &'a dyn PinVault, Argon2Params),
 }
@@ -212,6 +183,7 @@ pub(crate) fn write_slot(
             (SlotKdf::Passphrase { params, salt }, keyslot::argon2id(pass.as_bytes(), &salt, params)?)
         }
         NewCredential::RecoveryCode(code) => (SlotKdf::RecoveryCode { salt }, keyslot::recovery_kdf(code, &salt)),
+        NewCredential::Device(secret) => (SlotKdf::Device { salt }, keyslot::device_kdf(secret, &salt)),
         NewCredential::Pin(pin, vault, params) => {
             check_pin(pin)?;
             let h = keyslot::argon2id(pin.as_bytes(), &salt, params)?;
@@ -274,8 +246,36 @@ pub(crate) fn load_slots_each(store: &dyn Store, repo_id: &[u8; 16]) -> Result<V
     Ok(out)
 }
 
+/// Which keyslots an open may try, from what this client trusts (its pin, an expected
+/// fingerprint). Slots outside it are never given to a key derivation.
+#[derive(Default)]
+pub(crate) struct SlotFilter {
+    /// Only slots that wrap this master key (their plaintext master id).
+    pub master_id: Option<crate::id::Id>,
+    /// Only slots whose (repository id, master id) has this fingerprint.
+    pub fingerprint: Option<String>,
+    /// Tried first: the slot this client opened with last.
+    pub prefer: Option<String>,
+    /// Removed slots: tried only after every other, and only to say so when one opens.
+    pub revoked: std::collections::BTreeSet<String>,
+    /// The device key this client holds: (slot id, secret).
+    pub device: Option<(String, SecretKey)>,
+}
+
+impl SlotFilter {
+    fn admits(&self, slot: &Keyslot) -> bool {
+        self.master_id.is_none_or(|m| slot.master_id == m)
+            && self.fingerprint.as_ref().is_none_or(|f| {
+                crate::repo::trust::same_fingerprint(
+                    f,
+                    &crate::repo::trust::fingerprint(&slot.repo_id, &slot.master_id),
+                )
+            })
+    }
+}
+
 /// The KDF output `credentials` give for `slot`, if the slot is of their kind.
-fn kdf_output(slot: &Keyslot, credentials: &Credentials) -> Option<Result<SecretKey>> {
+fn kdf_output(slot: &Keyslot, credentials: &Credentials, filter: &SlotFilter) -> Option<Result<SecretKey>> {
     match (&slot.kdf, credentials) {
         (SlotKdf::Passphrase { params, salt }, Credentials::Passphrase(p)) => {
             Some(keyslot::argon2id(p.as_bytes(), salt, *params))
@@ -288,12 +288,25 @@ fn kdf_output(slot: &Keyslot, credentials: &Credentials) -> Option<Result<Secret
             let secret = vault.release(vault_id, &keyslot::pin_binding(salt, *params), &keyslot::pin_auth(&h))?;
             Ok(keyslot::pin_kdf(&h, &secret))
         })()),
+        (SlotKdf::Device { salt }, Credentials::DeviceKey) => match &filter.device {
+            Some((id, secret)) if *id == slot.id_hex() => Some(Ok(keyslot::device_kdf(secret, salt))),
+            _ => None,
+        },
         _ => None,
     }
 }
 
-/// Unwraps the master key with `credentials`; returns it and the id of the slot that opened.
-pub(crate) fn unlock(store: &dyn Store, repo_id: &[u8; 16], credentials: &Credentials) -> Result<(MasterKey, String)> {
+/// Unwraps the master key with `credentials`, trying only the slots `filter` admits; returns
+/// it and the id of the slot that opened.
+pub(crate) fn unlock(
+    store: &dyn Store,
+    repo_id: &[u8; 16],
+    credentials: &Credentials,
+    filter: &SlotFilter,
+) -> Result<(MasterKey, String)> {
+    if matches!(credentials, Credentials::DeviceKey) && filter.device.is_none() {
+        return Err(Error::NotFound("this client holds no device key for the repository at this location".into()));
+    }
     let each = load_slots_each(store, repo_id)?;
     let foreign = |r: &Result<Keyslot>| matches!(r, Err(e) if e.to_string().contains("belongs to another repository"));
     if !each.is_empty() && each.iter().all(|(_, r)| foreign(r)) {
@@ -307,10 +320,28 @@ pub(crate) fn unlock(store: &dyn Store, repo_id: &[u8; 16], credentials: &Creden
         .at(Location::RepoFile("config".into())));
     }
     let (slots, slot_err) = load_slots(store, repo_id)?;
-    // Slots of the credential's kind, cheapest KDF first, so that slots planted with huge
-    // parameters cannot delay or crowd out the real one; the total KDF work is bounded too.
-    let mut candidates: Vec<&Keyslot> = slots.iter().filter(|s| kind_matches(s, credentials)).collect();
-    candidates.sort_by_key(|s| (kdf_cost(s), s.id_hex()));
+    let admitted: Vec<&Keyslot> = slots.iter().filter(|s| filter.admits(s)).collect();
+    if admitted.is_empty() && !slots.is_empty() {
+        if let Some(f) = &filter.fingerprint {
+            let found: BTreeSet<String> =
+                slots.iter().map(|s| crate::repo::trust::fingerprint(&s.repo_id, &s.master_id)).collect();
+            return Err(Error::FingerprintMismatch {
+                expected: f.clone(),
+                found: found.into_iter().collect::<Vec<_>>().join(", "),
+            });
+        }
+        return Err(Error::NotFound(
+            "no keyslot wraps the master key this client pinned for the repository (the provider may have replaced them)".into(),
+        ));
+    }
+    // Slots of the credential's kind: the preferred one, then the cheapest KDF first, so that
+    // slots planted with huge parameters cannot delay or crowd out the real one; removed ones
+    // last. The total KDF work is bounded too.
+    let mut candidates: Vec<&Keyslot> = admitted.into_iter().filter(|s| kind_matches(s, credentials)).collect();
+    candidates.sort_by_key(|s| {
+        let id = s.id_hex();
+        (filter.revoked.contains(&id), filter.prefer.as_deref() != Some(id.as_str()), kdf_cost(s), id)
+    });
     let mut tried = 0;
     let mut budget = MAX_KDF_WORK;
     let mut kind_err: Option<Error> = None;
@@ -325,10 +356,12 @@ pub(crate) fn unlock(store: &dyn Store, repo_id: &[u8; 16], credentials: &Creden
             break;
         }
         budget -= cost;
-        let Some(k) = kdf_output(slot, credentials) else { continue };
+        let Some(k) = kdf_output(slot, credentials, filter) else { continue };
         tried += 1;
         let loc = || Location::RepoFile(FileKind::Key.path(&slot.id_hex()));
         match k.and_then(|k| slot.unwrap_master(&k)) {
+            // A removed slot that was put back: it opens, and is refused.
+            Ok(_) if filter.revoked.contains(&slot.id_hex()) => return Err(Error::KeyslotRevoked(slot.id_hex())),
             Ok(m) => return Ok((m, slot.id_hex())),
             // Not this slot: try the next.
             Err(Error::WrongPassphrase) => {}
@@ -363,6 +396,12 @@ pub(crate) fn unlock(store: &dyn Store, repo_id: &[u8; 16], credentials: &Creden
         if let Credentials::Pin { .. } = credentials {
             return Err(Error::NotFound("the repository has no PIN keyslot".into()));
         }
+        if let Credentials::DeviceKey = credentials {
+            return Err(Error::NotFound(
+                "this client's device keyslot is gone from the repository (removed?); open with another credential"
+                    .into(),
+            ));
+        }
     }
     Err(match credentials {
         Credentials::Passphrase(_) => Error::WrongPassphrase,
@@ -370,6 +409,7 @@ pub(crate) fn unlock(store: &dyn Store, repo_id: &[u8; 16], credentials: &Creden
         Credentials::Pin { .. } => {
             Error::NotFound("no PIN keyslot of this repository is enrolled in this vault".into())
         }
+        Credentials::DeviceKey => Error::Integrity("this client's device key does not open its keyslot".into()),
     })
 }
 
@@ -383,6 +423,7 @@ fn kind_matches(slot: &Keyslot, credentials: &Credentials) -> bool {
         (SlotKdf::Passphrase { .. }, Credentials::Passphrase(_))
             | (SlotKdf::RecoveryCode { .. }, Credentials::RecoveryCode(_))
             | (SlotKdf::Pin { .. }, Credentials::Pin { .. })
+            | (SlotKdf::Device { .. }, Credentials::DeviceKey)
     )
 }
 
@@ -392,7 +433,7 @@ fn kdf_cost(slot: &Keyslot) -> u64 {
         SlotKdf::Passphrase { params, .. } | SlotKdf::Pin { params, .. } => {
             u64::from(params.m_kib) * u64::from(params.t)
         }
-        SlotKdf::RecoveryCode { .. } => 0,
+        SlotKdf::RecoveryCode { .. } | SlotKdf::Device { .. } => 0,
     }
 }
 
@@ -432,6 +473,7 @@ impl KeyManager<'_> {
                 label: s.label.clone(),
                 created: s.created,
                 in_use: s.id_hex() == self.repo.opened_slot,
+                revoked: self.repo.is_revoked_slot(&s.id_hex()),
             })
             .collect();
         out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
@@ -498,6 +540,13 @@ impl KeyManager<'_> {
     /// Removes a slot (by id or unique prefix). Refuses to remove the last slot: the data would
     /// be lost for good.
     ///
+    /// First a tombstone naming the slot is written (so that every client that opens the
+    /// repository later refuses the slot if the provider puts it back), then this client
+    /// remembers it as removed, then the file goes. What removal cannot do: whoever held the
+    /// slot's credential and a copy of the slot file (or the master key) can still unwrap the
+    /// master key and read everything written before and after; only a re-encryption into a
+    /// new key domain takes that away.
+    ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::InvalidArgument`] for the last slot; store errors.
     pub fn remove(&self, id: &str) -> Result<()> {
@@ -509,14 +558,55 @@ impl KeyManager<'_> {
                 slot.id_hex()
             )));
         }
-        self.store().delete(FileKind::Key, &slot.id_hex())
+        self.retire(&slot)
+    }
+
+    /// Tombstone, pin, delete: the removal of a slot every replacement ends with.
+    fn retire(&self, slot: &Keyslot) -> Result<()> {
+        self.repo.write_tombstone(TombstoneReason::KeyRemoved, Vec::new(), vec![slot.slot_id])?;
+        self.repo.pin_slot_removed(&slot.id_hex())?;
+        match self.store().delete(FileKind::Key, &slot.id_hex()) {
+            Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds a device keyslot: a random 256-bit secret that this client keeps in its state
+    /// folder (0600), used instead of the passphrase on later opens of this repository on this
+    /// device ([`Credentials::DeviceKey`]). Listed and removable like any slot.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when this client keeps no state ([`ClientState::Disabled`](crate::ClientState::Disabled));
+    /// store and I/O errors.
+    pub fn add_device_key(&self, label: &str) -> Result<String> {
+        if !self.repo.has_pin() {
+            return Err(Error::InvalidArgument(
+                "a device key lives in this client's state folder, and this repository was opened without one".into(),
+            ));
+        }
+        let secret = SecretKey::from_bytes(random_array()?);
+        let id = self.add(NewCredential::Device(&secret), label)?;
+        let replaced = self.repo.pin_device_key(&id, secret)?;
+        if let Some(old) = replaced {
+            // One device key per client and repository: the one it replaces goes.
+            if let Ok(slot) = self.find(&old) {
+                self.retire(&slot)?;
+            }
+        }
+        Ok(id)
     }
 
     /// Replaces a passphrase slot by one for `new` (same label); returns the new slot's id.
-    /// The new slot is written before the old one is removed.
+    /// The new slot is written before the old one is removed (with a tombstone, as
+    /// [`KeyManager::remove`]).
+    ///
+    /// Without `params`, the new slot reuses the old slot's Argon2 parameters, but only after
+    /// the old slot's check tag verified under the master key (a provider cannot lower them),
+    /// and never below [`Argon2Params::default`].
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when the slot is not a passphrase slot or `new` is weak.
+    /// [`Error::InvalidArgument`] when the slot is not a passphrase slot or `new` is weak;
+    /// [`Error::Integrity`] when the old slot was altered.
     pub fn change_passphrase(&self, id: &str, new: &Passphrase, params: Option<Argon2Params>) -> Result<String> {
         let slot = self.find(id)?;
         let SlotKdf::Passphrase { params: old, .. } = slot.kdf else {
@@ -526,8 +616,10 @@ impl KeyManager<'_> {
                 slot.kdf.kind_name()
             )));
         };
-        let new_id = self.add(NewCredential::Passphrase(new, params.unwrap_or(old)), &slot.label)?;
-        self.store().delete(FileKind::Key, &slot.id_hex())?;
+        slot.verify(&self.repo.master).map_err(|e| e.at(Location::RepoFile(FileKind::Key.path(&slot.id_hex()))))?;
+        let params = params.unwrap_or_else(|| at_least_default(old));
+        let new_id = self.add(NewCredential::Passphrase(new, params), &slot.label)?;
+        self.retire(&slot)?;
         Ok(new_id)
     }
 
@@ -544,8 +636,9 @@ impl KeyManager<'_> {
                 slot.kdf.kind_name()
             )));
         };
-        let new_id = self.add(NewCredential::Pin(new_pin, vault, params), &slot.label)?;
-        self.store().delete(FileKind::Key, &slot.id_hex())?;
+        slot.verify(&self.repo.master).map_err(|e| e.at(Location::RepoFile(FileKind::Key.path(&slot.id_hex()))))?;
+        let new_id = self.add(NewCredential::Pin(new_pin, vault, at_least_default(params)), &slot.label)?;
+        self.retire(&slot)?;
         // The old enrollment may live in another vault; forgetting it is best effort.
         let _ = vault.remove(&vault_id);
         Ok(new_id)
@@ -565,7 +658,26 @@ impl KeyManager<'_> {
             )));
         }
         let (new_id, code) = self.add_recovery_code(&slot.label)?;
-        self.store().delete(FileKind::Key, &slot.id_hex())?;
+        self.retire(&slot)?;
         Ok((new_id, code))
+    }
+}
+
+/// `params`, raised field by field to at least [`Argon2Params::default`].
+fn at_least_default(params: Argon2Params) -> Argon2Params {
+    let d = Argon2Params::default();
+    Argon2Params { m_kib: params.m_kib.max(d.m_kib), t: params.t.max(d.t), p: params.p.max(d.p) }
+}
+
+/// The fingerprints the repository's readable keyslots name, for an error message (the
+/// config says nothing about the master key before it is decrypted).
+pub(crate) fn fingerprints_of_slots(store: &dyn Store, repo_id: &[u8; 16]) -> String {
+    let found: BTreeSet<String> = load_slots(store, repo_id)
+        .map(|(slots, _)| slots.iter().map(|s| crate::repo::trust::fingerprint(&s.repo_id, &s.master_id)).collect())
+        .unwrap_or_default();
+    if found.is_empty() {
+        format!("unknown (repository id {}, no readable keyslot)", crate::id::hex_encode(repo_id))
+    } else {
+        found.into_iter().collect::<Vec<_>>().join(" or ")
     }
 }

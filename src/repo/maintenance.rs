@@ -12,6 +12,7 @@ use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::{self, BlobKind, SealedBlob};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::snapshot::{self, Node, NodeContent, SnapshotRecord, Tree, FLAG_REPAIRED};
+use crate::format::tombstone::{ForgottenSnapshot, TombstoneReason};
 use crate::id::{Id, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack::{PackWriter, WrittenPack};
 use crate::repo::lock::LockKind;
@@ -202,16 +203,31 @@ impl Repository {
             damaged.iter().map(|(id, _)| *id).filter(|id| policy.ids.contains(id)).collect();
         report.remove_damaged.clone_from(&damaged_named);
         if !dry_run {
-            let ids = report.remove.iter().map(|(id, _)| *id).chain(damaged_named);
-            for id in ids {
+            // The tombstone first: once it is durable, the snapshots are gone for every reader
+            // (also if this stops before the deletes), and no client takes their absence for
+            // the provider's doing.
+            let forgotten: Vec<ForgottenSnapshot> = report
+                .remove
+                .iter()
+                .map(|(id, rec)| ForgottenSnapshot { id: *id, sequence: rec.sequence })
+                .chain(damaged_named.iter().map(|id| ForgottenSnapshot { id: *id, sequence: 0 }))
+                .collect();
+            self.write_tombstone(TombstoneReason::Forget, forgotten.clone(), Vec::new())?;
+            // Files an interrupted forget tombstoned but did not delete go now too.
+            let leftovers: Vec<SnapshotId> = crate::store::list_ids(self.store.as_ref(), FileKind::Snapshot)?
+                .into_iter()
+                .map(SnapshotId)
+                .filter(|id| self.is_forgotten(id))
+                .collect();
+            let ids: Vec<SnapshotId> = forgotten.iter().map(|f| f.id).chain(leftovers).collect();
+            for id in &ids {
                 match self.store.delete(FileKind::Snapshot, &id.to_hex()) {
                     Ok(()) | Err(Error::NotFound(_)) => {}
-                    Err(e) => return Err(e.at(Location::Snapshot(id))),
+                    Err(e) => return Err(e.at(Location::Snapshot(*id))),
                 }
             }
-            // This client's own view moved back on purpose: lower its rollback mark.
             let newest = self.newest_snapshot()?;
-            self.reset_seen(newest)?;
+            self.forget_seen(&ids, newest)?;
         }
         Ok(report)
     }
@@ -551,6 +567,7 @@ impl Repository {
         let mut seq = self.newest_snapshot()?.map_or(0, |(s, _)| s);
         for (old, rec, root) in new_records {
             seq += 1;
+            let rec_sequence = rec.sequence;
             let t = now();
             let new = SnapshotRecord {
                 root,
@@ -565,8 +582,15 @@ impl Repository {
             let bytes = snapshot::encode(self.keys.meta_key(), &new, &random_array()?)?;
             let id = SnapshotId(Id::hash_of(&bytes));
             self.store.put(FileKind::Snapshot, &id.to_hex(), &bytes)?;
-            delete_if_present(self, FileKind::Snapshot, &old.to_hex())?;
             self.record_seen(seq, id)?;
+            // The damaged one goes on purpose: a tombstone says so before the delete.
+            self.write_tombstone(
+                TombstoneReason::Repair,
+                vec![ForgottenSnapshot { id: old, sequence: rec_sequence }],
+                Vec::new(),
+            )?;
+            delete_if_present(self, FileKind::Snapshot, &old.to_hex())?;
+            self.forget_seen(&[old], Some((seq, id)))?;
             report.repaired.push((old, id));
         }
         let index = std::mem::replace(&mut self.index, crate::Index::empty());

@@ -36,7 +36,7 @@ const MAX_PENDING_SYNCS: usize = 4;
 /// Prefix of the temporary names files are written under before they are linked into place.
 const TMP_PREFIX: &str = ".tmp-";
 
-const DIRS: [&str; 5] = ["keys", "packs", "index", "snapshots", "locks"];
+const DIRS: [&str; 6] = ["keys", "packs", "index", "snapshots", "locks", "tombstones"];
 
 impl LocalStore {
     /// Uses `root` as the repository folder; it must exist.
@@ -418,6 +418,12 @@ impl Store for LocalStore {
 
     fn describe(&self) -> String {
         self.root.display().to_string()
+    }
+
+    /// The folder's absolute path with links resolved, so that `repo`, `./repo` and
+    /// `/home/me/repo` share one pin.
+    fn location(&self) -> String {
+        fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone()).display().to_string()
     }
 }
 

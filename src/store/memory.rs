@@ -6,10 +6,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::error::{Error, Result};
 use crate::store::{check_range, not_found, FileKind, Store};
 
-/// A store held in memory. Cloning shares the same files.
-#[derive(Debug, Clone, Default)]
+/// A store held in memory. Cloning shares the same files (and the same location).
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     files: Arc<Mutex<BTreeMap<String, Arc<Vec<u8>>>>>,
+    /// A name no other store of any process shares, for client pins.
+    location: Arc<String>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        MemoryStore { files: Arc::default(), location: Arc::new(format!("memory:{}:{n}:{t}", std::process::id())) }
+    }
 }
 
 impl MemoryStore {
@@ -92,6 +103,10 @@ impl Store for MemoryStore {
 
     fn describe(&self) -> String {
         "memory store".into()
+    }
+
+    fn location(&self) -> String {
+        self.location.to_string()
     }
 }
 

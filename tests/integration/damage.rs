@@ -156,7 +156,7 @@ fn a_damaged_snapshot_file_hides_only_that_snapshot() {
     // Opening with rollback detection on still works; the damaged snapshot is named, not fatal.
     let options = packvault::OpenOptions {
         cache_dir: Some(f.dir.join("cache")),
-        state_dir: Some(f.dir.join("state")),
+        state: packvault::ClientState::Dir(f.dir.join("state")),
         ..Default::default()
     };
     let repo = Repository::open(f.store.clone(), &packvault::Credentials::passphrase(crate::PASS), &options).unwrap();

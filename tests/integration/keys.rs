@@ -165,8 +165,8 @@ fn a_repository_rolled_back_to_an_older_snapshot_set_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Arc::new(MemoryStore::new());
     let state = tmp.path().join("state");
-    let options = OpenOptions { state_dir: Some(state.clone()), ..OpenOptions::default() };
-    let init = packvault::InitOptions { state_dir: Some(state.clone()), ..fast_init(None) };
+    let options = OpenOptions { state: packvault::ClientState::Dir(state.clone()), ..OpenOptions::default() };
+    let init = packvault::InitOptions { state: packvault::ClientState::Dir(state.clone()), ..fast_init(None) };
     let mut repo = Repository::init(store.clone(), &Credentials::passphrase(PASS), init).unwrap();
     let meta = packvault::FileMeta { mode: 0o600, mtime_secs: 0, mtime_nanos: 0 };
     let mut b = repo.backup().unwrap();
@@ -179,11 +179,14 @@ fn a_repository_rolled_back_to_an_older_snapshot_set_is_refused() {
     drop(repo);
     Repository::open(store.clone(), &Credentials::passphrase(PASS), &options).unwrap();
 
-    // The provider serves the repository as it was after day one.
-    let old = Arc::new(MemoryStore::new());
-    for (path, data) in day_one {
-        old.overwrite(&path, data);
+    // The provider serves the repository, at the same location, as it was after day one.
+    for path in store.snapshot_files().keys() {
+        store.remove(path);
     }
+    for (path, data) in day_one {
+        store.overwrite(&path, data);
+    }
+    let old = store.clone();
     let e = Repository::open(old.clone(), &Credentials::passphrase(PASS), &options).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::RolledBack);
     assert!(

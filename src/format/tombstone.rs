@@ -1,0 +1,167 @@
+//! Tombstones (format-spec.md §5.15): the authenticated record that snapshots were forgotten
+//! or keyslots removed on purpose.
+//!
+//! A client that remembers which snapshots and keyslots it has seen tells a provider that
+//! deletes a snapshot, or puts a removed keyslot back, from a key holder who forgot or removed
+//! it: the key holder wrote a tombstone first, and a provider cannot write one (it is sealed
+//! under the metadata key). One file per `forget`, `repair snapshots`, `key remove` or
+//! `key passwd`, named by the hash of its bytes like a snapshot file:
+//!
+//! ```text
+//! file  = "PVTOMB" ‖ u16 version ‖ nonce (12) ‖ AES-256-GCM-SIV(meta_key, nonce, AD = first 8 bytes, plain)
+//! plain = u32 record length L ‖ record (L bytes) ‖ zero padding (file length is a Padmé length)
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{SecretKey, NONCE_LEN, TAG_LEN};
+use crate::error::{Error, Result};
+use crate::format::encoding;
+use crate::format::padding::padme;
+use crate::format::{check_header, header, open_envelope, seal_envelope, ByteReader, HEADER_LEN, MAGIC_TOMBSTONE};
+use crate::id::SnapshotId;
+
+/// Largest tombstone file a reader accepts.
+pub const MAX_TOMBSTONE_FILE: u64 = 4 << 20;
+/// Most snapshots plus keyslots one tombstone names.
+pub const MAX_TOMBSTONE_ENTRIES: usize = 65_536;
+
+/// Why the snapshots or keyslots of a tombstone went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TombstoneReason {
+    /// `forget`: snapshots removed by id or by a keep policy.
+    Forget,
+    /// `repair snapshots`: a damaged snapshot replaced by its repaired copy.
+    Repair,
+    /// `key remove`, `key passwd`: keyslots removed; whoever held them can open no more.
+    KeyRemoved,
+}
+
+/// A snapshot named by a tombstone: its id and its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgottenSnapshot {
+    /// The snapshot's id.
+    pub id: SnapshotId,
+    /// Its sequence number (0 when the snapshot could not be read).
+    pub sequence: u64,
+}
+
+/// One tombstone record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TombstoneRecord {
+    /// When it was written, seconds since the Unix epoch.
+    pub time_secs: i64,
+    /// Host name of the machine that wrote it.
+    pub hostname: String,
+    /// Why.
+    pub reason: TombstoneReason,
+    /// Snapshots removed on purpose.
+    pub snapshots: Vec<ForgottenSnapshot>,
+    /// Keyslot ids (the 16 bytes behind `keys/<32 hex>`) removed on purpose.
+    pub keyslots: Vec<[u8; 16]>,
+}
+
+impl TombstoneRecord {
+    fn validate(&self) -> Result<()> {
+        if self.snapshots.len() + self.keyslots.len() > MAX_TOMBSTONE_ENTRIES {
+            return Err(Error::malformed("tombstone", None, "names too many snapshots and keyslots"));
+        }
+        if self.hostname.len() > 4096 {
+            return Err(Error::malformed("tombstone", None, "host name too long"));
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a tombstone file's plaintext without its padding: `u32 length ‖ record`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the record breaks a rule of [`decode_plaintext`].
+pub fn encode_plaintext(record: &TombstoneRecord) -> Result<Vec<u8>> {
+    record.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let body = encoding::encode(record)?;
+    let mut plain = Vec::with_capacity(body.len() + 64);
+    plain.extend_from_slice(
+        &u32::try_from(body.len())
+            .map_err(|_| Error::InvalidArgument("tombstone record too large".into()))?
+            .to_le_bytes(),
+    );
+    plain.extend_from_slice(&body);
+    Ok(plain)
+}
+
+/// Encrypts a tombstone file.
+pub(crate) fn encode(meta_key: &SecretKey, record: &TombstoneRecord, nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>> {
+    let mut plain = encode_plaintext(record)?;
+    let unpadded = (HEADER_LEN + NONCE_LEN + plain.len() + TAG_LEN) as u64;
+    if unpadded > MAX_TOMBSTONE_FILE {
+        return Err(Error::LimitExceeded { what: "tombstone file length", found: unpadded, limit: MAX_TOMBSTONE_FILE });
+    }
+    plain.resize(plain.len() + (padme(unpadded) - unpadded) as usize, 0);
+    Ok(seal_envelope(meta_key, &header(MAGIC_TOMBSTONE), nonce, plain))
+}
+
+/// Decrypts and checks a tombstone file.
+///
+/// # Errors
+/// [`Error::Malformed`], [`Error::UnsupportedVersion`], [`Error::Integrity`] or
+/// [`Error::LimitExceeded`] when the file is damaged, of another version, forged, or too big.
+pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<TombstoneRecord> {
+    const WHAT: &str = "tombstone";
+    if bytes.len() as u64 > MAX_TOMBSTONE_FILE {
+        return Err(Error::LimitExceeded {
+            what: "tombstone file length",
+            found: bytes.len() as u64,
+            limit: MAX_TOMBSTONE_FILE,
+        });
+    }
+    check_header(bytes, MAGIC_TOMBSTONE, WHAT)?;
+    let plain = open_envelope(meta_key, bytes, HEADER_LEN, WHAT)?;
+    decode_plaintext(&plain)
+}
+
+/// Decodes the decrypted body of a tombstone file.
+///
+/// # Errors
+/// [`Error::Malformed`] as for [`decode`].
+pub fn decode_plaintext(plain: &[u8]) -> Result<TombstoneRecord> {
+    let mut r = ByteReader::new(plain, "tombstone");
+    let len = r.u32()? as usize;
+    let body = r.take(len)?;
+    let rest = r.remaining();
+    r.zeros(rest, "padding")?;
+    let record: TombstoneRecord = encoding::decode(body, "tombstone")?;
+    record.validate()?;
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{KeySet, MasterKey};
+    use crate::id::Id;
+
+    fn record() -> TombstoneRecord {
+        TombstoneRecord {
+            time_secs: 1_764_115_200,
+            hostname: "phone".into(),
+            reason: TombstoneReason::Forget,
+            snapshots: vec![ForgottenSnapshot { id: SnapshotId(Id([7; 32])), sequence: 3 }],
+            keyslots: vec![[9; 16]],
+        }
+    }
+
+    #[test]
+    fn round_trip_padded_and_authenticated() {
+        let keys = KeySet::derive(&MasterKey::from_bytes([1; 32]));
+        let bytes = encode(keys.meta_key(), &record(), &[2; 12]).unwrap();
+        assert_eq!(bytes.len() as u64, padme(bytes.len() as u64), "a Padmé length");
+        assert_eq!(decode(keys.meta_key(), &bytes).unwrap(), record());
+        let other = KeySet::derive(&MasterKey::from_bytes([3; 32]));
+        assert_eq!(decode(other.meta_key(), &bytes).unwrap_err().kind(), crate::ErrorKind::Integrity);
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(decode(keys.meta_key(), &flipped).is_err());
+        assert!(decode(keys.meta_key(), &bytes[..bytes.len() - 1]).is_err());
+    }
+}
