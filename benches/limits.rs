@@ -178,14 +178,23 @@ fn main() {
         let repo_dir = tmp.path().join(format!("repo{run}"));
         let store = Arc::new(LocalStore::create(&repo_dir).unwrap());
         let creds = Credentials::passphrase("benchmark passphrase");
-        let options = InitOptions { kdf: Argon2Params { m_kib: 8192, t: 1, p: 1 }, ..InitOptions::default() };
+        let options = InitOptions {
+            kdf: Argon2Params { m_kib: 8192, t: 1, p: 1 },
+            state: packvault::ClientState::Disabled,
+            ..InitOptions::default()
+        };
         let mut repo = Repository::init(store.clone(), &creds, options).unwrap();
         let t0 = Instant::now();
         let mut b = repo.backup().unwrap();
         b.add_dir(&src, "").unwrap();
         let out = b.commit(vec![]).unwrap();
         backups.push(t0.elapsed());
-        let repo = Repository::open(store, &creds, &OpenOptions::default()).unwrap();
+        let repo = Repository::open(
+            store,
+            &creds,
+            &OpenOptions { state: packvault::ClientState::Disabled, ..OpenOptions::default() },
+        )
+        .unwrap();
         let target = tmp.path().join(format!("restore{run}"));
         let t0 = Instant::now();
         let report =

@@ -58,6 +58,7 @@ fn main() {
         chunker: ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384, ..ChunkerParams::default() },
         pack_target_size: 1 << 20,
         kdf: Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 },
+        state: packvault::ClientState::Disabled,
         ..InitOptions::default()
     };
     let creds = Credentials::passphrase("fuzzing fixture passphrase");
@@ -149,7 +150,11 @@ fn main() {
     let opened = hazmat::open_with_master_key(
         store.clone(),
         MasterKey::from_bytes(MASTER),
-        &packvault::OpenOptions { cache_dir: Some(cache.clone()), ..Default::default() },
+        &packvault::OpenOptions {
+            cache_dir: Some(cache.clone()),
+            state: packvault::ClientState::Disabled,
+            ..Default::default()
+        },
     )
     .unwrap();
     let cache_file = packvault::cache_path(&cache, &opened.id());

@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use packvault::{Credentials, FileMeta, InitOptions, LocalStore, Repository, RestoreOptions};
+//! use packvault::{ClientState, Credentials, FileMeta, InitOptions, LocalStore, Repository, RestoreOptions};
 //! use packvault::format::keyslot::Argon2Params;
 //!
 //! # fn main() -> packvault::Result<()> {
@@ -27,7 +27,13 @@
 //! let store = Arc::new(LocalStore::create(dir.path().join("repo"))?);
 //! let creds = Credentials::passphrase("correct horse battery staple");
 //! // Cheap KDF settings for the example; the default is Argon2id with 256 MiB and 3 passes.
-//! let options = InitOptions { kdf: Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 }, ..InitOptions::default() };
+//! let options = InitOptions {
+//!     kdf: Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 },
+//!     // This client's pins (trust on first use, history seen) go here; the default is the
+//!     // platform's state folder.
+//!     state: ClientState::Dir(dir.path().join("state")),
+//!     ..InitOptions::default()
+//! };
 //! let mut repo = Repository::init(store, &creds, options)?;
 //!
 //! let mut backup = repo.backup()?;

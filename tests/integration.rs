@@ -41,7 +41,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use packvault::format::keyslot::Argon2Params;
-use packvault::{Credentials, InitOptions, LocalStore, OpenOptions, Repository, Store};
+use packvault::{ClientState, Credentials, InitOptions, LocalStore, OpenOptions, Repository, Store};
 
 /// The passphrase of every test repository.
 pub const PASS: &str = "test passphrase";
@@ -51,7 +51,18 @@ pub fn fast_init(cache: Option<&Path>) -> InitOptions {
     InitOptions {
         kdf: Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 },
         cache_dir: cache.map(Path::to_path_buf),
+        state: state_for(cache),
         ..InitOptions::default()
+    }
+}
+
+/// The client state of a test: a `state` folder beside its cache folder (so a test that
+/// copies a scratch folder copies the client with it), or none for repositories in memory
+/// (the tests of pins, `adversary.rs`, choose their own; no test writes under `$HOME`).
+pub fn state_for(cache: Option<&Path>) -> ClientState {
+    match cache {
+        Some(c) => ClientState::Dir(c.with_file_name("state")),
+        None => ClientState::Disabled,
     }
 }
 
@@ -72,7 +83,7 @@ pub fn reopen(store: Arc<dyn Store>, cache: Option<&Path>) -> Repository {
     Repository::open(
         store,
         &Credentials::passphrase(PASS),
-        &OpenOptions { cache_dir: cache.map(Path::to_path_buf), ..OpenOptions::default() },
+        &OpenOptions { cache_dir: cache.map(Path::to_path_buf), state: state_for(cache), ..OpenOptions::default() },
     )
     .unwrap()
 }

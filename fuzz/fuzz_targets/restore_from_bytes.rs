@@ -83,7 +83,7 @@ fuzz_target!(|mutations: Vec<Mutation>| {
     for (path, data) in files {
         store.overwrite(&path, data);
     }
-    let Ok(repo) = hazmat::open_with_master_key(store, MasterKey::from_bytes(common::MASTER), &OpenOptions::default())
+    let Ok(repo) = hazmat::open_with_master_key(store, MasterKey::from_bytes(common::MASTER), &OpenOptions { state: packvault::ClientState::Disabled, ..OpenOptions::default() })
     else {
         return;
     };

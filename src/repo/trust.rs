@@ -250,8 +250,11 @@ impl PinFile {
                 }
             }
         }
-        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
+        // Several repositories of one process, or several processes, may save at once: each
+        // writes its own temporary file; the last rename wins.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.path.with_extension(format!("tmp{}-{n}", std::process::id()));
         let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).at(loc)?;
         f.write_all(pin.encode().as_bytes()).at(loc)?;
         f.sync_all().at(loc)?;
@@ -386,8 +389,17 @@ impl Repository {
         self.pin_file.is_some()
     }
 
+    /// Applies `f` to the pin as it is on disk now (another process of this client may have
+    /// added to it since this one opened), and saves it.
     fn update_pin(&self, f: impl FnOnce(&mut Pin)) -> Result<()> {
         let mut pin = self.pin.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(file) = &self.pin_file {
+            if let Some(on_disk) = file.load()? {
+                if on_disk.repo_id == pin.repo_id && on_disk.master_id == pin.master_id {
+                    *pin = on_disk;
+                }
+            }
+        }
         f(&mut pin);
         match &self.pin_file {
             Some(file) => file.save(&pin),

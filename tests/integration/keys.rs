@@ -13,7 +13,11 @@ use crate::{fast_init, PASS};
 const FAST: Argon2Params = Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 };
 
 fn open(store: &Arc<MemoryStore>, c: &Credentials) -> packvault::Result<Repository> {
-    Repository::open(store.clone(), c, &OpenOptions::default())
+    Repository::open(
+        store.clone(),
+        c,
+        &OpenOptions { state: packvault::ClientState::Disabled, ..OpenOptions::default() },
+    )
 }
 
 struct Setup {

@@ -49,7 +49,12 @@ fn fuzz_restore_lost_folder_tree_is_reported_as_the_folder() {
     pack[loc.offset as usize + 3] ^= 1;
     store.overwrite(&path, pack);
 
-    let repo = hazmat::open_with_master_key(store, master, &OpenOptions::default()).unwrap();
+    let repo = hazmat::open_with_master_key(
+        store,
+        master,
+        &OpenOptions { state: packvault::ClientState::Disabled, ..OpenOptions::default() },
+    )
+    .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let r =
         repo.restore(&out.record, &RestoreOptions { target: tmp.path().to_path_buf(), ..Default::default() }).unwrap();
@@ -138,7 +143,12 @@ fn review_folders_nested_past_the_limit_are_refused_by_every_reader() {
     );
     let levels = MAX_TREE_DEPTH + 50;
     let (deep, flat) = nested_snapshots(&store, &master, levels);
-    let mut repo = hazmat::open_with_master_key(store.clone(), master, &OpenOptions::default()).unwrap();
+    let mut repo = hazmat::open_with_master_key(
+        store.clone(),
+        master,
+        &OpenOptions { state: packvault::ClientState::Disabled, ..OpenOptions::default() },
+    )
+    .unwrap();
     let too_deep = |e: packvault::Error| {
         assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
         assert!(e.to_string().contains("folder nesting is 1025, above the limit of 1024"), "{e}");

@@ -43,7 +43,11 @@ fn open_at(store: Arc<dyn Store>, cache: &Path) -> Repository {
     Repository::open(
         store,
         &Credentials::passphrase(PASS),
-        &OpenOptions { cache_dir: Some(cache.to_path_buf()), ..OpenOptions::default() },
+        &OpenOptions {
+            cache_dir: Some(cache.to_path_buf()),
+            state: crate::state_for(Some(cache)),
+            ..OpenOptions::default()
+        },
     )
     .unwrap()
 }
@@ -539,7 +543,11 @@ fn damage_to_every_kind_of_repository_file_is_named_by_check_and_contained() {
         } else {
             Credentials::passphrase(PASS)
         };
-        let options = OpenOptions { cache_dir: Some(run.join("cache")), ..OpenOptions::default() };
+        let options = OpenOptions {
+            cache_dir: Some(run.join("cache")),
+            state: crate::state_for(Some(&run.join("cache"))),
+            ..OpenOptions::default()
+        };
         let repo = match Repository::open(store, &creds, &options) {
             Ok(r) => r,
             Err(e) => {
@@ -735,7 +743,7 @@ fn concurrent_backups_and_a_racing_prune_lose_nothing() {
             Repository::open(
                 store.clone(),
                 &Credentials::passphrase(PASS),
-                &OpenOptions { cache_dir: Some(cache), ..wait.clone() },
+                &OpenOptions { state: crate::state_for(Some(&cache)), cache_dir: Some(cache), ..wait.clone() },
             )
             .unwrap()
         };
