@@ -112,6 +112,18 @@ pub fn encode_snapshot(keys: &Keys, record: &SnapshotRecord, nonce: &[u8; 12]) -
     snapshot::encode(keys.meta_key(), record, nonce)
 }
 
+/// Encrypts a tombstone file with an explicit nonce.
+///
+/// # Errors
+/// When the record breaks the bounds of format-spec.md §5.15.
+pub fn encode_tombstone(
+    keys: &Keys,
+    record: &crate::format::tombstone::TombstoneRecord,
+    nonce: &[u8; 12],
+) -> Result<Vec<u8>> {
+    crate::format::tombstone::encode(keys.meta_key(), record, nonce)
+}
+
 /// Encrypts the config file with an explicit nonce.
 ///
 /// # Errors

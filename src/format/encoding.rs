@@ -6,6 +6,14 @@
 //! varint length followed by the items, `Option` as a 0/1 byte, enums as a varint variant
 //! index, fixed arrays without a length. The crate is pinned at 2.0.1 (RUSTSEC-2025-0141 marks
 //! it unmaintained); swapping it means re-implementing these rules here and nowhere else.
+//!
+//! bincode itself accepts a varint longer than needed (`fb 05 00` for 5). The format allows one
+//! encoding per value, so [`decode`] re-encodes what it decoded and refuses a record whose bytes
+//! differ: a second, longer spelling of the same record would otherwise have another blob id or
+//! file hash while meaning the same thing. Every other rule bincode already enforces (a 0/1
+//! `Option` tag, UTF-8 strings, a varint prefix no wider than its type), so a record that
+//! survives the round trip is canonical. The cost is one encode per decode, small beside the
+//! decryption and hashing every decoded record has already cost.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -51,8 +59,8 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
         .map_err(|e| Error::InvalidArgument(format!("record cannot be encoded: {e}")))
 }
 
-/// Decodes a record that must fill `bytes` exactly.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
+/// Decodes a record that must fill `bytes` exactly and be in canonical form (shortest varints).
+pub(crate) fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8], what: &'static str) -> Result<T> {
     let (value, used) =
         decode_limited(bytes).map_err(|e| Error::malformed(what, None, format!("record does not decode: {e}")))?;
     if used != bytes.len() {
@@ -61,6 +69,12 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> R
             Some(used as u64),
             format!("{} trailing bytes after the record", bytes.len() - used),
         ));
+    }
+    let again = encode(&value).map_err(|e| Error::malformed(what, None, format!("record does not re-encode: {e}")))?;
+    if again != bytes {
+        // The first difference is where the longer spelling starts.
+        let at = again.iter().zip(bytes).position(|(a, b)| a != b).unwrap_or(again.len().min(bytes.len()));
+        return Err(Error::malformed(what, Some(at as u64), "not in canonical form (a varint longer than needed)"));
     }
     Ok(value)
 }
@@ -97,6 +111,27 @@ mod tests {
         for n in 0..bytes.len() {
             assert!(decode::<Sample>(&bytes[..n], "sample").is_err(), "prefix {n}");
         }
+    }
+
+    #[test]
+    fn non_shortest_varints_are_refused() {
+        // 5 as a u16-wide varint, 300 as a u32-wide one, and a 2-byte string whose length is
+        // spelled as a u64: each decodes to a valid value in bincode, none is canonical.
+        for (bytes, field) in [(vec![251, 5, 0, 251, 0x2c, 0x01], "u32 a"), (vec![1, 252, 0x2c, 0x01, 0, 0], "u64 b")] {
+            let err = decode::<(u32, u64)>(&bytes, "pair").unwrap_err();
+            assert!(err.to_string().contains("canonical"), "{field}: {err}");
+        }
+        let mut long_len = vec![253];
+        long_len.extend_from_slice(&2u64.to_le_bytes());
+        long_len.extend_from_slice(b"hi");
+        assert!(decode::<String>(&long_len, "text").unwrap_err().to_string().contains("canonical"));
+        // The shortest spellings of the same values decode.
+        assert_eq!(decode::<(u32, u64)>(&[5, 251, 0x2c, 0x01], "pair").unwrap(), (5, 300));
+        assert_eq!(decode::<String>(&[2, b'h', b'i'], "text").unwrap(), "hi");
+        // A prefix wider than the type is refused by bincode itself.
+        let mut wide = vec![253];
+        wide.extend_from_slice(&5u64.to_le_bytes());
+        assert!(decode::<u32>(&wide, "u32").is_err());
     }
 
     #[test]

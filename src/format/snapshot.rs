@@ -9,6 +9,8 @@
 //! plain = u32 record length L ‖ record (L bytes) ‖ zero padding (file length is a Padmé length)
 //! ```
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{SecretKey, NONCE_LEN, TAG_LEN};
@@ -104,6 +106,47 @@ impl Node {
     #[must_use]
     pub fn name_lossy(&self) -> String {
         String::from_utf8_lossy(&self.name).into_owned()
+    }
+
+    /// The modification time; `None` when the platform cannot represent it.
+    #[must_use]
+    pub fn mtime(&self) -> Option<SystemTime> {
+        system_time(self.mtime_secs, self.mtime_nanos)
+    }
+}
+
+/// A stored time, `(secs, nanos)` (format-spec.md §5.8): the time is `secs + nanos / 10^9`
+/// seconds after the Unix epoch, with `secs` rounded down and `nanos` below 10^9, as POSIX
+/// `struct timespec` and Linux's `stat` give it. So 1.5 s before the epoch is
+/// `(-2, 500_000_000)`, not `(-1, 500_000_000)`. `None` when `nanos` is out of range or the
+/// platform cannot represent the time.
+#[must_use]
+pub fn system_time(secs: i64, nanos: u32) -> Option<SystemTime> {
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    let whole = if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs.unsigned_abs()))?
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))?
+    };
+    whole.checked_add(Duration::from_nanos(u64::from(nanos)))
+}
+
+/// The stored form of a time: the inverse of [`system_time`] (seconds rounded down, then
+/// nanoseconds in `0..10^9`). Times beyond the range of `i64` seconds saturate.
+#[must_use]
+pub fn time_parts(t: SystemTime) -> (i64, u32) {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()),
+        Err(e) => {
+            let before = e.duration();
+            let secs = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
+            match before.subsec_nanos() {
+                0 => (-secs, 0),
+                n => (-secs - 1, 1_000_000_000 - n),
+            }
+        }
     }
 }
 
@@ -293,6 +336,9 @@ pub(crate) fn encode(meta_key: &SecretKey, record: &SnapshotRecord, nonce: &[u8;
 /// [`Error::LimitExceeded`] when the file is damaged, of another version, forged, or too big.
 pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<SnapshotRecord> {
     const WHAT: &str = "snapshot";
+    // The header first: a newer version's snapshot is "unsupported" whatever its size (its
+    // limits may differ from ours), never "damaged" (format-spec.md §5.1).
+    check_header(bytes, MAGIC_SNAPSHOT, WHAT)?;
     if bytes.len() as u64 > MAX_SNAPSHOT_FILE {
         return Err(Error::LimitExceeded {
             what: "snapshot file length",
@@ -300,7 +346,6 @@ pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<SnapshotRecord> {
             limit: MAX_SNAPSHOT_FILE,
         });
     }
-    check_header(bytes, MAGIC_SNAPSHOT, WHAT)?;
     let plain = open_envelope(meta_key, bytes, HEADER_LEN, WHAT)?;
     decode_plaintext(&plain)
 }
@@ -372,6 +417,54 @@ mod tests {
             let raw = encoding::encode(&bad).unwrap();
             assert!(Tree::decode(&raw).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn times_before_1970_round_down_to_the_second() {
+        // 1969-12-31T23:59:58.5Z, as `touch -d` and Linux's stat give it.
+        let t = UNIX_EPOCH - Duration::from_millis(1500);
+        assert_eq!(time_parts(t), (-2, 500_000_000));
+        assert_eq!(system_time(-2, 500_000_000), Some(t));
+        assert_eq!(time_parts(UNIX_EPOCH - Duration::from_nanos(1)), (-1, 999_999_999));
+        assert_eq!(time_parts(UNIX_EPOCH - Duration::from_secs(3)), (-3, 0));
+        assert_eq!(time_parts(UNIX_EPOCH + Duration::new(5, 7)), (5, 7));
+        for (s, n) in [(-2, 500_000_000), (-1, 999_999_999), (-3, 0), (0, 0), (1_764_115_200, 500)] {
+            assert_eq!(time_parts(system_time(s, n).unwrap()), (s, n));
+        }
+        assert_eq!(system_time(0, 1_000_000_000), None);
+        let node = Node {
+            name: b"old".to_vec(),
+            mode: 0o644,
+            mtime_secs: -2,
+            mtime_nanos: 500_000_000,
+            content: NodeContent::File { size: 0, chunks: vec![] },
+        };
+        assert_eq!(node.mtime(), Some(t));
+    }
+
+    #[test]
+    fn a_longer_varint_in_a_tree_is_refused() {
+        let t = Tree { nodes: vec![file("a", 10, 1)] };
+        let bytes = t.encode().unwrap();
+        // Node "a": list length 1, name length 1, 'a', then the mode 0o644 = 420 = fb a4 01.
+        assert_eq!(bytes[..6], [1, 1, b'a', 251, 0xa4, 0x01]);
+        let mut longer = bytes[..3].to_vec();
+        longer.extend_from_slice(&[252, 0xa4, 0x01, 0, 0]);
+        longer.extend_from_slice(&bytes[6..]);
+        let err = Tree::decode(&longer).unwrap_err();
+        assert!(err.to_string().contains("canonical"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_version_is_unsupported_whatever_its_size() {
+        let ks = KeySet::derive(&MasterKey::from_bytes([3; 32]));
+        let mut big = vec![0u8; MAX_SNAPSHOT_FILE as usize + 1];
+        big[..6].copy_from_slice(&MAGIC_SNAPSHOT);
+        big[6..8].copy_from_slice(&2u16.to_le_bytes());
+        let err = decode(ks.meta_key(), &big).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedVersion { found: 2, .. }), "{err}");
+        big[6..8].copy_from_slice(&1u16.to_le_bytes());
+        assert!(matches!(decode(ks.meta_key(), &big), Err(Error::LimitExceeded { .. })));
     }
 
     #[test]

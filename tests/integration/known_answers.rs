@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use packvault::format::blob::{BlobKind, Codec};
-use packvault::format::snapshot::Tree;
+use packvault::format::config::ChunkerParams;
+use packvault::format::snapshot::{NodeContent, Tree};
 use packvault::format::{config, index, keyslot, lock, pack, snapshot};
 use packvault::hazmat::{self, Keys};
-use packvault::{ErrorKind, Id};
+use packvault::{Chunker, ErrorKind, FileKind, Id, Store};
 
 use crate::vectors::{self, hex, master, unhex, Vector};
 
@@ -40,6 +41,13 @@ fn committed_vectors_are_current() {
         spec.contains(&vectors::spec_section(&fresh)),
         "format-spec.md §11 is stale: run `cargo run --example gen_vectors`"
     );
+    // Every vector is explained in §11's table (hand-written, above the generated dumps).
+    let table = &spec[spec.find("## 11. Test vectors").unwrap()..spec.find(vectors::SPEC_BEGIN).unwrap()];
+    let described: Vec<&str> = table.lines().filter_map(|l| l.strip_prefix('|')?.split('|').next()).collect();
+    for v in &fresh {
+        let name = format!("`{}`", v.name);
+        assert!(described.iter().any(|cell| cell.contains(&name)), "format-spec.md §11 does not describe {}", v.name);
+    }
 }
 
 #[test]
@@ -127,6 +135,17 @@ fn tree_snapshot_and_config_vectors() {
     assert_eq!(tree, vectors::tree());
     assert_eq!(keys.tree_id(&t.body).to_hex(), t.get("tree id"));
 
+    // Times before 1970: seconds rounded down, nanoseconds up from there (format-spec.md §5.8).
+    let old = tree.nodes.iter().find(|n| n.name == b"old.txt").unwrap();
+    assert_eq!((old.mtime_secs, old.mtime_nanos), (-2, 500_000_000));
+    assert_eq!(old.mtime(), Some(std::time::UNIX_EPOCH - std::time::Duration::from_millis(1500)));
+    assert_eq!(old.content, NodeContent::File { size: 0, chunks: vec![] });
+    // name, mode 0o644 (fb a4 01), zigzag(-2) = 3, 500_000_000 as a u32-wide varint, File, 0, [].
+    let mut node = vec![7];
+    node.extend_from_slice(b"old.txt");
+    node.extend_from_slice(&[0xfb, 0xa4, 0x01, 0x03, 0xfc, 0x00, 0x65, 0xcd, 0x1d, 0x00, 0x00, 0x00]);
+    assert!(t.body.ends_with(&node), "{}", hex(&t.body));
+
     let s = committed("snapshot.txt");
     assert_eq!(hex(blake3::hash(&s.body).as_bytes()), s.get("snapshot id"));
     let rec = snapshot::decode(keys.meta_key(), &s.body).unwrap();
@@ -198,4 +217,187 @@ fn recovery_code_and_pin_keyslot_vectors() {
         ErrorKind::WrongPassphrase,
         "the vault secret is needed"
     );
+}
+
+/// FastCDC 2020 as format-spec.md §5.3 writes it, from the spec's own pieces (the gear table
+/// from the chunker key, the masks as printed), without the fastcdc crate or [`Chunker`].
+fn spec_cut(x: &[u8], gear: &[u64; 256], (min, avg, max): (usize, usize, usize), mask_s: u64, mask_l: u64) -> usize {
+    let n = x.len();
+    if n <= min {
+        return n;
+    }
+    let (end, center) = (n.min(max), n.min(avg));
+    let mut h = 0u64;
+    let mut i = min / 2;
+    for (limit, mask) in [(center / 2, mask_s), (end / 2, mask_l)] {
+        while i < limit {
+            let a = 2 * i;
+            h = (h << 2).wrapping_add(gear[x[a] as usize] << 1);
+            if h & (mask << 1) == 0 {
+                return a;
+            }
+            h = h.wrapping_add(gear[x[a + 1] as usize]);
+            if h & mask == 0 {
+                return a + 1;
+            }
+            i += 1;
+        }
+    }
+    end
+}
+
+#[test]
+fn chunker_vector() {
+    let v = committed("chunker.txt");
+    let input = vectors::chunker_input();
+    assert_eq!(hex(blake3::hash(&input).as_bytes()), v.get("input blake3"));
+    assert_eq!(hex(&input[..16]), v.get("input first 16 bytes"));
+    let listed: Vec<(usize, usize, String)> = v
+        .get_all("chunk")
+        .iter()
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').map(|kv| kv.split_once('=').unwrap().1).collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].to_string())
+        })
+        .collect();
+    assert_eq!(v.body.len(), 32 * listed.len());
+
+    // The library's chunker re-chunks the input to the same cut points and ids.
+    let keys = Keys::derive(&master());
+    let chunker = Chunker::new(&ChunkerParams::default(), keys.chunker_key()).unwrap();
+    let mut start = 0;
+    let mut ours = Vec::new();
+    for end in chunker.cut_points(&input) {
+        ours.push((start, end - start, keys.chunk_id(&input[start..end]).to_hex()));
+        start = end;
+    }
+    assert_eq!(ours, listed);
+
+    // So does the algorithm as the spec prints it, built from the spec's pieces only.
+    let m: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let chunker_key = blake3::derive_key("packvault 2026-11-26 v1 chunker", &m);
+    let mut table = [0u8; 2048];
+    blake3::Hasher::new_derive_key("packvault 2026-11-26 v1 gear table")
+        .update(&chunker_key)
+        .finalize_xof()
+        .fill(&mut table);
+    let gear: [u64; 256] = std::array::from_fn(|i| u64::from_le_bytes(table[8 * i..8 * i + 8].try_into().unwrap()));
+    let (mask_s, mask_l) = (0x0000_d907_0353_7000, 0x0000_d90f_0353_0000); // MASKS[17], MASKS[15]
+    assert!(v.get("masks").contains(&format!("{mask_s:#018x}")) && v.get("masks").contains(&format!("{mask_l:#018x}")));
+    let id_key = blake3::derive_key("packvault 2026-11-26 v1 chunk id", &m);
+    let mut pos = 0;
+    for (i, (offset, len, id)) in listed.iter().enumerate() {
+        assert_eq!(pos, *offset);
+        let cut = spec_cut(&input[pos..], &gear, (16 << 10, 64 << 10, 256 << 10), mask_s, mask_l);
+        assert_eq!(cut, *len, "chunk {i}");
+        assert_eq!(&hex(blake3::keyed_hash(&id_key, &input[pos..pos + cut]).as_bytes()), id);
+        assert_eq!(hex(&v.body[32 * i..32 * i + 32]), *id);
+        pos += cut;
+    }
+    assert_eq!(pos, input.len());
+    // The vector covers both mask regions, both cut positions of a pair, and a last chunk
+    // shorter than the minimum.
+    let lens: Vec<usize> = listed.iter().map(|c| c.1).collect();
+    let (body, last) = lens.split_at(lens.len() - 1);
+    assert!(body.iter().any(|&l| l < 64 << 10) && body.iter().any(|&l| l >= 64 << 10));
+    assert!(body.iter().any(|&l| l % 2 == 0) && body.iter().any(|&l| l % 2 == 1));
+    assert!(last[0] < 16 << 10);
+}
+
+#[test]
+fn masks_printed_in_the_spec_are_fastcdcs() {
+    let spec = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec.md")).unwrap();
+    // Every index the bounds of §5.3 can reach: round(log2 avg) ± level, avg 256 B–4 MiB, level 0–3.
+    for i in 5..=25 {
+        let line = format!("MASKS[{i:2}] = {:#018x}", fastcdc::v2020::MASKS[i]);
+        assert!(spec.contains(&line), "format-spec.md §5.3 lacks `{line}`");
+    }
+}
+
+#[test]
+fn passphrase_nfc_vector() {
+    let v = committed("passphrase-nfc.txt");
+    assert_eq!(v.body, v.get("passphrase").as_bytes());
+    assert_eq!(v.body, vectors::PASSPHRASE_NFC.as_bytes());
+    assert_eq!(v.get("typed (NFD) utf-8"), hex(vectors::PASSPHRASE_TYPED.as_bytes()));
+    // Same text, other bytes: composed é (c3 a9) against e + combining acute (65 cc 81).
+    assert_ne!(vectors::PASSPHRASE_TYPED.as_bytes(), vectors::PASSPHRASE_NFC.as_bytes());
+    assert!(hex(&v.body).contains("c3a9") && v.get("typed (NFD) utf-8").contains("65cc81"));
+    let salt: [u8; 32] = unhex(v.get("salt")).try_into().unwrap();
+    let params = keyslot::Argon2Params { m_kib: 8192, t: 1, p: 1 };
+    let k = keyslot::argon2id(&v.body, &salt, params).unwrap();
+    assert_eq!(hex(&hazmat::key_bytes(&k)), v.get("kdf output"));
+}
+
+/// `bytes` with the u16 version at `at` set to 2.
+fn version_2(bytes: &[u8], at: usize) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[at..at + 2].copy_from_slice(&2u16.to_le_bytes());
+    out
+}
+
+#[test]
+fn every_versioned_structure_reports_a_newer_version_as_unsupported() {
+    let keys = Keys::derive(&master());
+    let unsupported = |what: &str, r: packvault::Result<()>| {
+        let e = r.expect_err(what);
+        assert_eq!(e.kind(), ErrorKind::UnsupportedVersion, "{what}: {e}");
+        assert!(!e.is_integrity(), "{what}: a newer version is not damage");
+    };
+    // The header is checked before anything else, so a version-2 file is never "damaged" for
+    // failing a check of version 1 (here, its authentication tag no longer verifies).
+    let s = committed("snapshot.txt").body;
+    unsupported("snapshot", snapshot::decode(keys.meta_key(), &version_2(&s, 6)).map(drop));
+    let i = committed("index.txt").body;
+    unsupported("index", index::decode(keys.meta_key(), &version_2(&i, 6)).map(drop));
+    let c = committed("config.txt").body;
+    unsupported("config prefix", config::decode_prefix(&version_2(&c, 6)).map(drop));
+    unsupported("config", config::decode(keys.meta_key(), &version_2(&c, 6)).map(drop));
+    let l = committed("lock.txt").body;
+    unsupported("lock", lock::decode(keys.meta_key(), &version_2(&l, 6)).map(drop));
+    let p = committed("pack.txt").body;
+    unsupported("pack", pack::decode_pack(keys.meta_key(), &version_2(&p, p.len() - 2)).map(drop));
+    let k = committed("keyslot-passphrase.txt").body;
+    unsupported("keyslot", keyslot::decode(&version_2(&k, 6)).map(drop));
+}
+
+#[test]
+fn a_snapshot_of_a_newer_version_is_listed_as_unsupported_not_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut repo) = crate::new_local_repo(dir.path());
+    let meta = packvault::FileMeta { mode: 0o600, mtime_secs: 5, mtime_nanos: 0 };
+    let mut b = repo.backup().unwrap();
+    b.add_stream("a.txt", &b"a"[..], meta).unwrap();
+    let first = b.commit(vec![]).unwrap().snapshot;
+    // What a newer packvault could have written beside it: a sound name, version 2.
+    let newer = version_2(&store.get(FileKind::Snapshot, &first.to_hex()).unwrap(), 6);
+    let newer_id = Id::hash_of(&newer);
+    store.put(FileKind::Snapshot, &newer_id.to_hex(), &newer).unwrap();
+    let repo = crate::reopen(store.clone(), Some(&dir.path().join("cache")));
+    let (good, bad) = repo.snapshots_with_errors().unwrap();
+    assert_eq!(good.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![first]);
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].0 .0, newer_id);
+    assert_eq!(bad[0].1.kind(), ErrorKind::UnsupportedVersion, "{}", bad[0].1);
+    assert!(!bad[0].1.is_integrity());
+    assert!(bad[0].1.to_string().contains("unsupported snapshot version 2"), "{}", bad[0].1);
+}
+
+#[test]
+fn device_keyslot_and_tombstone_vectors_open() {
+    use packvault::format::keyslot;
+    let keys = packvault::hazmat::Keys::derive(&master());
+    let d = committed("keyslot-device.txt");
+    let slot = keyslot::decode(&d.body).unwrap();
+    let secret = packvault::SecretKey::from_bytes(unhex(d.get("device secret")).try_into().unwrap());
+    let keyslot::SlotKdf::Device { salt } = slot.kdf else { panic!("kind 4") };
+    let opened = slot.unwrap_master(&keyslot::device_kdf(&secret, &salt)).unwrap();
+    assert_eq!(opened.id(), master().id());
+
+    let t = committed("tombstone.txt");
+    let rec = packvault::format::tombstone::decode(keys.meta_key(), &t.body).unwrap();
+    let snap = committed("snapshot.txt");
+    let snap_id = packvault::SnapshotId::from_bytes(*blake3::hash(&snap.body).as_bytes());
+    assert_eq!(rec, vectors::tombstone_record(snap_id));
+    assert_eq!(hex(blake3::hash(&t.body).as_bytes()), t.get("tombstone id"));
 }

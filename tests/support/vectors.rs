@@ -10,14 +10,14 @@
 #[path = "noise.rs"]
 mod noise;
 
-use packvault::format::blob::{BlobKind, Codec};
+use packvault::format::blob::{BlobKind, Codec, SealedBlob};
 use packvault::format::config::{ChunkerParams, ConfigFile, Settings};
 use packvault::format::index::{IndexFile, IndexPack};
 use packvault::format::keyslot::{self, Argon2Params, NewSlot, SlotKdf};
 use packvault::format::lock::{self, LockKind, LockRecord};
 use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord, Summary, Tree};
 use packvault::hazmat::{self, Keys};
-use packvault::{gear_table, MasterKey, PackId, RecoveryCode, SecretKey, SnapshotId};
+use packvault::{gear_table, Chunker, MasterKey, PackId, RecoveryCode, SecretKey, SnapshotId};
 
 /// One vector file.
 pub struct Vector {
@@ -101,6 +101,24 @@ pub fn random_bytes() -> Vec<u8> {
     noise::noise(40, 0x0123_4567_89ab_cdef)
 }
 
+/// Length and seed of the chunker vector's input (`noise(CHUNKER_INPUT_LEN, CHUNKER_SEED)`).
+pub const CHUNKER_INPUT_LEN: usize = 512 << 10;
+pub const CHUNKER_SEED: u64 = 1;
+
+/// The chunker vector's input.
+pub fn chunker_input() -> Vec<u8> {
+    noise::noise(CHUNKER_INPUT_LEN, CHUNKER_SEED)
+}
+
+/// A passphrase as a keyboard may deliver it, in decomposed form (NFD: `e` + U+0300 …), and
+/// the NFC form that format-spec.md §2 makes the Argon2id input. Written out here rather than
+/// computed, so the vector does not depend on a normalization library.
+pub const PASSPHRASE_TYPED: &str = "Cre\u{300}me bru\u{302}le\u{301}e au cafe\u{301} 1969";
+pub const PASSPHRASE_NFC: &str = "Cr\u{e8}me br\u{fb}l\u{e9}e au caf\u{e9} 1969";
+
+/// The mtime of the tree vector's `old.txt`: 1969-12-31T23:59:58.5Z, 1.5 s before the epoch.
+pub const BEFORE_1970: (i64, u32) = (-2, 500_000_000);
+
 pub fn tree() -> Tree {
     let keys = Keys::derive(&master());
     Tree {
@@ -122,8 +140,26 @@ pub fn tree() -> Tree {
                 mtime_nanos: 0,
                 content: NodeContent::Symlink { target: b"ana.json".to_vec() },
             },
+            Node {
+                name: b"old.txt".to_vec(),
+                mode: 0o644,
+                mtime_secs: BEFORE_1970.0,
+                mtime_nanos: BEFORE_1970.1,
+                content: NodeContent::File { size: 0, chunks: vec![] },
+            },
         ],
     }
+}
+
+/// The blobs a backup of the tree vector's content stores: both chunks of `ana.json`
+/// (zstd level 3), then the tree.
+pub fn stored_blobs() -> Vec<SealedBlob> {
+    let keys = Keys::derive(&master());
+    vec![
+        hazmat::seal_blob(&keys, BlobKind::Data, TEXT, Some(3)),
+        hazmat::seal_blob(&keys, BlobKind::Data, &random_bytes(), Some(3)),
+        hazmat::seal_blob(&keys, BlobKind::Tree, &tree().encode().expect("valid tree"), Some(3)),
+    ]
 }
 
 pub fn snapshot_record() -> SnapshotRecord {
@@ -138,16 +174,17 @@ pub fn snapshot_record() -> SnapshotRecord {
         root: keys.tree_id(&tree().encode().expect("valid tree")),
         sequence: 1,
         previous: None,
+        // As format-spec.md §5.9 defines the counts, for a first backup of the tree vector.
         summary: Summary {
-            files: 1,
+            files: 2,
             dirs: 1,
             symlinks: 1,
             total_bytes: (TEXT.len() + 40) as u64,
             chunks: 2,
             new_data_blobs: 2,
             new_tree_blobs: 1,
-            new_raw_bytes: 0,
-            new_stored_bytes: 0,
+            new_raw_bytes: stored_blobs().iter().map(|b| u64::from(b.raw_len)).sum(),
+            new_stored_bytes: stored_blobs().iter().map(|b| b.bytes.len() as u64).sum(),
             new_packs: 2,
             bytes_read: (TEXT.len() + 40) as u64,
         },
@@ -174,6 +211,41 @@ pub fn all() -> Vec<Vector> {
     v.h("gear[0..4]", gear[..4].iter().map(|g| format!("{g:016x}")).collect::<Vec<_>>().join(" "));
     let text_id = keys.chunk_id(TEXT);
     v.h("blob key of chunk id", format!("{} {}", text_id, hex(&keys.blob_key(&text_id.0))));
+    out.push(v);
+
+    // Cut points of the keyed chunker over seeded noise, and the chunks' ids.
+    let params = ChunkerParams::default();
+    let chunker = Chunker::new(&params, keys.chunker_key()).expect("default parameters");
+    let input = chunker_input();
+    let (mask_s, mask_l) =
+        fastcdc::v2020::select_masks(params.avg_size as usize, fastcdc::v2020::Normalization::Level1);
+    let mut v = Vector::new("chunker.txt", "success");
+    v.h("master", "keys.txt")
+        .h("parameters", "min=16384 avg=65536 max=262144 normalization=1")
+        .h("masks", format!("bits=16 mask_s=MASKS[17]={mask_s:#018x} mask_l=MASKS[15]={mask_l:#018x}"))
+        .h("gear[252..256]", gear[252..].iter().map(|g| format!("{g:016x}")).collect::<Vec<_>>().join(" "))
+        .h("input", format!("noise({CHUNKER_INPUT_LEN}, {CHUNKER_SEED})"))
+        .h("input first 16 bytes", hex(&input[..16]))
+        .h("input blake3", hex(blake3::hash(&input).as_bytes()));
+    let mut start = 0;
+    for end in chunker.cut_points(&input) {
+        let id = keys.chunk_id(&input[start..end]);
+        v.h("chunk", format!("offset={start} length={} id={id}", end - start));
+        v.body.extend_from_slice(&id.0 .0);
+        start = end;
+    }
+    out.push(v);
+
+    // The passphrase's byte form: NFC, then UTF-8, is what Argon2id hashes.
+    let salt = [0x10; 32];
+    let kdf_out = keyslot::argon2id(PASSPHRASE_NFC.as_bytes(), &salt, FAST_KDF).expect("argon2");
+    let mut v = Vector::new("passphrase-nfc.txt", "success");
+    v.h("passphrase", PASSPHRASE_NFC)
+        .h("typed (NFD) utf-8", hex(PASSPHRASE_TYPED.as_bytes()))
+        .h("argon2id", "m=8192 t=1 p=1")
+        .h("salt", hex(&salt))
+        .h("kdf output", hex(&hazmat::key_bytes(&kdf_out)));
+    v.body = PASSPHRASE_NFC.as_bytes().to_vec();
     out.push(v);
 
     // Sealed blobs.
@@ -247,7 +319,11 @@ pub fn all() -> Vec<Vector> {
     let mut v = Vector::new("tree.txt", "success");
     v.h("master", "keys.txt")
         .h("tree id", keys.tree_id(&tree_bytes).to_hex())
-        .h("entries", "ana.json (file, 2 chunks), latest (symlink to ana.json)");
+        .h("entries", "ana.json (file, 2 chunks), latest (symlink to ana.json), old.txt (empty file)")
+        .h(
+            "old.txt mtime",
+            "1969-12-31T23:59:58.5Z = secs -2, nanos 500000000 (zigzag varint 03, varint fc 00 65 cd 1d)",
+        );
     v.body = tree_bytes;
     out.push(v);
 
@@ -365,7 +441,55 @@ pub fn all() -> Vec<Vector> {
         .h("record", "exclusive, host phone, machine a7c1f0de-5b0e-4c1f-9e51-2f6f1d3c8b10/pid:[4026531836], pid 4242, time 1764115200, operation prune");
     v.body = lock_file(&keys);
     out.push(v);
+
+    // A device keyslot: a random secret kept by one device, no slow KDF.
+    let salt = [0x0f; 32];
+    let secret = SecretKey::from_bytes([0x10; 32]);
+    let kdf_out = keyslot::device_kdf(&secret, &salt);
+    let slot = NewSlot {
+        repo_id: REPO_ID,
+        slot_id: [0x11; 16],
+        label: "device phone".into(),
+        created: 1_764_115_200,
+        kdf: SlotKdf::Device { salt },
+    };
+    let mut v = Vector::new("keyslot-device.txt", "success");
+    v.h("master", "keys.txt")
+        .h("device secret", hex(&[0x10; 32]))
+        .h("salt", hex(&salt))
+        .h("kdf output", hex(&hazmat::key_bytes(&kdf_out)))
+        .h("nonce", hex(&[0x12; 12]));
+    v.body = hazmat::encode_keyslot(&slot, &m, &kdf_out, &[0x12; 12]).expect("valid slot");
+    out.push(v);
+
+    // A tombstone: one forgotten snapshot (the one of snapshot.txt) and one removed keyslot.
+    let snap_id = SnapshotId::from_bytes(*blake3::hash(&snap_file(&keys)).as_bytes());
+    let mut v = Vector::new("tombstone.txt", "success");
+    let tomb = hazmat::encode_tombstone(&keys, &tombstone_record(snap_id), &[0x13; 12]).expect("valid tombstone");
+    v.h("master", "keys.txt")
+        .h("nonce", hex(&[0x13; 12]))
+        .h("tombstone id", hex(blake3::hash(&tomb).as_bytes()))
+        .h("record", "time 1764201600, host phone, reason forget (0), snapshot of snapshot.txt at sequence 1, keyslot 0c0c…0c (keyslot-pin.txt)");
+    v.body = tomb;
+    out.push(v);
     out
+}
+
+/// The snapshot file of `snapshot.txt`.
+fn snap_file(keys: &hazmat::Keys) -> Vec<u8> {
+    hazmat::encode_snapshot(keys, &snapshot_record(), &[0x03; 12]).expect("valid snapshot")
+}
+
+/// The tombstone record of `tombstone.txt`.
+pub fn tombstone_record(snapshot: SnapshotId) -> packvault::format::tombstone::TombstoneRecord {
+    use packvault::format::tombstone::{ForgottenSnapshot, TombstoneReason, TombstoneRecord};
+    TombstoneRecord {
+        time_secs: 1_764_201_600,
+        hostname: "phone".into(),
+        reason: TombstoneReason::Forget,
+        snapshots: vec![ForgottenSnapshot { id: snapshot, sequence: 1 }],
+        keyslots: vec![[0x0c; 16]],
+    }
 }
 
 /// The lock record of `lock.txt`.
