@@ -317,6 +317,49 @@ mod tests {
         assert_eq!(open(&ks, BlobKind::Data, &id, r.codec, r.raw_len, &r.bytes).unwrap(), random);
     }
 
+    /// xorshift64 bytes, incompressible.
+    fn noise(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    /// `len` compressible bytes whose 4 KiB at the middle (format-spec.md §5.4) are `sample`.
+    fn with_sample(len: usize, sample: &[u8]) -> Vec<u8> {
+        let mut raw: Vec<u8> = b"see you at 8! ".iter().copied().cycle().take(len).collect();
+        let mid = len / 2 - 2048;
+        raw[mid..mid + 4096].copy_from_slice(sample);
+        raw
+    }
+
+    #[test]
+    fn codec_rule_has_the_documented_numbers() {
+        // format-spec.md §5.4: from 16384 bytes on, the 4096 bytes at len/2 − 2048 are
+        // compressed first; a frame of 3973 bytes or more stores the whole blob raw.
+        let ks = keys();
+        let seal_codec = |raw: &[u8]| seal(&ks, BlobKind::Data, ks.chunk_id(raw).0, raw, Some(3)).codec;
+        let frame_len = |b: &[u8]| zstd::bulk::compress(b, 3).unwrap().len();
+        // Samples of 210 symbols, whose frames (zstd level 3, libzstd 1.5.7) straddle the
+        // threshold by one byte.
+        let sample = |seed| noise(4096, seed).iter().map(|&b| b % 210).collect::<Vec<u8>>();
+        let (below, at) = (33, 34);
+        assert_eq!(frame_len(&sample(below)), 3972);
+        assert_eq!(frame_len(&sample(at)), 3973);
+        assert_eq!(seal_codec(&with_sample(16384, &sample(below))), Codec::Zstd);
+        assert_eq!(seal_codec(&with_sample(16384, &sample(at))), Codec::Raw, "a compressible blob stored raw");
+        // For odd and longer blobs too, the sample starts at ⌊len / 2⌋ − 2048.
+        assert_eq!(seal_codec(&with_sample(16385, &sample(at))), Codec::Raw);
+        assert_eq!(seal_codec(&with_sample(40001, &sample(at))), Codec::Raw);
+        // Below 16384 bytes there is no sample test: the whole blob is compressed.
+        assert_eq!(seal_codec(&with_sample(16382, &noise(4096, 7))), Codec::Zstd);
+        assert_eq!(seal_codec(&with_sample(16384, &noise(4096, 7))), Codec::Raw);
+    }
+
     #[test]
     fn wrong_metadata_is_rejected() {
         let ks = keys();
