@@ -14,7 +14,7 @@ use crate::store::{FileKind, Store, Upload};
 /// the store as they arrive ([`Store::begin`]).
 ///
 /// Blob order inside a pack is the order of arrival. The backup pipeline sends each batch's
-/// new blobs (about 2 MiB of input) sorted by id, so the order follows the input only at batch
+/// new blobs (about 1 MiB of input) sorted by id, so the order follows the input only at batch
 /// granularity, and the provider never sees blob boundaries anyway.
 pub(crate) struct PackWriter {
     kind: BlobKind,

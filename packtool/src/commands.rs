@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use packvault::format::config::ChunkerParams;
 use packvault::format::keyslot::Argon2Params;
 use packvault::{
-    CheckOptions, Credentials, DataSubset, ForgetPolicy, InitOptions, LocalStore, PruneOptions, Repository,
+    CheckOptions, Credentials, DataSubset, ErrorKind, ForgetPolicy, InitOptions, LocalStore, PruneOptions, Repository,
     RestoreOptions,
 };
 
@@ -27,7 +27,11 @@ pub(crate) fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             let (snaps, damaged) = repo.snapshots_with_errors().map_err(explain)?;
             out.snapshots(&snaps)?;
             for (id, e) in &damaged {
-                eprintln!("packtool: damaged snapshot {}: {e}", id.short());
+                if e.kind() == ErrorKind::UnsupportedVersion {
+                    eprintln!("packtool: snapshot {} was written by a newer packvault format: {e}", id.short());
+                } else {
+                    eprintln!("packtool: damaged snapshot {}: {e}", id.short());
+                }
             }
             // `open` printed what vanished; a broken chain is the same deletion seen by a
             // client that never saw the snapshot itself.

@@ -401,3 +401,24 @@ fn device_keyslot_and_tombstone_vectors_open() {
     assert_eq!(rec, vectors::tombstone_record(snap_id));
     assert_eq!(hex(blake3::hash(&t.body).as_bytes()), t.get("tombstone id"));
 }
+
+#[test]
+fn passphrases_are_normalized_as_the_nfc_vector_says() {
+    use unicode_normalization::UnicodeNormalization;
+    let v = committed("passphrase-nfc.txt");
+    assert_eq!(vectors::PASSPHRASE_TYPED.nfc().collect::<String>(), vectors::PASSPHRASE_NFC);
+    assert_eq!(v.body, vectors::PASSPHRASE_NFC.as_bytes());
+    // The library's Passphrase normalizes: a slot made from the typed (decomposed) form opens
+    // with the composed one, and the other way round.
+    let store = std::sync::Arc::new(packvault::MemoryStore::new());
+    let init = packvault::InitOptions { state: packvault::ClientState::Disabled, ..crate::fast_init(None) };
+    let repo = packvault::Repository::init(
+        store.clone(),
+        &packvault::Credentials::passphrase(vectors::PASSPHRASE_TYPED),
+        init,
+    )
+    .unwrap();
+    drop(repo);
+    let open = packvault::OpenOptions { state: packvault::ClientState::Disabled, ..Default::default() };
+    packvault::Repository::open(store, &packvault::Credentials::passphrase(vectors::PASSPHRASE_NFC), &open).unwrap();
+}
