@@ -34,6 +34,8 @@ mod properties;
 mod regression;
 #[path = "integration/reliability.rs"]
 mod reliability;
+#[path = "integration/vault.rs"]
+mod vault;
 
 use std::path::Path;
 use std::sync::Arc;
