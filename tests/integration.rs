@@ -20,6 +20,8 @@ mod vectors;
 
 #[path = "integration/backup_restore.rs"]
 mod backup_restore;
+#[path = "integration/caches.rs"]
+mod caches;
 #[path = "integration/damage.rs"]
 mod damage;
 #[path = "integration/keys.rs"]
