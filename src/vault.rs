@@ -169,7 +169,14 @@ impl FileVault {
     fn lock(&self) -> Result<Locked> {
         let path = beside(&self.path, ".lock");
         let loc = || Location::Path(path.clone());
-        let file = fs::OpenOptions::new().read(true).write(true).create(true).mode(0o600).open(&path).at(loc)?;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .at(loc)?;
         loop {
             match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
                 Ok(()) => return Ok(Locked { _file: file }),
