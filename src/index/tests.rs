@@ -136,52 +136,61 @@ fn cache_file_corruption_is_refused() {
 fn tables_forged_without_the_key_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let repo = [4u8; 16];
+    let f1 = file(1, 2, 40);
     let mut idx = Index::keyed(&repo, key());
-    add(&mut idx, IndexId(Id([1; 32])), &file(1, 2, 40));
+    add(&mut idx, IndexId(Id([1; 32])), &f1);
     let idx = persist(idx, Some(dir.path())).unwrap();
-    let mut idx2 = idx;
-    add(&mut idx2, IndexId(Id([2; 32])), &file(2, 1, 10));
-    persist(idx2, Some(dir.path())).unwrap();
+    assert_eq!(idx.table_counts(), (0, 80), "the entries are in the delta");
     let (base, delta) = (cache_path(dir.path(), &repo), delta_path(dir.path(), &repo));
-    let good = fs::read(&base).unwrap();
-    assert!(open(dir.path(), &repo).is_some());
+    let (good_base, good_delta) = (fs::read(&base).unwrap(), fs::read(&delta).unwrap());
+    let entry = &f1.packs[0].entries[0];
 
-    // An entry's raw length changed, the MAC field replaced by what an unkeyed hash gives.
-    let mut forged = good.clone();
-    let last = forged.len() - 4;
-    forged[last..].copy_from_slice(&1u32.to_le_bytes());
+    // An entry's raw length changed, and the MAC field filled the ways one can without the
+    // key: an unkeyed hash over the same bytes, or version 1's checksum (HASH of bytes[128..]).
+    let mut forged = good_delta.clone();
+    let at = forged[128..].windows(32).position(|w| w == entry.id.0).unwrap() + 128;
+    forged[at + 44..at + 48].copy_from_slice(&(entry.raw_len + 1).to_le_bytes());
+    let mut h = blake3::Hasher::new();
+    h.update(&forged[..48]);
+    h.update(&forged[80..]);
+    let unkeyed = h.finalize();
+    let v1 = blake3::hash(&forged[128..]);
+    for sum in [unkeyed, v1] {
+        forged[48..80].copy_from_slice(sum.as_bytes());
+        fs::write(&delta, &forged).unwrap();
+        let mut warnings = Vec::new();
+        let idx = open_keyed(dir.path(), &repo, &key(), &mut warnings).expect("the base alone still serves");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!((warnings[0].error.kind(), &warnings[0].path), (ErrorKind::Integrity, &delta));
+        assert_eq!(idx.table_counts().1, 0, "the forged delta is not used");
+        assert_eq!(idx.lookup(&entry.id).unwrap(), None);
+    }
+    fs::write(&delta, &good_delta).unwrap();
+    assert_eq!(open(dir.path(), &repo).unwrap().lookup(&entry.id).unwrap().unwrap().raw_len, entry.raw_len);
+
+    // Any byte of the base, even header padding, is covered.
+    let mut forged = good_base.clone();
+    forged[120] ^= 1;
     let mut h = blake3::Hasher::new();
     h.update(&forged[..48]);
     h.update(&forged[80..]);
     forged[48..80].copy_from_slice(h.finalize().as_bytes());
     fs::write(&base, &forged).unwrap();
-    assert_eq!(refused(dir.path(), &repo)[0].error.kind(), ErrorKind::Integrity);
-    // Version 1's checksum (HASH of bytes[128..]) does not pass either.
-    let v1 = blake3::hash(&forged[128..]);
-    forged[48..80].copy_from_slice(v1.as_bytes());
-    fs::write(&base, &forged).unwrap();
-    assert_eq!(refused(dir.path(), &repo)[0].error.kind(), ErrorKind::Integrity);
+    let w = refused(dir.path(), &repo);
+    assert_eq!((w[0].error.kind(), &w[0].path), (ErrorKind::Integrity, &base));
     // A version-1 header: refused as unsupported.
-    let mut old = good.clone();
+    let mut old = good_base.clone();
     old[6..8].copy_from_slice(&1u16.to_le_bytes());
     fs::write(&base, &old).unwrap();
     assert_eq!(refused(dir.path(), &repo)[0].error.kind(), ErrorKind::UnsupportedVersion);
     // The same bytes under another repository key.
-    fs::write(&base, &good).unwrap();
-    assert!(open_keyed(dir.path(), &repo, &SecretKey::from_bytes([8; 32]), &mut Vec::new()).is_none());
-    // The (sound) delta in the base's place.
-    fs::copy(&delta, &base).unwrap();
-    assert_eq!(refused(dir.path(), &repo)[0].error.kind(), ErrorKind::Malformed);
-    // A forged delta beside a sound base: the delta is refused, the base still serves.
-    fs::write(&base, &good).unwrap();
-    let mut d = fs::read(&delta).unwrap();
-    let n = d.len();
-    d[n - 1] ^= 1;
-    fs::write(&delta, &d).unwrap();
+    fs::write(&base, &good_base).unwrap();
     let mut warnings = Vec::new();
-    let idx = open_keyed(dir.path(), &repo, &key(), &mut warnings).expect("the base alone");
-    assert_eq!((warnings.len(), idx.table_counts().1), (1, 0), "{warnings:?}");
-    assert_eq!(warnings[0].path, delta);
+    assert!(open_keyed(dir.path(), &repo, &SecretKey::from_bytes([8; 32]), &mut warnings).is_none());
+    assert_eq!(warnings[0].error.kind(), ErrorKind::Integrity);
+    // The (sound) delta in the base's place.
+    fs::write(&base, &good_delta).unwrap();
+    assert_eq!(refused(dir.path(), &repo)[0].error.kind(), ErrorKind::Malformed);
 }
 
 /// Cache folders are 0700 — narrowed when they exist wider — and cache files 0600.
