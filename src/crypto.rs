@@ -57,6 +57,9 @@ pub mod contexts {
     pub const DEVICE: &str = "packvault 2026-12-01 v1 device key";
     /// repository id ‖ master id → repository fingerprint (public).
     pub const FINGERPRINT: &str = "packvault 2026-12-01 v1 repository fingerprint";
+    /// metadata key → key of the MAC over the local caches (format-spec.md §5.12). Not a
+    /// repository key: the caches never leave the client.
+    pub const CACHE_MAC: &str = "packvault 2026-12-01 v1 local cache mac";
 }
 
 /// A 32-byte secret key, wiped on drop, never printed; compared in constant time.
@@ -204,6 +207,21 @@ impl KeySet {
     pub(crate) fn meta_key(&self) -> &SecretKey {
         &self.meta
     }
+
+    /// The key of the local caches' MAC (see [`cache_mac_key`]).
+    pub(crate) fn cache_key(&self) -> SecretKey {
+        cache_mac_key(&self.meta)
+    }
+}
+
+/// The key of the MAC over the local caches: `derive_key(CACHE_MAC, meta_key)`.
+///
+/// Derived from the metadata key rather than straight from the master key so that code holding
+/// only the metadata key (the index loader) can check the index cache, the way the blob keys
+/// derive from the seal key; whoever has the metadata key can read everything the caches say
+/// anyway.
+pub(crate) fn cache_mac_key(meta_key: &SecretKey) -> SecretKey {
+    SecretKey::derive(contexts::CACHE_MAC, meta_key.bytes())
 }
 
 /// AES-256-GCM-SIV encryption in place: `buf` becomes `ciphertext ‖ tag`.
@@ -307,7 +325,8 @@ mod tests {
     #[test]
     fn subkeys_are_distinct() {
         let ks = KeySet::derive(&MasterKey::from_bytes([1; 32]));
-        let all = [&ks.chunk_id, &ks.tree_id, &ks.seal, &ks.chunker, &ks.meta];
+        let cache = ks.cache_key();
+        let all = [&ks.chunk_id, &ks.tree_id, &ks.seal, &ks.chunker, &ks.meta, &cache];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_ne!(a.bytes(), b.bytes());

@@ -284,6 +284,33 @@ impl fmt::Display for Location {
     }
 }
 
+/// A local cache (never part of the repository: format-spec.md §5.12) that failed its checks
+/// and was ignored, to be rebuilt. Nothing is lost — a cache only saves time — but the caller
+/// should show it: a cache whose MAC fails was written by something without this repository's
+/// keys, or damaged.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CacheWarning {
+    /// The cache file.
+    pub path: PathBuf,
+    /// Why it was ignored: [`ErrorKind::Integrity`] for a failed MAC (forged or damaged),
+    /// [`ErrorKind::UnsupportedVersion`] for a cache an older packvault wrote,
+    /// [`ErrorKind::Malformed`] for bytes that do not parse.
+    pub error: Error,
+}
+
+impl CacheWarning {
+    pub(crate) fn new(path: PathBuf, error: Error) -> CacheWarning {
+        CacheWarning { path, error }
+    }
+}
+
+impl fmt::Display for CacheWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: local cache ignored and rebuilt: {}", self.path.display(), self.error)
+    }
+}
+
 /// Adds a [`Location`] to the error of a `Result`.
 pub(crate) trait ResultExt<T> {
     /// Wraps an error with `at`.

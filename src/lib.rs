@@ -85,7 +85,7 @@ mod vault;
 pub use chunker::{gear_table, ChunkReader, Chunker};
 pub use civil::{civil_from_days, utc_string};
 pub use crypto::{contexts, MasterKey, SecretKey};
-pub use error::{Error, ErrorKind, Location, Result};
+pub use error::{CacheWarning, Error, ErrorKind, Location, Result};
 pub use format::recovery_code::RecoveryCode;
 pub use id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId, ID_LEN};
 pub use index::{cache_path, BlobLocation, Index, PackInfo};

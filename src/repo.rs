@@ -77,8 +77,9 @@ impl Default for InitOptions {
 /// How to open a repository.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
-    /// Folder for the local index cache (one subfolder per repository). Without one, the
-    /// index is rebuilt in memory at every open.
+    /// Folder for the local index cache (one subfolder per repository, made 0700; files
+    /// 0600, each with a MAC under a key of the repository). Without one, the index is rebuilt
+    /// in memory at every open.
     pub cache_dir: Option<PathBuf>,
     /// Where this client keeps what it trusts about each repository location: the pinned
     /// repository id and master key, the history it has seen, removed keyslots, its device

@@ -12,11 +12,21 @@
 //! enrollment is also bound to the slot's public KDF inputs (`binding`): a release with another
 //! binding is refused *without* counting an attempt, so whoever controls the repository
 //! cannot burn the user's attempts by planting PIN slots with altered salts.
+//!
+//! **Count, then compare.** A vault that compares first and writes the count afterwards gives
+//! the answer away before the attempt is on record: parallel requests all read the same count
+//! (40 parallel wrong PINs against the first version of [`FileVault`] got 28 answers before the
+//! secret was destroyed, with a limit of 10), and a write that fails after the comparison lets
+//! a guess go uncounted while its outcome (error or secret) already told the guesser whether it
+//! was right. So every release first records the attempt durably, under a lock that serializes
+//! the requests for the record, and only then looks at `auth`; a vault that cannot record the
+//! attempt refuses it. [`PinVault::release`] states the rules every vault must keep.
 
-use std::fs;
+use std::ffi::OsString;
+use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use zeroize::Zeroize;
 
@@ -27,6 +37,29 @@ use crate::error::{Error, Location, Result, ResultExt};
 pub const MAX_PIN_ATTEMPTS: u32 = 10;
 
 /// A rate-limiting holder of PIN keyslot secrets.
+///
+/// # Rules every vault must keep
+///
+/// A vault is only as strong as its attempt counter. For each enrollment:
+///
+/// 1. **Count first.** A release counts the attempt *before* it compares `auth`, and resets the
+///    count only after a match.
+/// 2. **Durable.** The count is on stable storage (written and flushed, for a file: written to a
+///    temporary file, fsynced, renamed, and the folder fsynced) before the comparison; a crash
+///    or power cut after an answer never loses the attempt that produced it.
+/// 3. **Atomic.** A reader sees the record before or after an update, never half of it.
+/// 4. **Serialized per record.** Concurrent releases of one enrollment (threads, processes,
+///    servers) are ordered one after the other, so each sees the count the previous one wrote;
+///    N parallel guesses cost N attempts.
+/// 5. **Destroy after the limit.** At [`MAX_PIN_ATTEMPTS`] failures in a row the secret is
+///    destroyed for good (overwritten, not flagged), and a record found at the limit is
+///    destroyed before anything else is done.
+/// 6. **Never answer before the attempt is recorded.** When the count cannot be recorded (full
+///    or read-only disk, lost connection), the attempt is refused with an error that does not
+///    depend on `auth`; it never falls back to comparing.
+///
+/// A request whose `binding` differs from the enrollment's is refused without counting (see the
+/// module docs) — it is not an attempt, as it cannot succeed.
 pub trait PinVault: Send + Sync {
     /// Makes and stores a new 32-byte secret guarded by `auth` and bound to `binding`; returns
     /// its enrollment id and the secret.
@@ -36,16 +69,20 @@ pub trait PinVault: Send + Sync {
     fn enroll(&self, binding: &[u8; 32], auth: &[u8; 32]) -> Result<([u8; 16], SecretKey)>;
 
     /// Returns the secret of enrollment `id`. First, `binding` must equal the enrollment's:
-    /// otherwise the request is refused and **no attempt is counted**. Then, when `auth`
-    /// matches, the secret is returned and the failure count reset; otherwise a failure is
-    /// counted, and at [`MAX_PIN_ATTEMPTS`] failures in a row the secret is destroyed for good.
+    /// otherwise the request is refused and **no attempt is counted**. Then the attempt is
+    /// counted and recorded durably; only then is `auth` compared: a match returns the secret
+    /// and resets the count (durably), a mismatch leaves the attempt counted, and at
+    /// [`MAX_PIN_ATTEMPTS`] failures in a row the secret is destroyed for good. See the trait's
+    /// rules.
     ///
     /// # Errors
     /// [`Error::Integrity`] for another binding, [`Error::WrongPin`] with the attempts left,
-    /// [`Error::PinDestroyed`] once destroyed, [`Error::NotFound`] for an unknown id.
+    /// [`Error::PinDestroyed`] once destroyed, [`Error::NotFound`] for an unknown id, and the
+    /// vault's storage error when the attempt (or the reset after a match) cannot be recorded:
+    /// the attempt is then refused, whatever the PIN.
     fn release(&self, id: &[u8; 16], binding: &[u8; 32], auth: &[u8; 32]) -> Result<SecretKey>;
 
-    /// Wrong PINs in a row so far for enrollment `id`.
+    /// Wrong PINs in a row so far for enrollment `id` (an attempt in progress counts).
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown id.
@@ -59,13 +96,18 @@ pub trait PinVault: Send + Sync {
 }
 
 /// **A test vault, not an HSM.** It keeps the PIN proofs and secrets in a plain local file:
-/// anyone who can read that file can guess the PIN offline in seconds. It exists for tests,
-/// demos and `packtool --vault PATH`; a real deployment puts a [`PinVault`] in hardware or an
-/// enclave that enforces the attempt limit.
+/// **anyone who can read that file can guess the PIN offline** in seconds, and anyone who can
+/// write it can reset the count. It exists for tests, demos and `packtool`'s test vault; a real
+/// deployment puts a [`PinVault`] in hardware or an enclave that enforces the attempt limit.
+///
+/// It does keep the counting rules of [`PinVault`], so that tests exercise them: every
+/// operation holds an exclusive `flock` on the lock file `<path>.lock` (the vault file itself
+/// is replaced by rename, so it cannot carry the lock), which serializes threads and processes
+/// alike; every change is written to `<path>.tmp`, fsynced, renamed over `<path>`, and the
+/// folder fsynced. A release counts the attempt that way before it compares the PIN proof.
 #[derive(Debug)]
 pub struct FileVault {
     path: PathBuf,
-    lock: Mutex<()>,
 }
 
 const MAGIC: &[u8; 8] = b"PVVAULT2";
@@ -80,6 +122,15 @@ struct Record {
     destroyed: bool,
 }
 
+impl Record {
+    /// Destroys the secret for good: the next save no longer holds it.
+    fn destroy(&mut self) {
+        self.destroyed = true;
+        self.secret.zeroize();
+        self.auth.zeroize();
+    }
+}
+
 impl Drop for Record {
     fn drop(&mut self) {
         self.secret.zeroize();
@@ -87,17 +138,52 @@ impl Drop for Record {
     }
 }
 
+/// The exclusive lock on a vault, released when dropped (closing the descriptor drops it).
+struct Locked {
+    _file: File,
+}
+
+/// `path` with `suffix` appended to its file name.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 impl FileVault {
-    /// A vault kept in the file `path` (created on first enrollment).
+    /// A vault kept in the file `path` (created on first enrollment; its folder must exist).
     #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> FileVault {
-        FileVault { path: path.into(), lock: Mutex::new(()) }
+        FileVault { path: path.into() }
     }
 
     /// The vault file.
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Takes the exclusive lock that serializes every operation on this vault file, across
+    /// threads and processes: a new descriptor each time, since `flock` locks belong to an
+    /// open file description.
+    fn lock(&self) -> Result<Locked> {
+        let path = beside(&self.path, ".lock");
+        let loc = || Location::Path(path.clone());
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .at(loc)?;
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(Locked { _file: file }),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Error::Io(e.into()).at(Location::Path(path))),
+            }
+        }
     }
 
     fn load(&self) -> Result<Vec<Record>> {
@@ -128,6 +214,9 @@ impl FileVault {
         Ok(records)
     }
 
+    /// Replaces the vault file durably and atomically: `<path>.tmp` (any stale one removed
+    /// first; only the lock holder writes it), fsync, rename, fsync of the folder. Returns
+    /// only once the new content survives a crash; any failure is an error.
     fn save(&self, records: &[Record]) -> Result<()> {
         let mut bytes = MAGIC.to_vec();
         for r in records {
@@ -138,27 +227,35 @@ impl FileVault {
             bytes.extend_from_slice(&r.failures.to_le_bytes());
             bytes.push(u8::from(r.destroyed));
         }
-        let loc = || Location::Path(self.path.clone());
-        let tmp = self.path.with_extension(format!("tmp{}", crate::id::hex_encode(&random_array::<4>()?)));
-        let result = (|| -> std::io::Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
+        let tmp = beside(&self.path, ".tmp");
+        let folder = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let written = (|| -> std::io::Result<()> {
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             // Owner-only: the file holds PIN proofs and secrets.
             let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
-            fs::rename(&tmp, &self.path)
+            Ok(())
         })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
         bytes.zeroize();
-        result.at(loc)
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::Io(e).at(Location::Path(tmp)));
+        }
+        fs::rename(&tmp, &self.path).at(|| Location::Path(self.path.clone()))?;
+        File::open(folder).and_then(|d| d.sync_all()).at(|| Location::Path(folder.to_path_buf()))
     }
 }
 
 impl PinVault for FileVault {
     fn enroll(&self, binding: &[u8; 32], auth: &[u8; 32]) -> Result<([u8; 16], SecretKey)> {
-        let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _lock = self.lock()?;
         let mut records = self.load()?;
         let record = Record {
             id: random_array()?,
@@ -175,10 +272,11 @@ impl PinVault for FileVault {
     }
 
     fn release(&self, id: &[u8; 16], binding: &[u8; 32], auth: &[u8; 32]) -> Result<SecretKey> {
-        let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _lock = self.lock()?;
         let mut records = self.load()?;
-        let r =
-            records.iter_mut().find(|r| r.id == *id).ok_or_else(|| Error::NotFound("PIN vault enrollment".into()))?;
+        let at =
+            records.iter().position(|r| r.id == *id).ok_or_else(|| Error::NotFound("PIN vault enrollment".into()))?;
+        let r = &mut records[at];
         if r.binding != *binding {
             return Err(Error::Integrity(
                 "the PIN keyslot does not match its vault enrollment (the slot was altered); no attempt counted".into(),
@@ -187,26 +285,34 @@ impl PinVault for FileVault {
         if r.destroyed {
             return Err(Error::PinDestroyed);
         }
+        if r.failures >= MAX_PIN_ATTEMPTS {
+            // The limit was reached but the destruction not recorded (a crash in between).
+            r.destroy();
+            self.save(&records)?;
+            return Err(Error::PinDestroyed);
+        }
+        // Count the attempt, durably, before looking at `auth`; a failed save refuses it.
+        r.failures += 1;
+        let failures = r.failures;
+        self.save(&records)?;
+        let r = &mut records[at];
         if ct_eq(&r.auth, auth) {
+            r.failures = 0;
             let secret = SecretKey::from_bytes(r.secret);
-            if r.failures != 0 {
-                r.failures = 0;
-                self.save(&records)?;
-            }
+            // The success is an answer too: it stands only once the reset is on record.
+            self.save(&records)?;
             return Ok(secret);
         }
-        r.failures += 1;
-        let left = MAX_PIN_ATTEMPTS.saturating_sub(r.failures);
-        if left == 0 {
-            r.destroyed = true;
-            r.secret.zeroize();
+        if failures >= MAX_PIN_ATTEMPTS {
+            r.destroy();
+            self.save(&records)?;
+            return Err(Error::PinDestroyed);
         }
-        self.save(&records)?;
-        Err(if left == 0 { Error::PinDestroyed } else { Error::WrongPin { attempts_left: left } })
+        Err(Error::WrongPin { attempts_left: MAX_PIN_ATTEMPTS - failures })
     }
 
     fn failed_attempts(&self, id: &[u8; 16]) -> Result<u32> {
-        let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _lock = self.lock()?;
         self.load()?
             .iter()
             .find(|r| r.id == *id)
@@ -215,7 +321,7 @@ impl PinVault for FileVault {
     }
 
     fn remove(&self, id: &[u8; 16]) -> Result<()> {
-        let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _lock = self.lock()?;
         let mut records = self.load()?;
         let before = records.len();
         records.retain(|r| r.id != *id);

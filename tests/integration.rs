@@ -22,6 +22,8 @@ mod vectors;
 mod adversary;
 #[path = "integration/backup_restore.rs"]
 mod backup_restore;
+#[path = "integration/caches.rs"]
+mod caches;
 #[path = "integration/damage.rs"]
 mod damage;
 #[path = "integration/keys.rs"]
@@ -36,6 +38,8 @@ mod properties;
 mod regression;
 #[path = "integration/reliability.rs"]
 mod reliability;
+#[path = "integration/vault.rs"]
+mod vault;
 
 use std::path::Path;
 use std::sync::Arc;

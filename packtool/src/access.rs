@@ -165,6 +165,9 @@ pub(crate) fn open(g: &Global) -> anyhow::Result<Repository> {
             repo.fingerprint()
         );
     }
+    for w in repo.index().cache_warnings() {
+        eprintln!("packtool: warning: local cache {} ignored and rebuilt: {}", w.path.display(), w.error);
+    }
     let h = repo.history_report();
     for (id, seq) in &h.vanished {
         eprintln!("packtool: warning: snapshot {} (sequence {seq}) is gone without a record of its removal: someone without the key deleted it (see `check`)", id.short());

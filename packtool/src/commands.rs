@@ -218,6 +218,10 @@ pub(crate) fn cmd_backup(g: &Global, dir: &Path, tags: &[String], out: &Out) -> 
     for (path, e) in &outcome.warnings {
         eprintln!("packtool: warning: {}: {e}", path.display());
     }
+    // The index cache's warnings were printed when the repository opened.
+    for w in outcome.cache_warnings.iter().filter(|w| w.path.file_name().is_some_and(|n| n == "files.cache")) {
+        eprintln!("packtool: warning: local cache {} ignored and rebuilt: {}", w.path.display(), w.error);
+    }
     out.backup(&outcome, started.elapsed())?;
     if !outcome.warnings.is_empty() {
         eprintln!(

@@ -139,6 +139,11 @@ impl Out {
             v["files_unchanged"] = json!(o.files_unchanged);
             v["bytes_read"] = json!(s.bytes_read);
             v["bytes_added"] = json!(s.new_stored_bytes);
+            v["cache_warnings"] = json!(o
+                .cache_warnings
+                .iter()
+                .map(|w| json!({"path": w.path.display().to_string(), "error": w.error.to_string()}))
+                .collect::<Vec<_>>());
             v["warnings"] = json!(o
                 .warnings
                 .iter()

@@ -28,7 +28,7 @@ use rayon::prelude::*;
 
 use crate::chunker::Chunker;
 use crate::crypto::{random_array, KeySet};
-use crate::error::{Error, Location, Result, ResultExt};
+use crate::error::{CacheWarning, Error, Location, Result, ResultExt};
 use crate::format::blob::{self, BlobKind, SealedBlob};
 use crate::format::index::IndexFile;
 use crate::format::snapshot::{
@@ -38,7 +38,7 @@ use crate::id::{ChunkId, Id, IndexId, SnapshotId, TreeId};
 use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
 use crate::progress::{NoProgress, Progress};
-use crate::repo::files_cache::{self, FilesCache, Stamp};
+use crate::repo::files_cache::{FilesCache, Stamp};
 use crate::repo::lock::{hostname, LockKind, RepoLock};
 use crate::repo::{now, Repository};
 use crate::store::FileKind;
@@ -164,6 +164,7 @@ pub struct BackupSession<'r> {
     summary: Summary,
     paths: Vec<String>,
     warnings: Vec<(PathBuf, Error)>,
+    cache_warnings: Vec<CacheWarning>,
     cache: FilesCache,
     new_cache: FilesCache,
     started: (i64, u32),
@@ -185,6 +186,10 @@ pub struct BackupOutcome {
     pub record: SnapshotRecord,
     /// Files that could not be read and were left out, with why.
     pub warnings: Vec<(PathBuf, Error)>,
+    /// Local caches (index, files) that failed their checks and were ignored and rebuilt: the
+    /// snapshot is complete, but a cache whose MAC failed was changed by someone without the
+    /// repository's keys, or damaged.
+    pub cache_warnings: Vec<CacheWarning>,
     /// Files read that the files cache did not know (all files when there is no cache).
     pub files_new: u64,
     /// Files read because their size, times or inode changed since the cached backup.
@@ -210,8 +215,15 @@ impl Repository {
             }
         }
         let target = self.settings.pack_target_size as usize;
-        let cache =
-            self.cache_dir.as_ref().map(|d| FilesCache::load(&files_cache::path(d, &self.repo_id))).unwrap_or_default();
+        let mut cache_warnings = self.index.take_cache_warnings();
+        let cache = match &self.cache_dir {
+            Some(d) => {
+                let (cache, warning) = FilesCache::load(d, &self.repo_id, &self.keys.cache_key());
+                cache_warnings.extend(warning);
+                cache
+            }
+            None => FilesCache::default(),
+        };
         Ok(BackupSession {
             repo: self,
             root: BTreeMap::new(),
@@ -223,6 +235,7 @@ impl Repository {
             summary: Summary::default(),
             paths: Vec::new(),
             warnings: Vec::new(),
+            cache_warnings,
             cache,
             new_cache: FilesCache::default(),
             started: now(),
@@ -625,12 +638,13 @@ impl BackupSession<'_> {
         repo.refresh_index_cache(index_id)?;
         if let Some(dir) = &repo.cache_dir {
             // Only a cache: failing to write it costs the next backup time, not data.
-            let _ = self.new_cache.save(&files_cache::path(dir, &repo.repo_id));
+            let _ = self.new_cache.save(dir, &repo.repo_id, &repo.keys.cache_key());
         }
         Ok(BackupOutcome {
             snapshot: id,
             record,
             warnings: std::mem::take(&mut self.warnings),
+            cache_warnings: std::mem::take(&mut self.cache_warnings),
             files_new,
             files_changed,
             files_unchanged,
