@@ -135,7 +135,7 @@ pub enum Error {
     },
     /// Another client holds a conflicting lock on the repository (a running prune blocks
     /// backups; a running backup blocks prune).
-    #[error("repository is locked: {0}; wait for it to finish (--retry-lock), or remove a lock left by a crashed client with `packtool unlock`")]
+    #[error("repository is locked: {0}; wait for it to finish, or remove a lock left by a crashed client")]
     Locked(String),
     /// The caller passed an argument that cannot work (bad settings, an odd path, ...).
     #[error("invalid argument: {0}")]

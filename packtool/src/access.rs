@@ -182,6 +182,8 @@ pub(crate) fn open(g: &Global) -> anyhow::Result<Repository> {
 pub(crate) fn explain(e: packvault::Error) -> anyhow::Error {
     match e.kind() {
         ErrorKind::WrongPassphrase => anyhow!("wrong passphrase: no keyslot of this repository opens with it"),
+        ErrorKind::Locked => anyhow::Error::new(e)
+            .context("another client holds the lock (--retry-lock DURATION waits for it; `packtool unlock` removes one a crashed client left)"),
         ErrorKind::RolledBack | ErrorKind::Forked => anyhow::Error::new(e).context(
             "refusing the repository's history; if you restored the repository from an old copy yourself, pass --allow-rollback",
         ),
