@@ -161,7 +161,7 @@ impl Db {
         )?;
         tx.commit()?;
         let ksf = <[u8; 12]>::try_from(ksf.as_slice()).unwrap_or_default();
-        Ok(Gate::Go { registration, ksf, left: limit - failures - 1 })
+        Ok(Gate::Go { registration, ksf, left: limit.saturating_sub(failures + 1) })
     }
 
     /// A completed login: the count goes back to zero. `false` when the record is gone.
