@@ -45,6 +45,7 @@ pub(crate) mod path {
 }
 
 /// Sizes of the OPAQUE messages with this suite (RFC 9807 §4, §5).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) mod size {
     pub(crate) const REGISTRATION_REQUEST: usize = 32;
     pub(crate) const REGISTRATION_RESPONSE: usize = 64;
@@ -58,6 +59,7 @@ pub(crate) mod size {
 }
 
 /// Response codes (the first byte of every authenticated response).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) mod code {
     pub(crate) const OK: u8 = 0;
     pub(crate) const UNKNOWN_RECORD: u8 = 1;
@@ -132,7 +134,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Hex to bytes; `None` for odd lengths or other characters.
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|d| u8::from_str_radix(d, 16).ok())).collect()

@@ -65,7 +65,7 @@ fn parallel_wrong_guesses(
                 let mut wrong = [0u8; 32];
                 wrong[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
                 barrier.wait();
-                vault.release(&id, &binding, &wrong).err().expect("a wrong PIN never opens")
+                vault.release(&id, &binding, &wrong).expect_err("a wrong PIN never opens")
             })
         })
         .collect();

@@ -78,3 +78,52 @@ fn an_unreachable_vault_is_named_as_such() {
     assert!(e.to_string().contains("is unreachable"), "{e}");
     assert!(RemoteVault::new("https://vault.example", key).is_err());
 }
+
+/// Login latency and logins per second on this machine, printed (not asserted). Run with
+/// `cargo test --release -p packvault-vault measure -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_login_latency_and_throughput() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("vault.db"), &["--attempt-limit", "1000000"]);
+    let (binding, auth) = ([1u8; 32], [2u8; 32]);
+    for (name, ksf) in [("production KSF", packvault_vault::KsfParams::PRODUCTION), ("test KSF", TEST_KSF)] {
+        let vault = RemoteVault::new(&server.url, server.key).unwrap().with_ksf(ksf).unwrap();
+        let (id, _) = vault.enroll(&binding, &auth).unwrap();
+        let mut times: Vec<Duration> = (0..20)
+            .map(|_| {
+                let t = Instant::now();
+                vault.release(&id, &binding, &auth).unwrap();
+                t.elapsed()
+            })
+            .collect();
+        times.sort_unstable();
+        println!("login latency, {name}: median {:?}, max {:?} (20 logins)", times[10], times[19]);
+    }
+    for threads in [1usize, 4, 16] {
+        let vault = server.vault();
+        let (id, _) = vault.enroll(&binding, &auth).unwrap();
+        let start = Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let vault = vault.clone();
+                std::thread::spawn(move || {
+                    let mut n = 0u32;
+                    while start.elapsed() < Duration::from_secs(3) {
+                        vault.release(&id, &binding, &auth).unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let total: u32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{threads} client threads, one record: {total} completed logins in {secs:.1} s = {:.0}/s",
+            f64::from(total) / secs
+        );
+    }
+    server.terminate();
+}

@@ -87,23 +87,26 @@ impl Drop for Server {
     }
 }
 
+/// The bytes one connection's client sent.
+pub type Recorded = Arc<Mutex<Vec<u8>>>;
+
 /// A TCP relay to a server that records every byte clients send, per connection.
 pub struct Proxy {
     pub url: String,
-    pub streams: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    pub streams: Arc<Mutex<Vec<Recorded>>>,
 }
 
 impl Proxy {
     pub fn start(target: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let streams: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let streams: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let all = streams.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
                 let Ok(server) = TcpStream::connect(target) else { continue };
-                let record: Arc<Mutex<Vec<u8>>> = Arc::default();
+                let record: Recorded = Arc::default();
                 all.lock().unwrap().push(record.clone());
                 let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || {
