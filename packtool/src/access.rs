@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use packvault::{
-    ClientState, Credentials, ErrorKind, FileVault, LocalStore, OpenOptions, Passphrase, Repository, Store,
+    ClientState, Credentials, ErrorKind, FileVault, LocalStore, OpenOptions, Passphrase, PinVault, Repository, Store,
 };
+use packvault_vault::{RemoteVault, VaultKey};
 use zeroize::Zeroizing;
 
 use crate::cli::Global;
@@ -48,8 +49,18 @@ pub(crate) fn nonempty_env(name: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
-pub(crate) fn vault(g: &Global) -> anyhow::Result<Arc<FileVault>> {
-    let path = g.vault.as_ref().context("a PIN needs its vault: use --vault PATH")?;
+/// The PIN vault: the server at --vault-url (pinned to --vault-key), or the file-backed test
+/// vault at --vault PATH.
+pub(crate) fn vault(g: &Global) -> anyhow::Result<Arc<dyn PinVault>> {
+    if let Some(url) = &g.vault_url {
+        let key = g
+            .vault_key
+            .as_deref()
+            .context("--vault-url needs the vault's public key: --vault-key KEY or PACKTOOL_VAULT_KEY (`packvault-vault key` prints it)")?;
+        let key: VaultKey = key.parse().map_err(|e| anyhow!("--vault-key: {e}"))?;
+        return Ok(Arc::new(RemoteVault::new(url, key).map_err(|e| anyhow!("--vault-url: {e}"))?));
+    }
+    let path = g.vault.as_ref().context("a PIN needs its vault: use --vault-url URL with --vault-key KEY")?;
     Ok(Arc::new(FileVault::new(path)))
 }
 
@@ -92,7 +103,7 @@ pub(crate) fn credentials(g: &Global) -> anyhow::Result<Credentials> {
         return Ok(Credentials::pin(pin, vault(g)?));
     }
     if !std::io::stdin().is_terminal() {
-        bail!("no passphrase: set PACKTOOL_PASSPHRASE (or PACKTOOL_RECOVERY_CODE, or PACKTOOL_PIN with --vault), use --passphrase-file, or run in a terminal");
+        bail!("no passphrase: set PACKTOOL_PASSPHRASE (or PACKTOOL_RECOVERY_CODE, or PACKTOOL_PIN with --vault-url), use --passphrase-file, or run in a terminal");
     }
     Ok(Credentials::passphrase(prompt("passphrase", false)?))
 }

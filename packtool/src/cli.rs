@@ -8,7 +8,8 @@ use crate::inspect;
 pub(crate) const AFTER_HELP: &str = "\
 Credentials (the first one given is used; otherwise a passphrase prompt on a terminal):
   --passphrase-file F, --recovery-code-file F, PACKTOOL_PASSPHRASE, PACKTOOL_RECOVERY_CODE,
-  PACKTOOL_PIN with --vault PATH
+  PACKTOOL_PIN with --vault-url URL and --vault-key KEY (a packvault-vault server), or with
+  --vault PATH (a file-backed TEST vault)
 
 Environment:
   PACKTOOL_REPO             repository folder (instead of --repo)
@@ -17,6 +18,8 @@ Environment:
                             (default: $XDG_STATE_HOME/packvault or ~/.local/state/packvault)
   PACKTOOL_NEW_PASSPHRASE   new passphrase for `key add --passphrase` and `key passwd`
   PACKTOOL_NEW_PIN          new PIN for `key add --pin` and `key passwd`
+  PACKTOOL_VAULT_URL        PIN vault server (instead of --vault-url)
+  PACKTOOL_VAULT_KEY        its public key (instead of --vault-key)
 
 Exit codes:
   0  success
@@ -46,10 +49,18 @@ pub(crate) struct Global {
     /// Read a recovery code from the first line of this file.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) recovery_code_file: Option<PathBuf>,
-    /// PIN vault file (with PACKTOOL_PIN, or for `key add --pin`). THIS IS A TEST VAULT, NOT AN
-    /// HSM: anyone who can read the file can guess the PIN offline.
-    #[arg(long, global = true, value_name = "PATH")]
+    /// FILE-BACKED TEST VAULT for PINs (with PACKTOOL_PIN, or for `key add --pin`). NOT FOR
+    /// REAL USE: anyone who can read the file can guess the PIN offline. Use --vault-url.
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "vault_url")]
     pub(crate) vault: Option<PathBuf>,
+    /// PIN vault server, a `packvault-vault serve` (with PACKTOOL_PIN to open, or for
+    /// `key add --pin` and `key passwd` of a PIN slot). Needs --vault-key.
+    #[arg(long, global = true, env = "PACKTOOL_VAULT_URL", value_name = "URL")]
+    pub(crate) vault_url: Option<String>,
+    /// The PIN vault server's public key (64 hex digits, as `packvault-vault key` prints it):
+    /// a server without it is refused.
+    #[arg(long, global = true, env = "PACKTOOL_VAULT_KEY", value_name = "KEY")]
+    pub(crate) vault_key: Option<String>,
     /// Local state folder: per repository location, the pinned repository and master key, the
     /// history seen, removed keyslots, this device's key.
     #[arg(long, global = true, env = "PACKTOOL_STATE_DIR", value_name = "DIR")]
