@@ -34,6 +34,8 @@ mod properties;
 mod regression;
 #[path = "integration/reliability.rs"]
 mod reliability;
+#[path = "integration/restore_safety.rs"]
+mod restore_safety;
 
 use std::path::Path;
 use std::sync::Arc;
