@@ -291,9 +291,10 @@ pub(super) fn set_meta(file: &File, mode: Mode, times: &Timestamps) -> io::Resul
     Ok(())
 }
 
-/// True when `name` exists in `dir` (anything, a symlink included).
+/// True when `name` exists in `dir` (anything, a symlink included). An error other than "not
+/// there" counts as absent: creating the file will then report it.
 pub(super) fn exists(dir: impl AsFd, name: &OsStr) -> bool {
-    !matches!(rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW), Err(Errno::NOENT))
+    rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
 }
 
 /// Removes `name` from `dir` (a temporary file this restore made); errors are ignored, as
