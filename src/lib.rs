@@ -95,7 +95,7 @@ pub use repo::{
     BackupSession, Bucket, Change, CheckOptions, CheckReport, ClientState, Credentials, DataSubset, DiffEntry,
     FileMeta, ForgetPolicy, ForgetReport, HistoryReport, InitOptions, KeyManager, KeyslotInfo, LockInfo, LockKind,
     LockRecord, OpenOptions, Passphrase, Problem, PruneOptions, PruneReport, RepairReport, RepoLock, Repository,
-    RestoreOptions, RestoreReport, Stats, MAX_SLOTS_TRIED, TEMPORARY_IDLE,
+    RestoreOptions, RestoreReport, RestoreWarning, Stats, MAX_SLOTS_TRIED, TEMPORARY_IDLE,
 };
 pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

@@ -21,7 +21,7 @@ pub use keys::{
 };
 pub use lock::{LockInfo, LockKind, LockRecord, RepoLock};
 pub use maintenance::{ForgetPolicy, ForgetReport, PruneOptions, PruneReport, RepairReport, TEMPORARY_IDLE};
-pub use restore::{RestoreOptions, RestoreReport};
+pub use restore::{RestoreOptions, RestoreReport, RestoreWarning};
 pub use trust::{fingerprint, forget_pin, has_device_key, pinned_fingerprint, ClientState};
 
 use std::fmt;

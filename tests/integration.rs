@@ -38,6 +38,8 @@ mod properties;
 mod regression;
 #[path = "integration/reliability.rs"]
 mod reliability;
+#[path = "integration/restore_safety.rs"]
+mod restore_safety;
 #[path = "integration/vault.rs"]
 mod vault;
 

@@ -134,6 +134,10 @@ pub(crate) enum Command {
         /// loss, at the cost of waiting for the disk).
         #[arg(long)]
         sync: bool,
+        /// Restore setuid, setgid and sticky bits (cleared by default: owners are not recorded,
+        /// so a restore as root would otherwise make setuid-root files).
+        #[arg(long)]
+        keep_special_bits: bool,
     },
     /// Check the repository's structure, and with --read-data every byte.
     Check {

@@ -53,7 +53,7 @@ pub(crate) fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             out.listing(&nodes, *long)?;
             Ok(0)
         }
-        Command::Restore { snapshot, target, include, overwrite, sync } => {
+        Command::Restore { snapshot, target, include, overwrite, sync, keep_special_bits } => {
             let repo = open(g)?;
             let (id, rec) = repo.find_snapshot(snapshot).map_err(explain)?;
             let report = repo
@@ -64,6 +64,7 @@ pub(crate) fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                         include: include.clone(),
                         overwrite: *overwrite,
                         sync: *sync,
+                        keep_special_bits: *keep_special_bits,
                         no_lock: g.no_lock,
                         progress: Bar::wanted(g.quiet, g.json),
                     },

@@ -249,6 +249,9 @@ impl Out {
         for (path, why) in &r.failed {
             eprintln!("packtool: not restored: {path}: {why}");
         }
+        for w in &r.warnings {
+            eprintln!("packtool: warning: {w}");
+        }
         if self.json {
             return self.json(&json!({
                 "snapshot": id.to_hex(),
@@ -258,6 +261,7 @@ impl Out {
                 "symlinks": r.symlinks,
                 "bytes": r.bytes,
                 "failed": r.failed.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+                "warnings": r.warnings.iter().map(|w| json!({"path": w.path().display().to_string(), "warning": w.to_string()})).collect::<Vec<_>>(),
             }));
         }
         if !r.failed.is_empty() {

@@ -362,3 +362,27 @@ fn folders_nested_past_the_limit_are_skipped_with_a_warning() {
     let err = s.add_dir(&src, &vec!["d"; limit + 1].join("/")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
 }
+
+/// A file from before 1970 (−1.5 s) keeps its time through backup and restore: stored as
+/// (−2 s, 500 000 000 ns) as format-spec.md §5.8 says, restored to the same instant.
+#[test]
+fn times_before_1970_round_trip() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let old = std::time::UNIX_EPOCH - std::time::Duration::from_millis(1500);
+    fs::write(src.join("old.txt"), b"from the sixties").unwrap();
+    fs::File::options().write(true).open(src.join("old.txt")).unwrap().set_modified(old).unwrap();
+    let (_store, mut repo) = new_local_repo(tmp.path());
+    let mut b = repo.backup().unwrap();
+    b.add_dir(&src, "").unwrap();
+    let out = b.commit(vec![]).unwrap();
+    let node = repo.list(&out.record, "old.txt", false).unwrap().remove(0).1;
+    assert_eq!((node.mtime_secs, node.mtime_nanos), (-2, 500_000_000));
+    let target = tmp.path().join("out");
+    let report = repo.restore(&out.record, &RestoreOptions { target: target.clone(), ..Default::default() }).unwrap();
+    assert!(report.is_complete());
+    let md = fs::metadata(target.join("old.txt")).unwrap();
+    assert_eq!((md.mtime(), md.mtime_nsec()), (-2, 500_000_000));
+}

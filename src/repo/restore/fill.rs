@@ -1,0 +1,328 @@
+//! Filling the files: each planned file's temporary file is created when its first chunk
+//! arrives, written with positioned writes through the handle created then, and finished (mode,
+//! time, rename) by whichever worker writes its last chunk. A small file whose chunks come in
+//! one pack read therefore costs six system calls: `openat` (create), `pwrite`, `fchmod`,
+//! `futimens`, `renameat2` and `close`.
+//!
+//! A file whose chunks span several reads keeps its handle between them. Only when more such
+//! files are open than the descriptor budget allows is a handle closed after a write ("parked")
+//! and reopened for the next: by name inside its held folder, without following symlinks, and
+//! refused unless it is still the same file (device and inode) this restore created.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustix::fs::{Mode, Timestamps};
+
+use super::plan::{Need, Range};
+use super::target::{self, Dirs, FileId};
+use crate::error::Location;
+use crate::format::blob::{self, BlobKind};
+use crate::id::PackId;
+use crate::repo::Repository;
+use crate::store::FileKind;
+
+thread_local! {
+    /// Per worker thread: the pack range read, the decrypted blob, the decompressed blob.
+    static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Where a file is in its life.
+enum Slot {
+    /// Not created yet.
+    Pending,
+    /// Created; the handle this restore created it with.
+    Open(Arc<File>),
+    /// Created; handle closed to stay within the descriptor budget.
+    Parked(FileId),
+    /// Complete, mode and time set, waiting for the flush before its rename (`sync`).
+    Ready,
+    /// Under its final name.
+    Done,
+    /// Failed (its temporary file, if any, removed), with the first reason.
+    Failed(String),
+}
+
+/// One planned file.
+pub(super) struct FileJob<'p> {
+    /// Its name, a single component inside `parent`.
+    pub name: &'p OsStr,
+    /// Its folder (index of the plan's folders; `None` for the target).
+    pub parent: Option<usize>,
+    mode: Mode,
+    times: Timestamps,
+    /// Chunk writes still to come; the one that brings it to zero finishes the file.
+    remaining: AtomicUsize,
+    slot: Mutex<Slot>,
+}
+
+impl<'p> FileJob<'p> {
+    pub fn new(name: &'p OsStr, parent: Option<usize>, mode: Mode, times: Timestamps) -> Self {
+        FileJob { name, parent, mode, times, remaining: AtomicUsize::new(0), slot: Mutex::new(Slot::Pending) }
+    }
+}
+
+/// Every planned file, with the folders they go in.
+pub(super) struct Files<'p, 'd> {
+    pub jobs: Vec<FileJob<'p>>,
+    dirs: &'d Dirs<'p>,
+    overwrite: bool,
+    sync: bool,
+    /// Handles held in [`Slot::Open`].
+    open: AtomicUsize,
+    /// Most handles to hold across writes.
+    budget: usize,
+    /// Set once the file system refused `RENAME_NOREPLACE`.
+    no_noreplace: AtomicBool,
+    /// This process's id, part of the temporary names.
+    pid: u32,
+}
+
+impl<'p, 'd> Files<'p, 'd> {
+    pub fn new(jobs: Vec<FileJob<'p>>, dirs: &'d Dirs<'p>, overwrite: bool, sync: bool, budget: usize) -> Self {
+        let (open, no_noreplace, pid) = (AtomicUsize::new(0), AtomicBool::new(false), std::process::id());
+        Files { jobs, dirs, overwrite, sync, open, budget, no_noreplace, pid }
+    }
+
+    /// The name of file `i`'s temporary file, in the same folder (made when needed rather than
+    /// kept: a restore may plan millions of files).
+    fn tmp(&self, i: usize) -> String {
+        format!(".pv-restore-{}-{i}", self.pid)
+    }
+
+    fn slot(&self, i: usize) -> MutexGuard<'_, Slot> {
+        self.jobs[i].slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One more chunk write is planned for file `i`.
+    pub fn expect_write(&mut self, i: usize) {
+        *self.jobs[i].remaining.get_mut() += 1;
+    }
+
+    /// Chunk writes planned for file `i`.
+    pub fn expected(&mut self, i: usize) -> usize {
+        *self.jobs[i].remaining.get_mut()
+    }
+
+    fn remove_temp(&self, i: usize) {
+        if let Ok(dir) = self.dirs.get(self.jobs[i].parent) {
+            target::remove(&dir, &self.tmp(i));
+        }
+    }
+
+    /// Marks file `i` failed (the first reason stays) and removes its temporary file.
+    pub fn fail(&self, i: usize, why: String) {
+        let mut slot = self.slot(i);
+        match std::mem::replace(&mut *slot, Slot::Failed(why)) {
+            Slot::Pending => {}
+            Slot::Open(_) => {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+                self.remove_temp(i);
+            }
+            Slot::Parked(_) | Slot::Ready => self.remove_temp(i),
+            keep @ (Slot::Done | Slot::Failed(_)) => *slot = keep,
+        }
+    }
+
+    /// A planned chunk write of file `i` will not happen: the file fails.
+    pub fn skip(&self, i: usize, why: String) {
+        self.fail(i, why);
+        self.wrote(i);
+    }
+
+    /// Writes `data` at `offset` of file `i` (creating it on its first write), then counts the
+    /// write; returns the bytes written.
+    pub fn write(&self, i: usize, offset: u64, data: &[u8]) -> u64 {
+        let mut n = 0;
+        if let Some(file) = self.handle(i) {
+            match file.write_all_at(data, offset) {
+                Ok(()) => n = data.len() as u64,
+                Err(e) => self.fail(i, format!("write failed: {e}")),
+            }
+        }
+        self.wrote(i);
+        n
+    }
+
+    /// The handle of file `i`: created on first use (or reopened when parked); `None` once it
+    /// failed.
+    fn handle(&self, i: usize) -> Option<Arc<File>> {
+        let mut slot = self.slot(i);
+        let parked = match &*slot {
+            Slot::Open(f) => return Some(f.clone()),
+            Slot::Pending => None,
+            Slot::Parked(id) => Some(*id),
+            Slot::Ready | Slot::Done | Slot::Failed(_) => return None,
+        };
+        let file = match self.open_file(i, parked) {
+            Ok(f) => Arc::new(f),
+            Err(why) => {
+                *slot = Slot::Failed(why);
+                return None;
+            }
+        };
+        self.open.fetch_add(1, Ordering::Relaxed);
+        *slot = Slot::Open(file.clone());
+        Some(file)
+    }
+
+    /// Creates file `i`'s temporary file, or reopens it when it was parked as `parked`.
+    fn open_file(&self, i: usize, parked: Option<FileId>) -> std::result::Result<File, String> {
+        let job = &self.jobs[i];
+        let dir = self.dirs.get(job.parent).map_err(|e| format!("cannot open the folder it is in: {e}"))?;
+        match parked {
+            None => target::create_temp(&dir, &self.tmp(i)).map_err(|e| format!("cannot create a temporary file: {e}")),
+            Some(id) => target::reopen_temp(&dir, &self.tmp(i), id).map_err(|e| {
+                target::remove(&dir, &self.tmp(i));
+                format!("cannot reopen its temporary file: {e}")
+            }),
+        }
+    }
+
+    /// Counts one finished (or skipped) write of file `i`: the last one finishes the file;
+    /// otherwise the handle is parked when too many are open.
+    fn wrote(&self, i: usize) {
+        if self.jobs[i].remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish(i);
+        } else if self.open.load(Ordering::Relaxed) > self.budget {
+            self.park(i);
+        }
+    }
+
+    fn park(&self, i: usize) {
+        let mut slot = self.slot(i);
+        let Slot::Open(file) = &*slot else { return };
+        let parked = match FileId::of(&**file) {
+            Ok(id) => Slot::Parked(id),
+            Err(e) => Slot::Failed(format!("cannot inspect its temporary file: {e}")),
+        };
+        let failed = matches!(parked, Slot::Failed(_));
+        *slot = parked;
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        if failed {
+            self.remove_temp(i);
+        }
+    }
+
+    /// Finishes file `i` once all of its data is written (or at once, for a file without
+    /// chunks): final mode and time through its handle, then the rename into place, or
+    /// [`Slot::Ready`] when renames wait for a flush.
+    pub fn finish(&self, i: usize) {
+        let job = &self.jobs[i];
+        let mut slot = self.slot(i);
+        let file = match std::mem::replace(&mut *slot, Slot::Done) {
+            Slot::Open(f) => {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+                Ok(f)
+            }
+            Slot::Pending => self.open_file(i, None).map(Arc::new),
+            Slot::Parked(id) => self.open_file(i, Some(id)).map(Arc::new),
+            keep @ (Slot::Ready | Slot::Done | Slot::Failed(_)) => {
+                *slot = keep;
+                return;
+            }
+        };
+        let file = match file {
+            Ok(f) => f,
+            Err(why) => {
+                *slot = Slot::Failed(why);
+                return;
+            }
+        };
+        if let Err(e) = target::set_meta(&file, job.mode, &job.times) {
+            self.remove_temp(i);
+            *slot = Slot::Failed(format!("cannot set metadata: {e}"));
+            return;
+        }
+        drop(file);
+        *slot = if self.sync { Slot::Ready } else { self.place(i) };
+    }
+
+    /// Renames file `i` into place.
+    fn place(&self, i: usize) -> Slot {
+        let job = &self.jobs[i];
+        let placed = match self.dirs.get(job.parent) {
+            Ok(dir) => {
+                let tmp = self.tmp(i);
+                let r = target::place(dir.as_fd(), &tmp, job.name, self.overwrite, &self.no_noreplace);
+                if r.is_err() {
+                    target::remove(&dir, &tmp);
+                }
+                r
+            }
+            Err(e) => Err(format!("cannot open the folder it is in: {e}")),
+        };
+        match placed {
+            Ok(()) => Slot::Done,
+            Err(why) => Slot::Failed(why),
+        }
+    }
+
+    /// Renames file `i` into place if it is ready (after the flush, with `sync`).
+    pub fn place_ready(&self, i: usize) {
+        let mut slot = self.slot(i);
+        if matches!(*slot, Slot::Ready) {
+            *slot = self.place(i);
+        }
+    }
+
+    /// The outcome of file `i`; a file left unfinished (which no plan should produce) fails.
+    pub fn outcome(&self, i: usize) -> std::result::Result<(), String> {
+        let why = match &*self.slot(i) {
+            Slot::Done => return Ok(()),
+            Slot::Failed(why) => why.clone(),
+            Slot::Ready => "not renamed into place".to_string(),
+            Slot::Pending | Slot::Open(_) | Slot::Parked(_) => "not all of its data was written".to_string(),
+        };
+        self.fail(i, why.clone());
+        Err(why)
+    }
+}
+
+impl Repository {
+    /// Reads one coalesced range of a pack and writes every blob in it to its files.
+    pub(super) fn restore_range(&self, pack: PackId, range: &Range, needs: &[Need], files: &Files<'_, '_>) -> u64 {
+        let (first, end) = (range.first, range.end);
+        let skip_all = |why: &str| {
+            for n in needs {
+                for t in &n.targets {
+                    files.skip(t.file, why.to_string());
+                }
+            }
+        };
+        let len = usize::try_from(end - first).unwrap_or(usize::MAX);
+        BUFFERS.with(|cell| {
+            let mut bufs = cell.borrow_mut();
+            let (read_buf, scratch, out) = &mut *bufs;
+            if let Err(e) = self.store.get_range_into(FileKind::Pack, &pack.to_hex(), first, len, read_buf) {
+                skip_all(&e.at(Location::Pack { pack, offset: Some(first) }).to_string());
+                return 0;
+            }
+            let data: &[u8] = read_buf;
+            let mut bytes = 0;
+            for n in needs {
+                let e = n.loc.entry(n.id);
+                let s = (u64::from(e.offset) - first) as usize;
+                let sealed = &data[s..s + e.sealed_len as usize];
+                match blob::open_into(&self.keys, BlobKind::Data, &n.id, e.codec, e.raw_len, sealed, scratch, out) {
+                    Ok(plain) => {
+                        for t in &n.targets {
+                            bytes += files.write(t.file, t.offset, plain);
+                        }
+                    }
+                    Err(err) => {
+                        let msg = err.at(Location::Pack { pack, offset: Some(u64::from(e.offset)) }).to_string();
+                        for t in &n.targets {
+                            files.skip(t.file, msg.clone());
+                        }
+                    }
+                }
+            }
+            bytes
+        })
+    }
+}
