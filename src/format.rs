@@ -113,6 +113,60 @@ pub(crate) fn open_envelope(key: &SecretKey, bytes: &[u8], prefix_len: usize, wh
     Ok(buf)
 }
 
+/// A padded record file (snapshots §5.9, tombstones §5.15): an envelope with prefix
+/// `magic ‖ u16 version` around `u32 length ‖ record ‖ zero padding`, the file's length a
+/// Padmé length, at most `limit` bytes.
+pub(crate) struct PaddedRecordFile {
+    pub magic: [u8; 6],
+    /// The structure, in errors ("snapshot").
+    pub what: &'static str,
+    /// The length bound, in errors ("snapshot file length").
+    pub limit_what: &'static str,
+    pub limit: u64,
+}
+
+impl PaddedRecordFile {
+    /// `u32 length ‖ record`: the plaintext before padding.
+    pub fn plaintext(&self, body: &[u8]) -> Result<Vec<u8>> {
+        let len =
+            u32::try_from(body.len()).map_err(|_| Error::InvalidArgument(format!("{} record too large", self.what)))?;
+        let mut plain = Vec::with_capacity(body.len() + 64);
+        plain.extend_from_slice(&len.to_le_bytes());
+        plain.extend_from_slice(body);
+        Ok(plain)
+    }
+
+    /// Pads `plain` (from [`PaddedRecordFile::plaintext`]) and seals it.
+    pub fn seal(&self, key: &SecretKey, mut plain: Vec<u8>, nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>> {
+        let unpadded = (HEADER_LEN + NONCE_LEN + plain.len() + TAG_LEN) as u64;
+        if unpadded > self.limit {
+            return Err(Error::LimitExceeded { what: self.limit_what, found: unpadded, limit: self.limit });
+        }
+        plain.resize(plain.len() + (padding::padme(unpadded) - unpadded) as usize, 0);
+        Ok(seal_envelope(key, &header(self.magic), nonce, plain))
+    }
+
+    /// Checks the header first (a newer version is "unsupported" whatever its size, never
+    /// "damaged": format-spec.md §5.1), then the size, then opens the envelope.
+    pub fn open(&self, key: &SecretKey, bytes: &[u8]) -> Result<Vec<u8>> {
+        check_header(bytes, self.magic, self.what)?;
+        if bytes.len() as u64 > self.limit {
+            return Err(Error::LimitExceeded { what: self.limit_what, found: bytes.len() as u64, limit: self.limit });
+        }
+        open_envelope(key, bytes, HEADER_LEN, self.what)
+    }
+
+    /// The record bytes of an opened plaintext; the padding must be zeros.
+    pub fn record<'a>(&self, plain: &'a [u8]) -> Result<&'a [u8]> {
+        let mut r = ByteReader::new(plain, self.what);
+        let len = r.u32()? as usize;
+        let body = r.take(len)?;
+        let rest = r.remaining();
+        r.zeros(rest, "padding")?;
+        Ok(body)
+    }
+}
+
 /// A bounds-checked reader over a byte slice: every read names the structure and offset when
 /// the input is too short.
 pub(crate) struct ByteReader<'a> {

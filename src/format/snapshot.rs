@@ -13,11 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{SecretKey, NONCE_LEN, TAG_LEN};
+use crate::crypto::{SecretKey, NONCE_LEN};
 use crate::error::{Error, Result};
-use crate::format::encoding;
-use crate::format::padding::padme;
-use crate::format::{check_header, header, open_envelope, seal_envelope, ByteReader, HEADER_LEN, MAGIC_SNAPSHOT};
+use crate::format::{encoding, PaddedRecordFile, MAGIC_SNAPSHOT};
 use crate::id::{ChunkId, SnapshotId, TreeId};
 
 /// Longest file name in a tree.
@@ -307,26 +305,20 @@ impl SnapshotRecord {
 /// [`Error::InvalidArgument`] when the record breaks a rule of [`decode_plaintext`].
 pub fn encode_plaintext(record: &SnapshotRecord) -> Result<Vec<u8>> {
     record.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let body = encoding::encode(record)?;
-    let mut plain = Vec::with_capacity(body.len() + 64);
-    plain.extend_from_slice(
-        &u32::try_from(body.len())
-            .map_err(|_| Error::InvalidArgument("snapshot record too large".into()))?
-            .to_le_bytes(),
-    );
-    plain.extend_from_slice(&body);
-    Ok(plain)
+    FILE.plaintext(&encoding::encode(record)?)
 }
+
+/// The snapshot file's envelope and bounds.
+const FILE: PaddedRecordFile = PaddedRecordFile {
+    magic: MAGIC_SNAPSHOT,
+    what: "snapshot",
+    limit_what: "snapshot file length",
+    limit: MAX_SNAPSHOT_FILE,
+};
 
 /// Encrypts a snapshot file.
 pub(crate) fn encode(meta_key: &SecretKey, record: &SnapshotRecord, nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>> {
-    let mut plain = encode_plaintext(record)?;
-    let unpadded = (HEADER_LEN + NONCE_LEN + plain.len() + TAG_LEN) as u64;
-    if unpadded > MAX_SNAPSHOT_FILE {
-        return Err(Error::LimitExceeded { what: "snapshot file length", found: unpadded, limit: MAX_SNAPSHOT_FILE });
-    }
-    plain.resize(plain.len() + (padme(unpadded) - unpadded) as usize, 0);
-    Ok(seal_envelope(meta_key, &header(MAGIC_SNAPSHOT), nonce, plain))
+    FILE.seal(meta_key, encode_plaintext(record)?, nonce)
 }
 
 /// Decrypts and checks a snapshot file.
@@ -335,19 +327,7 @@ pub(crate) fn encode(meta_key: &SecretKey, record: &SnapshotRecord, nonce: &[u8;
 /// [`Error::Malformed`], [`Error::UnsupportedVersion`], [`Error::Integrity`] or
 /// [`Error::LimitExceeded`] when the file is damaged, of another version, forged, or too big.
 pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<SnapshotRecord> {
-    const WHAT: &str = "snapshot";
-    // The header first: a newer version's snapshot is "unsupported" whatever its size (its
-    // limits may differ from ours), never "damaged" (format-spec.md §5.1).
-    check_header(bytes, MAGIC_SNAPSHOT, WHAT)?;
-    if bytes.len() as u64 > MAX_SNAPSHOT_FILE {
-        return Err(Error::LimitExceeded {
-            what: "snapshot file length",
-            found: bytes.len() as u64,
-            limit: MAX_SNAPSHOT_FILE,
-        });
-    }
-    let plain = open_envelope(meta_key, bytes, HEADER_LEN, WHAT)?;
-    decode_plaintext(&plain)
+    decode_plaintext(&FILE.open(meta_key, bytes)?)
 }
 
 /// Decodes the decrypted body of a snapshot file.
@@ -355,12 +335,7 @@ pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<SnapshotRecord> {
 /// # Errors
 /// [`Error::Malformed`] as for [`decode`].
 pub fn decode_plaintext(plain: &[u8]) -> Result<SnapshotRecord> {
-    let mut r = ByteReader::new(plain, "snapshot");
-    let len = r.u32()? as usize;
-    let body = r.take(len)?;
-    let rest = r.remaining();
-    r.zeros(rest, "padding")?;
-    let record: SnapshotRecord = encoding::decode(body, "snapshot")?;
+    let record: SnapshotRecord = encoding::decode(FILE.record(plain)?, "snapshot")?;
     record.validate()?;
     Ok(record)
 }
@@ -485,7 +460,7 @@ mod tests {
             program: "packvault test".into(),
         };
         let bytes = encode(ks.meta_key(), &rec, &[0; 12]).unwrap();
-        assert_eq!(bytes.len() as u64, padme(bytes.len() as u64));
+        assert_eq!(bytes.len() as u64, crate::format::padding::padme(bytes.len() as u64));
         assert_eq!(decode(ks.meta_key(), &bytes).unwrap(), rec);
         for n in 0..bytes.len() {
             assert!(decode(ks.meta_key(), &bytes[..n]).is_err());

@@ -14,11 +14,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{SecretKey, NONCE_LEN, TAG_LEN};
+use crate::crypto::{SecretKey, NONCE_LEN};
 use crate::error::{Error, Result};
-use crate::format::encoding;
-use crate::format::padding::padme;
-use crate::format::{check_header, header, open_envelope, seal_envelope, ByteReader, HEADER_LEN, MAGIC_TOMBSTONE};
+use crate::format::{encoding, PaddedRecordFile, MAGIC_TOMBSTONE};
 use crate::id::SnapshotId;
 
 /// Largest tombstone file a reader accepts.
@@ -79,26 +77,20 @@ impl TombstoneRecord {
 /// [`Error::InvalidArgument`] when the record breaks a rule of [`decode_plaintext`].
 pub fn encode_plaintext(record: &TombstoneRecord) -> Result<Vec<u8>> {
     record.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let body = encoding::encode(record)?;
-    let mut plain = Vec::with_capacity(body.len() + 64);
-    plain.extend_from_slice(
-        &u32::try_from(body.len())
-            .map_err(|_| Error::InvalidArgument("tombstone record too large".into()))?
-            .to_le_bytes(),
-    );
-    plain.extend_from_slice(&body);
-    Ok(plain)
+    FILE.plaintext(&encoding::encode(record)?)
 }
+
+/// The tombstone file's envelope and bounds.
+const FILE: PaddedRecordFile = PaddedRecordFile {
+    magic: MAGIC_TOMBSTONE,
+    what: "tombstone",
+    limit_what: "tombstone file length",
+    limit: MAX_TOMBSTONE_FILE,
+};
 
 /// Encrypts a tombstone file.
 pub(crate) fn encode(meta_key: &SecretKey, record: &TombstoneRecord, nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>> {
-    let mut plain = encode_plaintext(record)?;
-    let unpadded = (HEADER_LEN + NONCE_LEN + plain.len() + TAG_LEN) as u64;
-    if unpadded > MAX_TOMBSTONE_FILE {
-        return Err(Error::LimitExceeded { what: "tombstone file length", found: unpadded, limit: MAX_TOMBSTONE_FILE });
-    }
-    plain.resize(plain.len() + (padme(unpadded) - unpadded) as usize, 0);
-    Ok(seal_envelope(meta_key, &header(MAGIC_TOMBSTONE), nonce, plain))
+    FILE.seal(meta_key, encode_plaintext(record)?, nonce)
 }
 
 /// Decrypts and checks a tombstone file.
@@ -107,17 +99,7 @@ pub(crate) fn encode(meta_key: &SecretKey, record: &TombstoneRecord, nonce: &[u8
 /// [`Error::Malformed`], [`Error::UnsupportedVersion`], [`Error::Integrity`] or
 /// [`Error::LimitExceeded`] when the file is damaged, of another version, forged, or too big.
 pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<TombstoneRecord> {
-    const WHAT: &str = "tombstone";
-    if bytes.len() as u64 > MAX_TOMBSTONE_FILE {
-        return Err(Error::LimitExceeded {
-            what: "tombstone file length",
-            found: bytes.len() as u64,
-            limit: MAX_TOMBSTONE_FILE,
-        });
-    }
-    check_header(bytes, MAGIC_TOMBSTONE, WHAT)?;
-    let plain = open_envelope(meta_key, bytes, HEADER_LEN, WHAT)?;
-    decode_plaintext(&plain)
+    decode_plaintext(&FILE.open(meta_key, bytes)?)
 }
 
 /// Decodes the decrypted body of a tombstone file.
@@ -125,12 +107,7 @@ pub fn decode(meta_key: &SecretKey, bytes: &[u8]) -> Result<TombstoneRecord> {
 /// # Errors
 /// [`Error::Malformed`] as for [`decode`].
 pub fn decode_plaintext(plain: &[u8]) -> Result<TombstoneRecord> {
-    let mut r = ByteReader::new(plain, "tombstone");
-    let len = r.u32()? as usize;
-    let body = r.take(len)?;
-    let rest = r.remaining();
-    r.zeros(rest, "padding")?;
-    let record: TombstoneRecord = encoding::decode(body, "tombstone")?;
+    let record: TombstoneRecord = encoding::decode(FILE.record(plain)?, "tombstone")?;
     record.validate()?;
     Ok(record)
 }
@@ -155,6 +132,7 @@ mod tests {
     fn round_trip_padded_and_authenticated() {
         let keys = KeySet::derive(&MasterKey::from_bytes([1; 32]));
         let bytes = encode(keys.meta_key(), &record(), &[2; 12]).unwrap();
+        let padme = crate::format::padding::padme;
         assert_eq!(bytes.len() as u64, padme(bytes.len() as u64), "a Padmé length");
         assert_eq!(decode(keys.meta_key(), &bytes).unwrap(), record());
         let other = KeySet::derive(&MasterKey::from_bytes([3; 32]));
