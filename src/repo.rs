@@ -253,7 +253,7 @@ impl Repository {
         }
         loop {
             let (master, opened_slot) = keys::unlock(store.as_ref(), &repo_id, credentials, &filter)?;
-            let tombs = history::load_tombstones(store.as_ref(), KeySet::derive(&master).meta_key())?;
+            let tombs = history::load_tombstones(store.as_ref(), KeySet::derive(&master).meta_key(), &repo_id)?;
             if tombs.keyslots.contains(&opened_slot) {
                 // Removed on purpose and put back: never again (the next round says so if no
                 // other slot opens).
@@ -278,7 +278,8 @@ impl Repository {
             Some(f) => f.load()?,
             None => None,
         };
-        let tombs = history::load_tombstones(store.as_ref(), KeySet::derive(&master).meta_key())?;
+        let repo_id = config::decode_prefix(&cfg_bytes).at(|| Location::RepoFile("config".into()))?;
+        let tombs = history::load_tombstones(store.as_ref(), KeySet::derive(&master).meta_key(), &repo_id)?;
         Repository::open_unlocked(
             store,
             &cfg_bytes,

@@ -184,7 +184,7 @@ pub trait Store: Send + Sync {
     /// A short description for messages, e.g. the folder.
     fn describe(&self) -> String;
 
-    /// What names this store's location for a client's pins (format-spec.md §5.12.3): the same
+    /// What names this store's location for a client's pins (format-spec.md §5.16): the same
     /// string every time the same place is opened, however it was named (an absolute folder
     /// path, a normalized URL). By default [`Store::describe`].
     fn location(&self) -> String {

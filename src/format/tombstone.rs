@@ -47,6 +47,9 @@ pub struct ForgottenSnapshot {
 /// One tombstone record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TombstoneRecord {
+    /// The repository it belongs to: a tombstone copied from another repository under the
+    /// same master key is refused.
+    pub repo_id: [u8; 16],
     /// When it was written, seconds since the Unix epoch.
     pub time_secs: i64,
     /// Host name of the machine that wrote it.
@@ -120,6 +123,7 @@ mod tests {
 
     fn record() -> TombstoneRecord {
         TombstoneRecord {
+            repo_id: [8; 16],
             time_secs: 1_764_115_200,
             hostname: "phone".into(),
             reason: TombstoneReason::Forget,

@@ -609,7 +609,7 @@ impl BackupSession<'_> {
             repo.adopted.clear();
         }
 
-        let (sequence, previous) = match repo.newest_snapshot()? {
+        let (sequence, previous) = match repo.history_head()? {
             Some((seq, id)) => (seq + 1, Some(id)),
             None => (1, None),
         };

@@ -233,6 +233,13 @@ impl Repository {
                 None,
             );
         }
+        for id in &h.missing_tombstones {
+            damage.add(
+                format!("the tombstone of forgotten snapshot {} is gone: someone without the key deleted it (the snapshot stays forgotten)", id.short()),
+                None,
+                None,
+            );
+        }
         for name in &h.damaged_tombstones {
             damage.add(format!("tombstone {name} does not read (damaged or forged)"), None, None);
         }

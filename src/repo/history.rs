@@ -1,5 +1,5 @@
 //! History: tombstones, and the verification of the snapshots a repository shows against
-//! what this client has seen (format-spec.md §5.15, §8.4).
+//! what this client has seen (format-spec.md §5.15, §8 "History verification").
 //!
 //! A provider can delete, hide and replay files, but cannot write one under the metadata key.
 //! So every deliberate removal (`forget`, `repair snapshots`, `key remove`, `key passwd`)
@@ -33,7 +33,11 @@ pub(crate) struct Tombstones {
 }
 
 /// Reads every tombstone of the repository under `meta_key`.
-pub(crate) fn load_tombstones(store: &dyn Store, meta_key: &crate::crypto::SecretKey) -> Result<Tombstones> {
+pub(crate) fn load_tombstones(
+    store: &dyn Store,
+    meta_key: &crate::crypto::SecretKey,
+    repo_id: &[u8; 16],
+) -> Result<Tombstones> {
     let mut out = Tombstones::default();
     for id in crate::store::list_ids(store, FileKind::Tombstone)? {
         let name = id.to_hex();
@@ -43,7 +47,11 @@ pub(crate) fn load_tombstones(store: &dyn Store, meta_key: &crate::crypto::Secre
                 if Id::hash_of(&bytes) != id {
                     return Err(Error::Integrity("content does not hash to its name".into()));
                 }
-                tombstone::decode(meta_key, &bytes)
+                let rec = tombstone::decode(meta_key, &bytes)?;
+                if rec.repo_id != *repo_id {
+                    return Err(Error::Integrity("the tombstone belongs to another repository".into()));
+                }
+                Ok(rec)
             });
         match read {
             Ok(rec) => {
@@ -70,6 +78,9 @@ pub struct HistoryReport {
     pub reappeared_keyslots: Vec<String>,
     /// Tombstone files that do not read.
     pub damaged_tombstones: Vec<String>,
+    /// Snapshots a tombstone this client saw named, whose tombstone is gone: someone without
+    /// the key deleted it (the snapshots stay forgotten for this client).
+    pub missing_tombstones: Vec<SnapshotId>,
 }
 
 impl HistoryReport {
@@ -80,6 +91,7 @@ impl HistoryReport {
             && self.broken_links.is_empty()
             && self.reappeared_keyslots.is_empty()
             && self.damaged_tombstones.is_empty()
+            && self.missing_tombstones.is_empty()
     }
 }
 
@@ -108,19 +120,18 @@ pub(crate) struct Seen<'a> {
 pub(crate) fn verify(shown: &Shown, tombs: &Tombstones, seen: &Seen<'_>, allow: bool) -> Result<HistoryReport> {
     let gone = |id: &SnapshotId| !shown.listed.contains(id) && !tombs.snapshots.contains_key(id);
     if let (Some((seen_seq, seen_id)), false) = (seen.newest, allow) {
+        // The newest snapshot this client saw can only go with a tombstone. Gone without one,
+        // the repository shown is not the one this client saw: another history holds its
+        // sequence or a later one (a fork), or nothing does (a rollback).
         if gone(&seen_id) {
-            if let Some((other, _)) = shown.readable.iter().find(|(id, (seq, _))| *seq == seen_seq && **id != seen_id) {
+            if let Some((other, _)) = shown.readable.iter().find(|(id, (seq, _))| *seq >= seen_seq && **id != seen_id) {
                 return Err(Error::Forked {
                     sequence: seen_seq,
                     seen_snapshot: seen_id.short(),
                     found_snapshot: other.short(),
                 });
             }
-        }
-        // The newest sequence still standing (tombstoned ones count: they went on purpose).
-        let found = shown.newest().map_or(0, |(s, _)| s);
-        let forgotten_max = tombs.snapshots.values().copied().max().unwrap_or(0);
-        if found < seen_seq && forgotten_max < seen_seq {
+            let found = shown.newest().map_or(0, |(s, _)| s);
             return Err(Error::RolledBack { found, seen: seen_seq, seen_snapshot: seen_id.short() });
         }
     }
@@ -164,6 +175,7 @@ impl Repository {
             return Ok(());
         }
         let record = TombstoneRecord {
+            repo_id: self.repo_id,
             time_secs: now_secs(),
             hostname: crate::repo::lock::hostname(),
             reason,
@@ -227,6 +239,14 @@ mod tests {
         // Another snapshot at the newest seen sequence, the seen one gone: a fork.
         let fork = verify(&shown(&[(1, 1, None), (9, 2, Some(1))]), &none, &seen, false).unwrap_err();
         assert_eq!(fork.kind(), crate::ErrorKind::Forked);
+        // ... also when the fork's snapshot at that sequence was removed and a later one stands.
+        let fork = verify(&shown(&[(1, 1, None), (7, 3, Some(9))]), &none, &seen, false).unwrap_err();
+        assert_eq!(fork.kind(), crate::ErrorKind::Forked);
+        // An older snapshot forgotten on purpose does not excuse the newest one's absence.
+        let mut old_only = Tombstones::default();
+        old_only.snapshots.insert(sid(5), 9);
+        let back = verify(&shown(&[(1, 1, None)]), &old_only, &seen, false).unwrap_err();
+        assert_eq!(back.kind(), crate::ErrorKind::RolledBack);
         // The newest seen gone, nothing newer: a rollback.
         let back = verify(&shown(&[(1, 1, None)]), &none, &seen, false).unwrap_err();
         assert_eq!(back.kind(), crate::ErrorKind::RolledBack);

@@ -390,17 +390,17 @@ pub(crate) fn unlock(
         return Err(e);
     }
     if tried == 0 {
-        if let Some(e) = slot_err {
-            return Err(e);
-        }
-        if let Credentials::Pin { .. } = credentials {
-            return Err(Error::NotFound("the repository has no PIN keyslot".into()));
-        }
         if let Credentials::DeviceKey = credentials {
             return Err(Error::NotFound(
                 "this client's device keyslot is gone from the repository (removed?); open with another credential"
                     .into(),
             ));
+        }
+        if let Some(e) = slot_err {
+            return Err(e);
+        }
+        if let Credentials::Pin { .. } = credentials {
+            return Err(Error::NotFound("the repository has no PIN keyslot".into()));
         }
     }
     Err(match credentials {

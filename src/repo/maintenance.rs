@@ -564,7 +564,7 @@ impl Repository {
                 self.index.add_pack(w.info, &w.record.entries);
             }
         }
-        let mut seq = self.newest_snapshot()?.map_or(0, |(s, _)| s);
+        let mut seq = self.history_head()?.map_or(0, |(s, _)| s);
         for (old, rec, root) in new_records {
             seq += 1;
             let rec_sequence = rec.sequence;

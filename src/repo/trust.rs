@@ -1,6 +1,6 @@
 //! Pins: what a client remembers about the repository at each location, so that a provider
 //! cannot swap, fork, trim or roll it back, nor bring back a removed keyslot, unnoticed
-//! (format-spec.md §5.12.3, §9).
+//! (format-spec.md §5.16, §9).
 //!
 //! First contact is trust on first use, as SSH does for host keys: `init` and the first open
 //! pin the location to the repository id and the master key's id, and show a short
@@ -20,6 +20,7 @@
 //! device <32 hex> <64 hex>         this device's keyslot and its secret (optional)
 //! newest <sequence> <64 hex>       newest snapshot seen (optional)
 //! seen <sequence> <64 hex>         every snapshot seen and not known to be forgotten
+//! forgotten <sequence> <64 hex>    every snapshot a tombstone this client saw names
 //! known-slot <32 hex>              keyslots present at the last open
 //! revoked-slot <32 hex>            keyslots removed (by this client, or seen gone)
 //! ```
@@ -112,6 +113,7 @@ pub(crate) struct Pin {
     pub device: Option<(String, SecretKey)>,
     pub newest: Option<(u64, SnapshotId)>,
     pub seen: BTreeMap<SnapshotId, u64>,
+    pub forgotten: BTreeMap<SnapshotId, u64>,
     pub known_slots: BTreeSet<String>,
     pub revoked_slots: BTreeSet<String>,
 }
@@ -122,7 +124,10 @@ impl Pin {
     }
 
     fn encode(&self) -> Zeroizing<String> {
-        let mut s = Zeroizing::new(String::with_capacity(256 + 80 * self.seen.len()));
+        // Sized up front so the text holding the device secret is never reallocated (and its
+        // old buffer left unwiped).
+        let lines = 8 + self.seen.len() + self.forgotten.len() + self.known_slots.len() + self.revoked_slots.len();
+        let mut s = Zeroizing::new(String::with_capacity(200 * lines));
         let _ = writeln!(s, "packvault-pin 1");
         let _ = writeln!(s, "repository {}", hex_encode(&self.repo_id));
         let _ = writeln!(s, "master {}", self.master_id);
@@ -137,6 +142,9 @@ impl Pin {
         }
         for (id, seq) in &self.seen {
             let _ = writeln!(s, "seen {seq} {id}");
+        }
+        for (id, seq) in &self.forgotten {
+            let _ = writeln!(s, "forgotten {seq} {id}");
         }
         for k in &self.known_slots {
             let _ = writeln!(s, "known-slot {k}");
@@ -181,13 +189,21 @@ impl Pin {
                 }
                 ["slot", v] => pin.slot = Some(slot_id(v).map_err(bad)?),
                 ["device", slot, secret] => {
-                    let secret = Zeroizing::new(Id::from_hex(secret).map_err(|_| bad("device secret".into()))?.0);
-                    pin.device = Some((slot_id(slot).map_err(bad)?, SecretKey::from_bytes(*secret)));
+                    let bytes = Zeroizing::new(crate::id::hex_decode(secret).unwrap_or_default());
+                    let key: [u8; 32] =
+                        bytes.as_slice().try_into().map_err(|_| bad("malformed device secret".into()))?;
+                    pin.device = Some((slot_id(slot).map_err(bad)?, SecretKey::from_bytes(key)));
                 }
+                // Never echo a device line: it holds the secret.
+                ["device", ..] => return Err(bad("malformed device line".into())),
                 ["newest", seq, id] => pin.newest = Some(snap(seq, id).map_err(bad)?),
                 ["seen", seq, id] => {
                     let (seq, id) = snap(seq, id).map_err(bad)?;
                     pin.seen.insert(id, seq);
+                }
+                ["forgotten", seq, id] => {
+                    let (seq, id) = snap(seq, id).map_err(bad)?;
+                    pin.forgotten.insert(id, seq);
                 }
                 ["known-slot", v] => {
                     pin.known_slots.insert(slot_id(v).map_err(bad)?);
@@ -255,10 +271,17 @@ impl PinFile {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = self.path.with_extension(format!("tmp{}-{n}", std::process::id()));
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).at(loc)?;
-        f.write_all(pin.encode().as_bytes()).at(loc)?;
-        f.sync_all().at(loc)?;
-        fs::rename(&tmp, &self.path).at(loc)?;
+        let written = (|| {
+            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            f.write_all(pin.encode().as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &self.path)
+        })();
+        if let Err(e) = written {
+            // The temporary file may hold the device secret: never leave it behind.
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::Io(e).at(loc()));
+        }
         fs::File::open(dir).and_then(|d| d.sync_all()).at(loc)
     }
 
@@ -311,10 +334,22 @@ impl Repository {
     /// Pins on first contact, checks the history and the keyslots against the pin, and saves
     /// what this open saw (called once by `open`).
     pub(crate) fn establish_trust(&self, allow_rollback: bool) -> Result<HistoryReport> {
-        let shown = self.shown_snapshots()?;
-        let tombs = self.tombstones.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let master_id = self.master.id();
         let mut pin = self.pin.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Snapshots a tombstone this client saw named stay forgotten even if the provider
+        // deletes the tombstone (and keeps or brings back the snapshot file).
+        let mut missing_tombstones = Vec::new();
+        if !self.first_contact {
+            let mut t = self.tombstones.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (id, seq) in &pin.forgotten {
+                if !t.snapshots.contains_key(id) {
+                    missing_tombstones.push(*id);
+                    t.snapshots.insert(*id, *seq);
+                }
+            }
+        }
+        let shown = self.shown_snapshots()?;
+        let tombs = self.tombstones.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.first_contact {
             *pin = Pin { repo_id: self.repo_id, master_id, ..Pin::default() };
         } else if pin.master_id != master_id || pin.repo_id != self.repo_id {
@@ -330,14 +365,14 @@ impl Repository {
             &history::Seen { newest: pin.newest, snapshots: &pin.seen },
             allow_rollback,
         )?;
-        // Keyslots: the ones that went since the last open, and the tombstoned ones, are
-        // removed for good; any of them present again is reported (and never opens).
+        // Keyslots: the tombstoned ones (and the ones this client removed itself) are removed
+        // for good; any of them present again is reported (and never opens). A slot merely
+        // missing from one listing is not: a provider (or a flaky listing) hiding the
+        // passphrase slot once must not lock this client out of its own repository.
         let present: BTreeSet<String> = crate::repo::keys::load_slots_each(self.store.as_ref(), &self.repo_id)?
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        let gone: Vec<String> = pin.known_slots.difference(&present).cloned().collect();
-        pin.revoked_slots.extend(gone);
         pin.revoked_slots.extend(tombs.keyslots.iter().cloned());
         report.reappeared_keyslots = present.intersection(&pin.revoked_slots).cloned().collect();
         pin.known_slots = present.difference(&pin.revoked_slots).cloned().collect();
@@ -347,8 +382,11 @@ impl Repository {
         if pin.device.as_ref().is_some_and(|(slot, _)| pin.revoked_slots.contains(slot)) {
             pin.device = None;
         }
-        // History: everything readable now is seen; what went on purpose is dropped; what
-        // vanished stays (and is reported again) until a rollback is allowed.
+        report.missing_tombstones = missing_tombstones;
+        // History: everything readable now is seen; what went on purpose is dropped (and
+        // remembered as forgotten); what vanished stays (and is reported again) until a
+        // rollback is allowed.
+        pin.forgotten.extend(tombs.snapshots.iter().map(|(id, seq)| (*id, *seq)));
         pin.seen.retain(|id, _| !tombs.snapshots.contains_key(id));
         if allow_rollback {
             pin.seen.retain(|id, _| shown.listed.contains(id));
@@ -417,9 +455,14 @@ impl Repository {
 
     /// Forgets snapshots this client removed on purpose (after their tombstone was written).
     pub(crate) fn forget_seen(&self, ids: &[SnapshotId], newest_now: Option<(u64, SnapshotId)>) -> Result<()> {
+        let sequences: Vec<u64> = {
+            let t = self.tombstones.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            ids.iter().map(|id| t.snapshots.get(id).copied().unwrap_or(0)).collect()
+        };
         self.update_pin(|pin| {
-            for id in ids {
+            for (id, seq) in ids.iter().zip(sequences) {
                 pin.seen.remove(id);
+                pin.forgotten.insert(*id, seq);
             }
             if pin.newest.is_some_and(|(_, id)| ids.contains(&id)) {
                 pin.newest = newest_now;
@@ -452,6 +495,24 @@ impl Repository {
     pub(crate) fn is_revoked_slot(&self, slot: &str) -> bool {
         self.pin.lock().unwrap_or_else(std::sync::PoisonError::into_inner).revoked_slots.contains(slot)
             || self.tombstoned_keyslots().contains(slot)
+    }
+
+    /// The head of the history a new snapshot follows: the largest (sequence, id) among the
+    /// snapshots listed (forgotten ones too), the ones tombstones name, and the newest this
+    /// client has seen. Sequences never repeat, so a snapshot removed by someone without the
+    /// key cannot be replaced by a later one at its sequence unnoticed.
+    pub(crate) fn history_head(&self) -> Result<Option<(u64, SnapshotId)>> {
+        let listed = self.snapshots_with_errors_unfiltered()?.0.into_iter().map(|(id, rec)| (rec.sequence, id)).max();
+        let forgotten = self
+            .tombstones
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .snapshots
+            .iter()
+            .map(|(id, seq)| (*seq, *id))
+            .max();
+        let seen = self.pin.lock().unwrap_or_else(std::sync::PoisonError::into_inner).newest;
+        Ok(listed.max(forgotten).max(seen))
     }
 
     /// The readable snapshot with the largest sequence number (ties: the largest id), of the

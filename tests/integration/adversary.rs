@@ -279,3 +279,120 @@ fn passphrases_are_normalized_and_weak_ones_refused() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     packvault::check_passphrase_strength(&Passphrase::new("correct horse battery staple")).unwrap();
 }
+
+/// Found in review: after `forget` of the newest snapshot, the next backup used to reuse its
+/// sequence, and a tombstone with a high sequence turned the rollback check off.
+#[test]
+fn deleting_the_snapshot_after_a_forgotten_newest_is_a_rollback() {
+    let phone = Device::new();
+    let store = Arc::new(MemoryStore::new());
+    let mut repo = phone.init(&store);
+    backup(&mut repo, "day one");
+    backup(&mut repo, "day two");
+    let three = backup(&mut repo, "day three");
+    repo.forget(&packvault::ForgetPolicy { ids: vec![three], ..Default::default() }, false).unwrap();
+    let four = backup(&mut repo, "day four");
+    let seq = repo.load_snapshot(&four).unwrap().sequence;
+    assert_eq!(seq, 4, "sequences never repeat, also after the newest was forgotten");
+    drop(repo);
+    assert!(store.remove(&FileKind::Snapshot.path(&four.to_hex())));
+    let e = phone.open(&store, &Credentials::passphrase(PASS)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RolledBack, "{e}");
+}
+
+/// Found in review: a fork whose own snapshot at the seen sequence was removed, with a later
+/// one standing, passed as a mere deletion.
+#[test]
+fn a_fork_with_its_snapshot_at_the_seen_sequence_removed_is_still_a_fork() {
+    let phone = Device::new();
+    let store = Arc::new(MemoryStore::new());
+    let mut repo = phone.init(&store);
+    backup(&mut repo, "day one");
+    let after_day_one = store.snapshot_files();
+    backup(&mut repo, "phone's day two");
+    drop(repo);
+    let tablet = Device::new();
+    let copy = Arc::new(MemoryStore::new());
+    serve(&copy, &after_day_one);
+    let mut on_tablet = tablet.open(&copy, &Credentials::passphrase(PASS)).unwrap();
+    let t2 = backup(&mut on_tablet, "tablet's day two");
+    backup(&mut on_tablet, "tablet's day three");
+    assert!(copy.remove(&FileKind::Snapshot.path(&t2.to_hex())));
+    serve(&store, &copy.snapshot_files());
+    let e = phone.open(&store, &Credentials::passphrase(PASS)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forked, "{e}");
+}
+
+/// Found in review: a slot missing from one listing used to be revoked for good on this
+/// client, so a provider could lock a client out of its own repository.
+#[test]
+fn hiding_a_keyslot_once_does_not_revoke_it() {
+    let phone = Device::new();
+    let store = Arc::new(MemoryStore::new());
+    let repo = phone.init(&store);
+    repo.keys().add_device_key("phone").unwrap();
+    let pass_slot = repo.keys().list().unwrap().into_iter().find(|k| k.kind == "passphrase").unwrap().id;
+    drop(repo);
+    let path = FileKind::Key.path(&pass_slot);
+    let saved = store.snapshot_files()[&path].clone();
+    store.remove(&path);
+    phone.open(&store, &Credentials::DeviceKey).unwrap();
+    store.overwrite(&path, saved);
+    let repo = phone.open(&store, &Credentials::passphrase(PASS)).expect("the passphrase slot is back and opens");
+    assert!(repo.history_report().is_clean(), "{:?}", repo.history_report());
+}
+
+/// Found in review: deleting a tombstone (and keeping the snapshot file) brought a forgotten
+/// snapshot back silently on the client that had seen the tombstone.
+#[test]
+fn a_deleted_tombstone_does_not_bring_a_forgotten_snapshot_back() {
+    let phone = Device::new();
+    let store = Arc::new(MemoryStore::new());
+    let mut repo = phone.init(&store);
+    let one = backup(&mut repo, "day one");
+    backup(&mut repo, "day two");
+    let saved = store.snapshot_files()[&FileKind::Snapshot.path(&one.to_hex())].clone();
+    repo.forget(&packvault::ForgetPolicy { ids: vec![one], ..Default::default() }, false).unwrap();
+    drop(repo);
+    phone.open(&store, &Credentials::passphrase(PASS)).unwrap();
+    for t in store.list(FileKind::Tombstone).unwrap() {
+        store.remove(&FileKind::Tombstone.path(&t));
+    }
+    store.overwrite(&FileKind::Snapshot.path(&one.to_hex()), saved);
+    let repo = phone.open(&store, &Credentials::passphrase(PASS)).unwrap();
+    assert!(repo.snapshots().unwrap().iter().all(|(id, _)| *id != one), "the forgotten snapshot stays forgotten");
+    assert_eq!(repo.history_report().missing_tombstones, vec![one]);
+    assert!(!repo.check(packvault::CheckOptions::default()).unwrap().is_ok());
+}
+
+/// Found in review: a tombstone from another repository under the same master key was
+/// accepted (it could hide snapshots and revoke slots). It names its repository now.
+#[test]
+fn a_tombstone_from_another_repository_is_refused() {
+    let master = [0x33u8; 32];
+    let make = || {
+        let store = Arc::new(MemoryStore::new());
+        let init = packvault::InitOptions { state: ClientState::Disabled, ..fast_init(None) };
+        let repo = hazmat::init_with_master_key(
+            store.clone(),
+            MasterKey::from_bytes(master),
+            &Credentials::passphrase(PASS),
+            init,
+        )
+        .unwrap();
+        (store, repo)
+    };
+    let (a, mut repo_a) = make();
+    let (b, mut repo_b) = make();
+    let in_a = backup(&mut repo_a, "day one");
+    let in_b = backup(&mut repo_b, "day one elsewhere");
+    repo_b.forget(&packvault::ForgetPolicy { ids: vec![in_b], ..Default::default() }, false).unwrap();
+    for (path, data) in b.snapshot_files().into_iter().filter(|(p, _)| p.starts_with("tombstones/")) {
+        a.overwrite(&path, data);
+    }
+    drop(repo_a);
+    let phone = Device::new();
+    let repo = phone.open(&a, &Credentials::passphrase(PASS)).unwrap();
+    assert_eq!(repo.history_report().damaged_tombstones.len(), 1, "{:?}", repo.history_report());
+    assert!(repo.snapshots().unwrap().iter().any(|(id, _)| *id == in_a));
+}

@@ -469,7 +469,7 @@ pub fn all() -> Vec<Vector> {
     v.h("master", "keys.txt")
         .h("nonce", hex(&[0x13; 12]))
         .h("tombstone id", hex(blake3::hash(&tomb).as_bytes()))
-        .h("record", "time 1764201600, host phone, reason forget (0), snapshot of snapshot.txt at sequence 1, keyslot 0c0c…0c (keyslot-pin.txt)");
+        .h("record", "repository id of keys.txt's vectors, time 1764201600, host phone, reason forget (0), snapshot of snapshot.txt at sequence 1, keyslot 0c0c…0c (keyslot-pin.txt)");
     v.body = tomb;
     out.push(v);
     out
@@ -484,6 +484,7 @@ fn snap_file(keys: &hazmat::Keys) -> Vec<u8> {
 pub fn tombstone_record(snapshot: SnapshotId) -> packvault::format::tombstone::TombstoneRecord {
     use packvault::format::tombstone::{ForgottenSnapshot, TombstoneReason, TombstoneRecord};
     TombstoneRecord {
+        repo_id: REPO_ID,
         time_secs: 1_764_201_600,
         hostname: "phone".into(),
         reason: TombstoneReason::Forget,
