@@ -77,6 +77,10 @@ mod pack;
 mod progress;
 mod repo;
 mod store;
+// The project's one xorshift generator, for unit tests (vectors and corpora depend on it).
+#[cfg(test)]
+#[path = "../tests/support/noise.rs"]
+mod test_noise;
 #[cfg(feature = "deterministic-for-tests")]
 #[doc(hidden)]
 pub mod testmode;

@@ -317,17 +317,7 @@ mod tests {
         assert_eq!(open(&ks, BlobKind::Data, &id, r.codec, r.raw_len, &r.bytes).unwrap(), random);
     }
 
-    /// xorshift64 bytes, incompressible.
-    fn noise(n: usize, mut x: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect()
-    }
+    use crate::test_noise::noise;
 
     /// `len` compressible bytes whose 4 KiB at the middle (format-spec.md §5.4) are `sample`.
     fn with_sample(len: usize, sample: &[u8]) -> Vec<u8> {

@@ -202,7 +202,11 @@ pub(crate) fn write_slot(
 /// Loads every keyslot of the repository `repo_id`; unreadable ones are skipped and the first
 /// error is kept for reporting.
 pub(crate) fn load_slots(store: &dyn Store, repo_id: &[u8; 16]) -> Result<(Vec<Keyslot>, Option<Error>)> {
-    let each = load_slots_each(store, repo_id)?;
+    Ok(split_slots(load_slots_each(store, repo_id)?))
+}
+
+/// The readable slots of [`load_slots_each`]'s answer, and its first error.
+fn split_slots(each: Vec<(String, Result<Keyslot>)>) -> (Vec<Keyslot>, Option<Error>) {
     let mut slots = Vec::new();
     let mut first_err = None;
     for (_, r) in each {
@@ -213,20 +217,25 @@ pub(crate) fn load_slots(store: &dyn Store, repo_id: &[u8; 16]) -> Result<(Vec<K
             }
         }
     }
-    Ok((slots, first_err))
+    (slots, first_err)
 }
 
-/// Every keyslot file by name, each decoded or with why it is refused (errors name the file).
-pub(crate) fn load_slots_each(store: &dyn Store, repo_id: &[u8; 16]) -> Result<Vec<(String, Result<Keyslot>)>> {
-    // Slot files are named by 32 hex digits; anything else (temporary files) is ignored.
+/// The names of the keyslot files, sorted: 32 hex digits; anything else (temporary files) is
+/// ignored. A listing only: no slot is read.
+pub(crate) fn slot_names(store: &dyn Store) -> Result<Vec<String>> {
     let mut names: Vec<String> = store
         .list(FileKind::Key)?
         .into_iter()
         .filter(|n| n.len() == 32 && n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
         .collect();
     names.sort();
+    Ok(names)
+}
+
+/// Every keyslot file by name, each decoded or with why it is refused (errors name the file).
+pub(crate) fn load_slots_each(store: &dyn Store, repo_id: &[u8; 16]) -> Result<Vec<(String, Result<Keyslot>)>> {
     let mut out = Vec::new();
-    for name in names {
+    for name in slot_names(store)? {
         let loc = || Location::RepoFile(FileKind::Key.path(&name));
         let bytes =
             crate::store::get_bounded(store, FileKind::Key, &name, keyslot::MAX_KEYSLOT_FILE as u64, "keyslot length");
@@ -319,7 +328,7 @@ pub(crate) fn unlock(
         ))
         .at(Location::RepoFile("config".into())));
     }
-    let (slots, slot_err) = load_slots(store, repo_id)?;
+    let (slots, slot_err) = split_slots(each);
     let admitted: Vec<&Keyslot> = slots.iter().filter(|s| filter.admits(s)).collect();
     if admitted.is_empty() && !slots.is_empty() {
         if let Some(f) = &filter.fingerprint {

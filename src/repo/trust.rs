@@ -336,6 +336,9 @@ impl Repository {
     pub(crate) fn establish_trust(&self, allow_rollback: bool) -> Result<HistoryReport> {
         let master_id = self.master.id();
         let mut pin = self.pin.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The pin as loaded: an open that learns nothing new writes nothing (read-only
+        // commands stay read-only locally, and no open pays an fsync it does not need).
+        let before = pin.encode();
         // Snapshots a tombstone this client saw named stay forgotten even if the provider
         // deletes the tombstone (and keeps or brings back the snapshot file).
         let mut missing_tombstones = Vec::new();
@@ -369,10 +372,7 @@ impl Repository {
         // for good; any of them present again is reported (and never opens). A slot merely
         // missing from one listing is not: a provider (or a flaky listing) hiding the
         // passphrase slot once must not lock this client out of its own repository.
-        let present: BTreeSet<String> = crate::repo::keys::load_slots_each(self.store.as_ref(), &self.repo_id)?
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
+        let present: BTreeSet<String> = crate::repo::keys::slot_names(self.store.as_ref())?.into_iter().collect();
         pin.revoked_slots.extend(tombs.keyslots.iter().cloned());
         report.reappeared_keyslots = present.intersection(&pin.revoked_slots).cloned().collect();
         pin.known_slots = present.difference(&pin.revoked_slots).cloned().collect();
@@ -398,7 +398,7 @@ impl Repository {
         }
         let kept = pin.newest.filter(|(_, id)| !allow_rollback && !tombs.snapshots.contains_key(id));
         pin.newest = kept.max(shown.newest().filter(|(_, id)| !tombs.snapshots.contains_key(id)));
-        if let Some(f) = &self.pin_file {
+        if let Some(f) = self.pin_file.as_ref().filter(|_| *pin.encode() != *before) {
             f.save(&pin)?;
         }
         Ok(report)

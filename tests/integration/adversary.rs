@@ -396,3 +396,24 @@ fn a_tombstone_from_another_repository_is_refused() {
     assert_eq!(repo.history_report().damaged_tombstones.len(), 1, "{:?}", repo.history_report());
     assert!(repo.snapshots().unwrap().iter().any(|(id, _)| *id == in_a));
 }
+
+/// An open that learns nothing new leaves the pin file alone (no write, no fsync); one that
+/// sees a new snapshot rewrites it.
+#[test]
+fn the_pin_is_rewritten_only_when_it_changes() {
+    use std::os::unix::fs::MetadataExt;
+    let phone = Device::new();
+    let store = Arc::new(MemoryStore::new());
+    let mut repo = phone.init(&store);
+    backup(&mut repo, "day one");
+    let pin = repo.pin_path().unwrap().to_path_buf();
+    drop(repo);
+    let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    let first = phone.open(&store, &Credentials::passphrase(PASS)).unwrap();
+    let before = inode(&pin);
+    drop(first);
+    let mut again = phone.open(&store, &Credentials::passphrase(PASS)).unwrap();
+    assert_eq!(inode(&pin), before, "nothing new: the pin stays as it was");
+    backup(&mut again, "day two");
+    assert_ne!(inode(&pin), before, "a new snapshot is remembered");
+}
