@@ -140,6 +140,10 @@ pub enum Error {
     /// The caller passed an argument that cannot work (bad settings, an odd path, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The caller cancelled the operation (a [`CancelToken`](crate::CancelToken)). Nothing was
+    /// committed: a cancelled backup wrote no snapshot.
+    #[error("cancelled")]
+    Cancelled,
     /// An operating-system I/O error.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -196,6 +200,8 @@ pub enum ErrorKind {
     Locked,
     /// See [`Error::InvalidArgument`].
     InvalidArgument,
+    /// See [`Error::Cancelled`].
+    Cancelled,
     /// See [`Error::Io`].
     Io,
 }
@@ -224,6 +230,7 @@ impl Error {
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             Error::Locked(_) => ErrorKind::Locked,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::Cancelled => ErrorKind::Cancelled,
             Error::Io(_) => ErrorKind::Io,
             Error::At { error, .. } => error.kind(),
         }

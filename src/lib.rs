@@ -93,7 +93,7 @@ pub use error::{CacheWarning, Error, ErrorKind, Location, Result};
 pub use format::recovery_code::RecoveryCode;
 pub use id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId, ID_LEN};
 pub use index::{cache_path, BlobLocation, Index, PackInfo};
-pub use progress::{NoProgress, Progress};
+pub use progress::{CancelToken, NoProgress, Progress};
 pub use repo::{
     check_passphrase_strength, check_pin, fingerprint, forget_pin, has_device_key, pinned_fingerprint, BackupOutcome,
     BackupSession, Bucket, Change, CheckOptions, CheckReport, ClientState, Credentials, DataSubset, DiffEntry,
