@@ -14,7 +14,7 @@ use std::time::Instant;
 use common::rss_kib;
 use packvault::format::blob::{BlobKind, Codec};
 use packvault::format::pack::BlobEntry;
-use packvault::{hazmat, Id, PackId, PackInfo};
+use packvault::{hazmat, Id, PackId, PackInfo, RepoId};
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -25,7 +25,7 @@ fn main() {
     let per_pack = 256;
     let id_of = |i: usize| Id(*blake3::hash(&(i as u64).to_le_bytes()).as_bytes());
     let dir = tempfile::tempdir().unwrap();
-    let repo = [1u8; 16];
+    let repo = RepoId::from_bytes([1u8; 16]);
     let t0 = Instant::now();
     let packs: Vec<(PackInfo, Vec<BlobEntry>)> = (0..n.div_ceil(per_pack))
         .map(|p| {

@@ -19,8 +19,8 @@ use common::{mbps, median, random, text};
 use packvault::format::blob::BlobKind;
 use packvault::format::config::ChunkerParams;
 use packvault::format::keyslot::Argon2Params;
-use packvault::hazmat::{self, Keys};
-use packvault::{Chunker, Credentials, InitOptions, LocalStore, MasterKey, OpenOptions, Repository, RestoreOptions};
+use packvault::hazmat::{self, Chunker, Keys, MasterKey};
+use packvault::{Credentials, InitOptions, LocalStore, OpenOptions, Repository, RestoreOptions};
 
 const LEVEL: i32 = 3;
 const TEXT_SHARE: f64 = 0.31;

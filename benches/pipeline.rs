@@ -9,8 +9,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use packvault::format::blob::BlobKind;
 use packvault::format::config::ChunkerParams;
-use packvault::hazmat::{self, Keys};
-use packvault::{Chunker, MasterKey};
+use packvault::hazmat::{self, Chunker, Keys, MasterKey};
 
 fn data(len: usize, text: bool) -> Vec<u8> {
     let mut x = 0x2545_f491_4f6c_dd1du64;

@@ -20,8 +20,8 @@ use packvault::format::blob::BlobKind;
 use packvault::format::config::{self, ChunkerParams};
 use packvault::format::keyslot::Argon2Params;
 use packvault::format::{index, pack, snapshot};
-use packvault::hazmat::{self, Keys};
-use packvault::{Credentials, FileMeta, InitOptions, MasterKey, MemoryStore, Store};
+use packvault::hazmat::{self, Keys, MasterKey};
+use packvault::{Credentials, FileMeta, InitOptions, MemoryStore, Store};
 
 /// The master key every fuzz target uses.
 const MASTER: [u8; 32] = [0x42; 32];
@@ -157,7 +157,7 @@ fn main() {
         },
     )
     .unwrap();
-    let cache_file = packvault::cache_path(&cache, &opened.id());
+    let cache_file = hazmat::cache_path(&cache, &opened.id());
     write(&fuzz, "index_cache", "cache", &fs::read(&cache_file).unwrap());
     let _ = fs::remove_dir_all(&cache);
     // restore_from_bytes: an empty mutation list and two single mutations.

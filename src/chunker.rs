@@ -85,6 +85,7 @@ impl Chunker {
 
     /// Largest chunk this chunker makes.
     #[must_use]
+    #[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // used through `hazmat` (tests, benches, fuzz)
     pub fn max_size(&self) -> usize {
         self.max
     }
@@ -117,6 +118,7 @@ impl Chunker {
 
     /// End offsets of all chunks of `data` (the last is `data.len()`; empty for empty input).
     #[must_use]
+    #[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // used through `hazmat` (tests, benches, fuzz)
     pub fn cut_points(&self, data: &[u8]) -> Vec<usize> {
         let mut cuts = Vec::with_capacity(data.len() / self.avg + 1);
         let mut start = 0;
@@ -130,6 +132,7 @@ impl Chunker {
 }
 
 /// Cuts a byte stream into chunks with a reusable buffer: no allocation per chunk.
+#[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // used through `hazmat` (tests, benches, fuzz)
 pub struct ChunkReader<R> {
     reader: R,
     chunker: Chunker,
@@ -140,6 +143,7 @@ pub struct ChunkReader<R> {
     bytes_read: u64,
 }
 
+#[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // used through `hazmat` (tests, benches, fuzz)
 impl<R: Read> ChunkReader<R> {
     /// Reads `reader` through a buffer of at least four maximum chunks.
     pub fn new(reader: R, chunker: Chunker) -> Self {

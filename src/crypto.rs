@@ -63,6 +63,9 @@ pub mod contexts {
 }
 
 /// A 32-byte secret key, wiped on drop, never printed; compared in constant time.
+///
+/// Public for [`PinVault`](crate::PinVault) implementations, whose enrolment hands the vault's
+/// secret to the library in one. No function outside `hazmat` turns one into a repository key.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SecretKey([u8; 32]);
 

@@ -10,12 +10,18 @@
 //! Decoders never panic on input bytes: every length read from the repository is checked before
 //! it is used, and an error names the structure and, where it helps, the byte offset.
 //!
-//! Error messages never contain key material, passphrases or decrypted content.
+//! Error messages never contain key material, passphrases or decrypted content, and speak of
+//! the library (an option of [`OpenOptions`](crate::OpenOptions), a method of
+//! [`Repository`](crate::Repository)), never of a command-line tool's flags: a front end adds
+//! its own advice, by [`Error::kind`].
+//!
+//! Module-internal errors (an id that does not parse: [`IdParseError`]) are their own small
+//! types and convert into [`Error`] at the boundary through `From`.
 
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::id::{Id, PackId, SnapshotId};
+use crate::id::{Id, IdParseError, PackId, SlotId, SnapshotId};
 
 /// `Result` with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -69,8 +75,10 @@ pub enum Error {
     #[error("the PIN keyslot is destroyed after too many wrong PINs; use a passphrase or the recovery code")]
     PinDestroyed,
     /// The repository shows an older state than this client has already seen: the provider
-    /// may be hiding newer snapshots.
-    #[error("repository rolled back: its newest snapshot has sequence {found}, but this client has seen sequence {seen} (snapshot {seen_snapshot}); the provider may be hiding newer snapshots (open with rollback allowed only if you restored the repository from an old copy yourself)")]
+    /// may be hiding newer snapshots. Accepted with
+    /// [`OpenOptions::allow_rollback`](crate::OpenOptions::allow_rollback), after an intended
+    /// restore of the repository from an old copy.
+    #[error("repository rolled back: its newest snapshot has sequence {found}, but this client has seen sequence {seen} (snapshot {seen_snapshot}); the provider may be hiding newer snapshots (accept it only if you restored the repository from an old copy yourself)")]
     RolledBack {
         /// Newest sequence number in the repository now.
         found: u64,
@@ -92,8 +100,10 @@ pub enum Error {
         found_snapshot: String,
     },
     /// The repository at a location is not the one this client pinned there (another
-    /// repository id or another master key): refused before any key derivation runs.
-    #[error("the repository at {location} is not the one this client knows there: its fingerprint is {found}, the pinned one {pinned} (the provider may have swapped it; if you replaced it yourself, forget the pin)")]
+    /// repository id or another master key): refused before any key derivation runs. After an
+    /// intended replacement, [`forget_pin`](crate::forget_pin) makes the next open a first
+    /// contact.
+    #[error("the repository at {location} is not the one this client knows there: its fingerprint is {found}, the pinned one {pinned} (the provider may have swapped it; if you replaced it yourself, forget its pin)")]
     RepositoryReplaced {
         /// The store's location.
         location: String,
@@ -113,7 +123,7 @@ pub enum Error {
     /// The credentials open only a keyslot that was removed (this client removed it or saw
     /// it removed, or a tombstone names it): it was put back, and is refused.
     #[error("keyslot {0} was removed and has reappeared; it no longer opens this repository")]
-    KeyslotRevoked(String),
+    KeyslotRevoked(SlotId),
     /// The store holds no repository at this location.
     #[error("not a packvault repository: {0}")]
     NotARepository(String),
@@ -243,6 +253,48 @@ impl Error {
         matches!(self.kind(), ErrorKind::Integrity | ErrorKind::Malformed)
     }
 
+    /// True when trying the same operation again later may succeed: a transient I/O failure
+    /// (interrupted, timed out, would block, a connection reset, aborted, refused or not
+    /// connected, a broken pipe, an unreachable network or host, a busy resource) or a lock
+    /// another client holds ([`Error::Locked`]). False for everything a retry cannot change:
+    /// damaged or forged data, a wrong key, a missing file, a refused history, a bad argument,
+    /// a cancellation, and I/O errors such as a missing permission or a full disk.
+    ///
+    /// Looks through [`Error::At`] wrappers, as [`Error::kind`] does. A repository left by a
+    /// failed operation is always valid (format-spec.md §8), so a retry needs no repair first.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        use std::io::ErrorKind as Io;
+        match self.innermost() {
+            Error::Locked(_) => true,
+            Error::Io(e) => matches!(
+                e.kind(),
+                Io::Interrupted
+                    | Io::TimedOut
+                    | Io::WouldBlock
+                    | Io::ConnectionReset
+                    | Io::ConnectionAborted
+                    | Io::ConnectionRefused
+                    | Io::NotConnected
+                    | Io::BrokenPipe
+                    | Io::HostUnreachable
+                    | Io::NetworkUnreachable
+                    | Io::NetworkDown
+                    | Io::ResourceBusy
+            ),
+            _ => false,
+        }
+    }
+
+    /// The error inside every [`Error::At`] wrapper.
+    fn innermost(&self) -> &Error {
+        let mut e = self;
+        while let Error::At { error, .. } = e {
+            e = error;
+        }
+        e
+    }
+
     /// Wraps the error with the place where it happened.
     #[must_use]
     pub fn at(self, at: Location) -> Error {
@@ -251,6 +303,14 @@ impl Error {
 
     pub(crate) fn malformed(what: &'static str, offset: Option<u64>, detail: impl Into<String>) -> Error {
         Error::Malformed { what, offset, detail: detail.into() }
+    }
+}
+
+impl From<IdParseError> for Error {
+    /// An id the caller gave does not parse: [`Error::InvalidArgument`]. (Ids read from the
+    /// repository are decoded from bytes, never parsed from text.)
+    fn from(e: IdParseError) -> Error {
+        Error::InvalidArgument(e.to_string())
     }
 }
 
@@ -342,6 +402,43 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Integrity);
         assert!(e.is_integrity());
         assert_eq!(e.to_string(), "/tmp/x: index/00: integrity check failed: tag");
+    }
+
+    #[test]
+    fn retryable_is_transient_io_and_locks_only() {
+        use std::io::{Error as IoError, ErrorKind as Io};
+        let io = |k: Io| Error::Io(IoError::new(k, "x"));
+        for k in [Io::Interrupted, Io::TimedOut, Io::WouldBlock, Io::ConnectionReset, Io::ConnectionRefused] {
+            assert!(io(k).is_retryable(), "{k:?}");
+            // Context does not hide the class.
+            assert!(io(k).at(Location::RepoFile("packs/00/00".into())).is_retryable(), "{k:?}");
+        }
+        assert!(Error::Locked("prune by laptop".into()).is_retryable());
+        for k in [Io::NotFound, Io::PermissionDenied, Io::StorageFull, Io::InvalidData, Io::Other] {
+            assert!(!io(k).is_retryable(), "{k:?}");
+        }
+        let permanent = [
+            Error::Integrity("tag".into()),
+            Error::malformed("pack trailer", None, "bad magic"),
+            Error::WrongPassphrase,
+            Error::WrongPin { attempts_left: 3 },
+            Error::NotFound("snapshot 1234".into()),
+            Error::Cancelled,
+            Error::InvalidArgument("x".into()),
+            Error::RolledBack { found: 1, seen: 2, seen_snapshot: "abcd".into() },
+            Error::LimitExceeded { what: "x", found: 2, limit: 1 },
+        ];
+        for e in permanent {
+            assert!(!e.is_retryable(), "{e}");
+            assert!(!e.at(Location::Path("/tmp".into())).is_retryable());
+        }
+    }
+
+    #[test]
+    fn id_parse_errors_become_invalid_argument() {
+        let e: Error = "nope".parse::<SnapshotId>().unwrap_err().into();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(e.to_string(), "invalid argument: not a 64-digit hex id: \"nope\"");
     }
 
     #[test]

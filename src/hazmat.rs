@@ -4,11 +4,20 @@
 //! repositories. Reusing a nonce with [`encode_index`], [`encode_snapshot`], [`encode_config`]
 //! or [`encode_keyslot`] under the same key breaks the confidentiality guarantees of
 //! format-spec.md §7.2; the [`Repository`](crate::Repository) API draws every nonce from the
-//! operating system's random source and never needs these functions.
+//! operating system's random source and never needs these functions. A repository made
+//! around a chosen [`MasterKey`] ([`init_with_master_key`]) is only as secret as that choice.
+//!
+//! Nothing here is covered by SemVer, and no program that protects data should enable the
+//! `hazmat` feature: the `packtool` binary does not.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::crypto::{self, KeySet, MasterKey, SecretKey};
+pub use crate::chunker::{gear_table, ChunkReader, Chunker};
+pub use crate::crypto::{contexts, MasterKey};
+pub use crate::repo::TEMPORARY_IDLE;
+
+use crate::crypto::{self, KeySet, SecretKey};
 use crate::error::Result;
 use crate::format::blob::{self, BlobKind, Codec, SealedBlob};
 use crate::format::config::{self, ConfigFile};
@@ -16,7 +25,7 @@ use crate::format::index::{self, IndexFile};
 use crate::format::keyslot::{self, NewSlot};
 use crate::format::pack::{self, BlobEntry};
 use crate::format::snapshot::{self, SnapshotRecord};
-use crate::id::{ChunkId, Id, TreeId};
+use crate::id::{ChunkId, Id, RepoId, TreeId};
 
 /// The subkeys of a master key (format-spec.md §7.1).
 #[derive(Clone, Debug)]
@@ -204,11 +213,11 @@ pub fn aes256_gcm_siv_open(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], sealed:
 /// # Errors
 /// Cache folder I/O errors.
 pub fn build_index(
-    cache_dir: Option<&std::path::Path>,
-    repo_id: &[u8; 16],
+    cache_dir: Option<&Path>,
+    repo_id: &RepoId,
     packs: Vec<(crate::PackInfo, Vec<crate::format::pack::BlobEntry>)>,
 ) -> Result<crate::Index> {
-    let mut index = crate::Index::for_repo(repo_id);
+    let mut index = crate::Index::for_repo(repo_id.as_bytes());
     for (info, entries) in &packs {
         index.add_pack(*info, entries);
     }
@@ -217,6 +226,12 @@ pub fn build_index(
 
 /// Opens the index cache files of a repository, if present and valid.
 #[must_use]
-pub fn open_index_cache(cache_dir: &std::path::Path, repo_id: &[u8; 16]) -> Option<crate::Index> {
-    crate::index::open_cached(cache_dir, repo_id)
+pub fn open_index_cache(cache_dir: &Path, repo_id: &RepoId) -> Option<crate::Index> {
+    crate::index::open_cached(cache_dir, repo_id.as_bytes())
+}
+
+/// The index cache file of a repository under `cache_dir` (format-spec.md §5.12).
+#[must_use]
+pub fn cache_path(cache_dir: &Path, repo_id: &RepoId) -> PathBuf {
+    crate::index::cache_path(cache_dir, repo_id.as_bytes())
 }

@@ -4,16 +4,23 @@
 //! control: the storage provider learns how many packs there are, their (padded) sizes and
 //! when they were written, and nothing else.
 //!
-//! The pipeline: keyed FastCDC chunking ([`Chunker`]) → zstd → keyed BLAKE3 chunk ids →
-//! convergent AES-256-GCM-SIV sealing → immutable packs plus an index → snapshots.
-//! The byte layouts are specified in `format-spec.md`; the types in [`format`](mod@format) implement them.
+//! The pipeline: keyed FastCDC chunking → zstd → keyed BLAKE3 chunk ids → convergent
+//! AES-256-GCM-SIV sealing → immutable packs plus an index → snapshots. The byte layouts are
+//! specified in `format-spec.md`; the types in [`format`](mod@format) implement them.
 //!
 //! Principal types:
 //! - [`Repository`]: [`init`](Repository::init), [`open`](Repository::open),
 //!   [`backup`](Repository::backup) (a [`BackupSession`]), [`snapshots`](Repository::snapshots),
-//!   [`restore`](Repository::restore), [`check`](Repository::check).
+//!   [`list`](Repository::list), [`restore`](Repository::restore), [`check`](Repository::check),
+//!   [`forget`](Repository::forget) and [`prune`](Repository::prune), [`keys`](Repository::keys)
+//!   (a [`KeyManager`]).
 //! - [`Store`]: where repository files live — [`LocalStore`] (a folder) or [`MemoryStore`].
-//! - [`Credentials`]: what opens a repository (a passphrase keyslot).
+//! - [`Credentials`]: what opens a repository — a passphrase, a [`RecoveryCode`], a PIN held by
+//!   a [`PinVault`], or this device's key.
+//! - [`Error`]: one error type; [`Error::kind`] gives its class, [`Error::is_retryable`] says
+//!   whether trying again later may help.
+//! - Ids: [`SnapshotId`], [`TreeId`], [`ChunkId`], [`PackId`], [`IndexId`] (32-byte hashes),
+//!   [`RepoId`] and [`SlotId`] (16 random bytes), all printed and parsed as hex.
 //!
 //! # Example
 //!
@@ -51,9 +58,17 @@
 //! # }
 //! ```
 //!
+//! # What is public
+//! The crate root re-exports what an application that archives data needs; everything else is
+//! private. The building blocks behind it (the master key and its subkeys, the keyed chunker,
+//! explicit nonces, the index cache's file names) are only reachable through the `hazmat`
+//! feature: an application built without it cannot make a repository around a key of its
+//! choosing, nor reuse a nonce.
+//!
 //! # Crate features
-//! - `hazmat` (off): [`hazmat`](crate) — raw subkeys, explicit nonces, repositories made or
-//!   opened around a raw master key. For test vectors, fuzzing and inspection tools.
+//! - `hazmat` (off): `packvault::hazmat` — raw subkeys, explicit nonces, repositories made or
+//!   opened around a raw master key, the keyed chunker. For test vectors, fuzzing, benchmarks
+//!   and inspection tools; not covered by SemVer.
 //! - `deterministic-for-tests` (off): adds a hidden `testmode::install` that makes the
 //!   calling process's randomness and time deterministic, for golden CLI tests. Nothing turns it
 //!   on but an explicit call: no environment variable, no file.
@@ -61,7 +76,7 @@
 //! The format is versioned (`format-spec.md` §6); the API is pre-1.0 and may change in minor
 //! releases.
 #![deny(rustdoc::broken_intra_doc_links)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 #![cfg(unix)]
 
 mod chunker;
@@ -86,20 +101,18 @@ mod test_noise;
 pub mod testmode;
 mod vault;
 
-pub use chunker::{gear_table, ChunkReader, Chunker};
-pub use civil::{civil_from_days, utc_string};
-pub use crypto::{contexts, MasterKey, SecretKey};
+pub use crypto::SecretKey;
 pub use error::{CacheWarning, Error, ErrorKind, Location, Result};
 pub use format::recovery_code::RecoveryCode;
-pub use id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId, ID_LEN};
-pub use index::{cache_path, BlobLocation, Index, PackInfo};
+pub use id::{ChunkId, Id, IdParseError, IndexId, PackId, RepoId, SlotId, SnapshotId, TreeId, ID_LEN};
+pub use index::{BlobLocation, Index, PackInfo};
 pub use progress::{CancelToken, NoProgress, Progress};
 pub use repo::{
     check_passphrase_strength, check_pin, fingerprint, forget_pin, has_device_key, pinned_fingerprint, BackupOutcome,
     BackupSession, Bucket, Change, CheckOptions, CheckReport, ClientState, Credentials, DataSubset, DiffEntry,
     FileMeta, ForgetPolicy, ForgetReport, HistoryReport, InitOptions, KeyManager, KeyslotInfo, LockInfo, LockKind,
     LockRecord, OpenOptions, Passphrase, Problem, PruneOptions, PruneReport, RepairReport, RepoLock, Repository,
-    RestoreOptions, RestoreReport, RestoreWarning, Stats, MAX_SLOTS_TRIED, TEMPORARY_IDLE,
+    RestoreOptions, RestoreReport, RestoreWarning, Stats, MAX_SLOTS_TRIED,
 };
 pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

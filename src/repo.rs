@@ -35,7 +35,7 @@ use crate::format::blob::BlobKind;
 use crate::format::config::{self, ChunkerParams, ConfigFile, Settings};
 use crate::format::keyslot::Argon2Params;
 use crate::format::snapshot::{self, check_tree_depth, Node, NodeContent, SnapshotRecord, Tree};
-use crate::id::{Id, SnapshotId, TreeId};
+use crate::id::{Id, RepoId, SnapshotId, TreeId};
 use crate::index::{self, Index};
 use crate::pack;
 use crate::store::{FileKind, Store};
@@ -343,10 +343,10 @@ impl Repository {
         &self.store
     }
 
-    /// The repository id (16 random bytes, hex in listings).
+    /// The repository id (16 random bytes chosen at `init`; hex in listings).
     #[must_use]
-    pub fn id(&self) -> [u8; 16] {
-        self.repo_id
+    pub fn id(&self) -> RepoId {
+        RepoId::from_bytes(self.repo_id)
     }
 
     /// The settings from the config.

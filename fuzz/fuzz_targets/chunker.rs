@@ -8,7 +8,8 @@ use std::io::Read;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use packvault::format::config::ChunkerParams;
-use packvault::{ChunkReader, Chunker, SecretKey};
+use packvault::hazmat::{ChunkReader, Chunker};
+use packvault::SecretKey;
 
 #[derive(Arbitrary, Debug)]
 struct Input {

@@ -13,7 +13,8 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use packvault::{hazmat, MasterKey, MemoryStore, OpenOptions, RestoreOptions};
+use packvault::hazmat::{self, MasterKey};
+use packvault::{MemoryStore, OpenOptions, RestoreOptions};
 
 #[derive(Arbitrary, Debug)]
 enum Mutation {

@@ -200,6 +200,7 @@ pub(crate) fn explain(e: packvault::Error) -> anyhow::Error {
         ),
         ErrorKind::RepositoryReplaced => anyhow::Error::new(e)
             .context("refusing the repository; if you replaced it yourself, run `packtool trust --forget` and open it again"),
+        _ if e.is_retryable() => anyhow::Error::new(e).context("a transient failure: running the command again may succeed"),
         _ => anyhow::Error::new(e),
     }
 }

@@ -276,8 +276,9 @@ pub(crate) fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u
             }
         }
         KeyCommand::Remove { id } => {
-            keys.remove(id).map_err(explain)?;
-            out.key_removed(id)?;
+            let slot = keys.resolve(id).map_err(explain)?;
+            keys.remove(&slot.id).map_err(explain)?;
+            out.key_removed(&slot.id)?;
         }
         KeyCommand::Passwd { id, kdf_memory, kdf_iterations } => {
             let slot = keys.resolve(id).map_err(explain)?;

@@ -10,7 +10,7 @@ use packvault::format::blob::BlobKind;
 use packvault::format::keyslot::SlotKdf;
 use packvault::format::pack;
 use packvault::format::snapshot::NodeContent;
-use packvault::{Change, FileKind, Id, LocalStore, PackId, Repository, Store};
+use packvault::{Change, FileKind, Id, LocalStore, PackId, Repository, Store, TreeId};
 use serde_json::{json, Value};
 
 use crate::output::{human_bytes, snapshot_json, utc, Out};
@@ -376,7 +376,7 @@ pub fn cat(repo: &Repository, cmd: &CatCommand, out: &Out) -> anyhow::Result<u8>
         CatCommand::Config => {
             let s = repo.settings();
             json!({
-                "id": repo.id().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                "id": repo.id().to_string(),
                 "format_version": packvault::format::FORMAT_VERSION,
                 "master_id": s.master_id.to_hex(),
                 "chunker": {"algorithm": "fastcdc-2020-keyed", "min_size": s.chunker.min_size, "avg_size": s.chunker.avg_size, "max_size": s.chunker.max_size, "normalization": s.chunker.normalization},
@@ -393,7 +393,7 @@ pub fn cat(repo: &Repository, cmd: &CatCommand, out: &Out) -> anyhow::Result<u8>
             if repo.blob_kind(&id)? != Some(BlobKind::Tree) {
                 bail!("{id} is not a tree blob");
             }
-            let tree = repo.tree(&id)?;
+            let tree = repo.load_tree(&TreeId(id))?;
             json!({
                 "id": id.to_hex(),
                 "nodes": tree.nodes.iter().map(|n| {
@@ -431,7 +431,7 @@ pub fn cat(repo: &Repository, cmd: &CatCommand, out: &Out) -> anyhow::Result<u8>
                 }
             };
             json!({
-                "id": info.id,
+                "id": info.id.to_string(),
                 "kind": info.kind,
                 "label": info.label,
                 "created": utc(info.created),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord};
 use packvault::{
     BackupOutcome, CheckReport, ForgetReport, KeyslotInfo, LockInfo, LockKind, PruneReport, RecoveryCode, RepairReport,
-    Repository, RestoreReport, SnapshotId,
+    Repository, RestoreReport, SlotId, SnapshotId,
 };
 use serde_json::{json, Value};
 
@@ -34,9 +34,22 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+/// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ` (UTC, proleptic Gregorian; H. Hinnant's
+/// civil-from-days). Printing times is the front end's job, so the library exports no
+/// formatter.
 pub fn utc(secs: i64) -> String {
-    packvault::utc_string(secs)
+    let days = secs.div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let rem = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn node_type(n: &Node) -> &'static str {
@@ -116,7 +129,7 @@ impl Out {
     }
 
     pub fn init(&self, path: &Path, repo: &Repository) -> std::io::Result<()> {
-        let id: String = repo.id().iter().map(|b| format!("{b:02x}")).collect();
+        let id = repo.id().to_string();
         if self.json {
             return self
                 .json(&json!({ "id": id, "path": path.display().to_string(), "fingerprint": repo.fingerprint() }));
@@ -466,7 +479,7 @@ impl Out {
             return self.json(&Value::Array(
                 slots
                     .iter()
-                    .map(|k| json!({"id": k.id, "kind": k.kind, "label": k.label, "created": utc(k.created), "in_use": k.in_use, "revoked": k.revoked}))
+                    .map(|k| json!({"id": k.id.to_string(), "kind": k.kind, "label": k.label, "created": utc(k.created), "in_use": k.in_use, "revoked": k.revoked}))
                     .collect(),
             ));
         }
@@ -520,25 +533,25 @@ impl Out {
         })
     }
 
-    pub fn key_added(&self, id: &str, kind: &str) -> std::io::Result<()> {
+    pub fn key_added(&self, id: &SlotId, kind: &str) -> std::io::Result<()> {
         if self.json {
-            return self.json(&json!({"id": id, "kind": kind}));
+            return self.json(&json!({"id": id.to_string(), "kind": kind}));
         }
         self.text(&format!("added {kind} keyslot {id}"))
     }
 
-    pub fn key_removed(&self, id: &str) -> std::io::Result<()> {
+    pub fn key_removed(&self, id: &SlotId) -> std::io::Result<()> {
         if self.json {
-            return self.json(&json!({"removed": id}));
+            return self.json(&json!({"removed": id.to_string()}));
         }
         self.text(&format!("removed keyslot {id}"))
     }
 
     /// Shows a new recovery code: the only time it is ever shown.
-    pub fn recovery_code(&self, id: &str, code: &RecoveryCode) -> std::io::Result<()> {
+    pub fn recovery_code(&self, id: &SlotId, code: &RecoveryCode) -> std::io::Result<()> {
         let text = code.to_text();
         if self.json {
-            return self.json(&json!({"id": id, "kind": "recovery-code", "recovery_code": text.as_str()}));
+            return self.json(&json!({"id": id.to_string(), "kind": "recovery-code", "recovery_code": text.as_str()}));
         }
         // Printed even with --quiet: losing it would defeat the command.
         let mut o = std::io::stdout().lock();
@@ -560,6 +573,9 @@ mod tests {
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(utc(1_764_115_200 + 3661), "2025-11-26T01:01:01Z");
         assert_eq!(utc(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(utc(951_827_696), "2000-02-29T12:34:56Z");
+        assert_eq!(utc(19_782 * 86_400), "2024-02-29T00:00:00Z");
+        assert_eq!(utc(19_783 * 86_400), "2024-03-01T00:00:00Z");
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
     }

@@ -139,7 +139,7 @@ pub struct CheckReport {
     /// them). Not a problem.
     pub unreferenced_packs: Vec<PackId>,
     /// Temporary files that writes killed mid-way left, idle for longer than
-    /// [`TEMPORARY_IDLE`](crate::TEMPORARY_IDLE) (prune removes them). Not a problem.
+    /// an hour (prune removes them). Not a problem.
     pub stale_temporaries: u64,
     /// Problems, each with what it affects.
     pub problems: Vec<Problem>,
@@ -270,7 +270,7 @@ impl Repository {
             in_store.iter().filter(|id| !indexed_ids.contains(id)).map(|id| PackId(*id)).collect();
         report.unreferenced_packs.sort();
         // Counted only: check never removes anything.
-        report.stale_temporaries = self.store.sweep_temporaries(crate::TEMPORARY_IDLE, true)?.0;
+        report.stale_temporaries = self.store.sweep_temporaries(crate::repo::TEMPORARY_IDLE, true)?.0;
         for p in &indexed {
             if !in_store.contains(&p.id.0) {
                 let n = damage.add(

@@ -75,7 +75,7 @@ pub struct HistoryReport {
     /// predecessor). Found by any client, also one that has seen nothing before.
     pub broken_links: Vec<(SnapshotId, SnapshotId)>,
     /// Keyslots that were removed on purpose and are present again (refused when opening).
-    pub reappeared_keyslots: Vec<String>,
+    pub reappeared_keyslots: Vec<crate::id::SlotId>,
     /// Tombstone files that do not read.
     pub damaged_tombstones: Vec<String>,
     /// Snapshots a tombstone this client saw named, whose tombstone is gone: someone without

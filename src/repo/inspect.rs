@@ -339,6 +339,11 @@ impl Repository {
 
     /// Reads, opens and checks one blob (data or tree) by id.
     ///
+    /// Takes an untyped [`Id`], unlike the rest of the API: this is the inspection tool's
+    /// entry, for an id the user typed ([`Repository::resolve_blob`]) whose kind only the
+    /// index knows (the returned [`BlobLocation::kind`]). Readers that know the kind use
+    /// [`Repository::load_tree`] for trees.
+    ///
     /// # Errors
     /// [`Error::NotFound`] when no index knows it; integrity errors naming the pack and offset.
     pub fn read_blob(&self, id: &Id) -> Result<(BlobLocation, Vec<u8>)> {
@@ -346,7 +351,9 @@ impl Repository {
         Ok((loc, crate::pack::read_blob(self.store.as_ref(), &self.keys, id, &loc)?))
     }
 
-    /// The blob whose id is `spec` or starts with it (at least 8 hex digits).
+    /// The blob whose id is `spec` or starts with it (at least 8 hex digits). Untyped: data and
+    /// tree blobs share one id space in the index, and the kind is what the caller asks next
+    /// ([`Repository::blob_kind`]).
     ///
     /// # Errors
     /// [`Error::NotFound`], or [`Error::InvalidArgument`] for a short or ambiguous prefix.
@@ -381,15 +388,8 @@ impl Repository {
         resolve_in(&list_ids(self.store.as_ref(), FileKind::Pack)?, spec, "pack").map(PackId)
     }
 
-    /// The tree of a blob id, decoded.
-    ///
-    /// # Errors
-    /// As [`Repository::load_tree`].
-    pub fn tree(&self, id: &Id) -> Result<Tree> {
-        self.load_tree(&TreeId(*id))
-    }
-
-    /// Kind of a blob id, when the index knows it.
+    /// Kind of a blob id, when the index knows it (an untyped [`Id`], as
+    /// [`Repository::read_blob`] takes: the id of a blob whose kind is yet unknown).
     ///
     /// # Errors
     /// Damaged cache entries.

@@ -13,6 +13,7 @@ use crate::error::{Error, Location, Result};
 use crate::format::keyslot::{self, Argon2Params, Keyslot, NewSlot, SlotKdf};
 use crate::format::recovery_code::RecoveryCode;
 use crate::format::tombstone::TombstoneReason;
+use crate::id::SlotId;
 use crate::repo::{now_secs, Repository};
 use crate::store::{FileKind, Store};
 use crate::vault::PinVault;
@@ -145,8 +146,8 @@ pub fn check_pin(pin: &Passphrase) -> Result<()> {
 /// A keyslot as listed: never any secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyslotInfo {
-    /// Slot id (32 hex digits; the file name under `keys/`).
-    pub id: String,
+    /// Slot id (printed as 32 hex digits: the file name under `keys/`).
+    pub id: SlotId,
     /// `passphrase`, `recovery-code`, `pin` or `device`.
     pub kind: &'static str,
     /// The label given when the slot was made.
@@ -175,7 +176,7 @@ pub(crate) fn write_slot(
     master: &MasterKey,
     cred: NewCredential<'_>,
     label: &str,
-) -> Result<String> {
+) -> Result<SlotId> {
     let salt = random_array()?;
     let (kdf, kdf_out) = match cred {
         NewCredential::Passphrase(pass, params) => {
@@ -194,9 +195,9 @@ pub(crate) fn write_slot(
     let slot =
         NewSlot { repo_id: *repo_id, slot_id: random_array()?, label: label.to_string(), created: now_secs(), kdf };
     let bytes = keyslot::encode(&slot, master, &kdf_out, &random_array()?)?;
-    let name = crate::id::hex_encode(&slot.slot_id);
-    store.put(FileKind::Key, &name, &bytes)?;
-    Ok(name)
+    let id = SlotId::from_bytes(slot.slot_id);
+    store.put(FileKind::Key, &id.to_string(), &bytes)?;
+    Ok(id)
 }
 
 /// Loads every keyslot of the repository `repo_id`; unreadable ones are skipped and the first
@@ -277,7 +278,7 @@ impl SlotFilter {
             && self.fingerprint.as_ref().is_none_or(|f| {
                 crate::repo::trust::same_fingerprint(
                     f,
-                    &crate::repo::trust::fingerprint(&slot.repo_id, &slot.master_id),
+                    &crate::repo::trust::fingerprint_of(&slot.repo_id, &slot.master_id),
                 )
             })
     }
@@ -333,7 +334,7 @@ pub(crate) fn unlock(
     if admitted.is_empty() && !slots.is_empty() {
         if let Some(f) = &filter.fingerprint {
             let found: BTreeSet<String> =
-                slots.iter().map(|s| crate::repo::trust::fingerprint(&s.repo_id, &s.master_id)).collect();
+                slots.iter().map(|s| crate::repo::trust::fingerprint_of(&s.repo_id, &s.master_id)).collect();
             return Err(Error::FingerprintMismatch {
                 expected: f.clone(),
                 found: found.into_iter().collect::<Vec<_>>().join(", "),
@@ -370,7 +371,9 @@ pub(crate) fn unlock(
         let loc = || Location::RepoFile(FileKind::Key.path(&slot.id_hex()));
         match k.and_then(|k| slot.unwrap_master(&k)) {
             // A removed slot that was put back: it opens, and is refused.
-            Ok(_) if filter.revoked.contains(&slot.id_hex()) => return Err(Error::KeyslotRevoked(slot.id_hex())),
+            Ok(_) if filter.revoked.contains(&slot.id_hex()) => {
+                return Err(Error::KeyslotRevoked(SlotId::from_bytes(slot.slot_id)))
+            }
             Ok(m) => return Ok((m, slot.id_hex())),
             // Not this slot: try the next.
             Err(Error::WrongPassphrase) => {}
@@ -464,7 +467,7 @@ impl KeyManager<'_> {
         self.repo.store.as_ref()
     }
 
-    fn add(&self, cred: NewCredential<'_>, label: &str) -> Result<String> {
+    fn add(&self, cred: NewCredential<'_>, label: &str) -> Result<SlotId> {
         write_slot(self.store(), &self.repo.repo_id, &self.repo.master, cred, label)
     }
 
@@ -477,7 +480,7 @@ impl KeyManager<'_> {
         let mut out: Vec<KeyslotInfo> = slots
             .iter()
             .map(|s| KeyslotInfo {
-                id: s.id_hex(),
+                id: SlotId::from_bytes(s.slot_id),
                 kind: s.kdf.kind_name(),
                 label: s.label.clone(),
                 created: s.created,
@@ -493,7 +496,7 @@ impl KeyManager<'_> {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a weak passphrase or bad parameters; store errors.
-    pub fn add_passphrase(&self, passphrase: &Passphrase, params: Argon2Params, label: &str) -> Result<String> {
+    pub fn add_passphrase(&self, passphrase: &Passphrase, params: Argon2Params, label: &str) -> Result<SlotId> {
         self.add(NewCredential::Passphrase(passphrase, params), label)
     }
 
@@ -502,7 +505,7 @@ impl KeyManager<'_> {
     ///
     /// # Errors
     /// Store errors.
-    pub fn add_recovery_code(&self, label: &str) -> Result<(String, RecoveryCode)> {
+    pub fn add_recovery_code(&self, label: &str) -> Result<(SlotId, RecoveryCode)> {
         let code = RecoveryCode::generate()?;
         let id = self.add(NewCredential::RecoveryCode(&code), label)?;
         Ok((id, code))
@@ -512,30 +515,34 @@ impl KeyManager<'_> {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a PIN that is not 4–16 digits; vault and store errors.
-    pub fn add_pin(&self, pin: &Passphrase, vault: &dyn PinVault, params: Argon2Params, label: &str) -> Result<String> {
+    pub fn add_pin(&self, pin: &Passphrase, vault: &dyn PinVault, params: Argon2Params, label: &str) -> Result<SlotId> {
         self.add(NewCredential::Pin(pin, vault, params), label)
     }
 
-    /// The decoded slot (public fields only: salts, parameters, label) whose id is `id` or
-    /// starts with it.
+    /// The decoded slot `id` (public fields only: salts, parameters, label).
     ///
     /// # Errors
-    /// As [`KeyManager::resolve`].
-    pub fn slot(&self, id: &str) -> Result<Keyslot> {
-        self.find(id)
+    /// [`Error::NotFound`] when no readable slot has this id; store errors.
+    pub fn slot(&self, id: &SlotId) -> Result<Keyslot> {
+        self.find(&id.to_string())
     }
 
-    /// The slot whose id is `id` or starts with it.
+    /// The slot whose id is `spec` or starts with it (as a user types it): the one place a
+    /// prefix becomes a [`SlotId`], which the other methods take.
     ///
     /// # Errors
     /// [`Error::NotFound`], or [`Error::InvalidArgument`] when the prefix is ambiguous.
-    pub fn resolve(&self, id: &str) -> Result<KeyslotInfo> {
-        let slot = self.find(id)?;
-        let full = slot.id_hex();
-        self.list()?.into_iter().find(|k| k.id == full).ok_or_else(|| Error::NotFound(format!("keyslot {id}")))
+    pub fn resolve(&self, spec: &str) -> Result<KeyslotInfo> {
+        let slot = self.find(spec)?;
+        let full = SlotId::from_bytes(slot.slot_id);
+        self.list()?.into_iter().find(|k| k.id == full).ok_or_else(|| Error::NotFound(format!("keyslot {spec}")))
     }
 
+    /// The slot whose id is `id` or starts with it.
     fn find(&self, id: &str) -> Result<Keyslot> {
+        if id.is_empty() {
+            return Err(Error::InvalidArgument("an empty keyslot id".into()));
+        }
         let (slots, _) = load_slots(self.store(), &self.repo.repo_id)?;
         let matches: Vec<Keyslot> =
             slots.into_iter().filter(|s| s.id_hex().starts_with(&id.to_ascii_lowercase())).collect();
@@ -546,8 +553,7 @@ impl KeyManager<'_> {
         }
     }
 
-    /// Removes a slot (by id or unique prefix). Refuses to remove the last slot: the data would
-    /// be lost for good.
+    /// Removes slot `id`. Refuses to remove the last slot: the data would be lost for good.
     ///
     /// First a tombstone naming the slot is written (so that every client that opens the
     /// repository later refuses the slot if the provider puts it back), then this client
@@ -558,8 +564,8 @@ impl KeyManager<'_> {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::InvalidArgument`] for the last slot; store errors.
-    pub fn remove(&self, id: &str) -> Result<()> {
-        let slot = self.find(id)?;
+    pub fn remove(&self, id: &SlotId) -> Result<()> {
+        let slot = self.slot(id)?;
         let (slots, _) = load_slots(self.store(), &self.repo.repo_id)?;
         if slots.len() <= 1 {
             return Err(Error::InvalidArgument(format!(
@@ -587,7 +593,7 @@ impl KeyManager<'_> {
     /// # Errors
     /// [`Error::InvalidArgument`] when this client keeps no state ([`ClientState::Disabled`](crate::ClientState::Disabled));
     /// store and I/O errors.
-    pub fn add_device_key(&self, label: &str) -> Result<String> {
+    pub fn add_device_key(&self, label: &str) -> Result<SlotId> {
         if !self.repo.has_pin() {
             return Err(Error::InvalidArgument(
                 "a device key lives in this client's state folder, and this repository was opened without one".into(),
@@ -595,7 +601,7 @@ impl KeyManager<'_> {
         }
         let secret = SecretKey::from_bytes(random_array()?);
         let id = self.add(NewCredential::Device(&secret), label)?;
-        let replaced = self.repo.pin_device_key(&id, secret)?;
+        let replaced = self.repo.pin_device_key(&id.to_string(), secret)?;
         if let Some(old) = replaced {
             // One device key per client and repository: the one it replaces goes.
             if let Ok(slot) = self.find(&old) {
@@ -616,8 +622,8 @@ impl KeyManager<'_> {
     /// # Errors
     /// [`Error::InvalidArgument`] when the slot is not a passphrase slot or `new` is weak;
     /// [`Error::Integrity`] when the old slot was altered.
-    pub fn change_passphrase(&self, id: &str, new: &Passphrase, params: Option<Argon2Params>) -> Result<String> {
-        let slot = self.find(id)?;
+    pub fn change_passphrase(&self, id: &SlotId, new: &Passphrase, params: Option<Argon2Params>) -> Result<SlotId> {
+        let slot = self.slot(id)?;
         let SlotKdf::Passphrase { params: old, .. } = slot.kdf else {
             return Err(Error::InvalidArgument(format!(
                 "keyslot {} is a {} slot, not a passphrase slot",
@@ -636,8 +642,8 @@ impl KeyManager<'_> {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when the slot is not a PIN slot or the PIN is malformed.
-    pub fn change_pin(&self, id: &str, new_pin: &Passphrase, vault: &dyn PinVault) -> Result<String> {
-        let slot = self.find(id)?;
+    pub fn change_pin(&self, id: &SlotId, new_pin: &Passphrase, vault: &dyn PinVault) -> Result<SlotId> {
+        let slot = self.slot(id)?;
         let SlotKdf::Pin { params, vault_id, .. } = slot.kdf else {
             return Err(Error::InvalidArgument(format!(
                 "keyslot {} is a {} slot, not a PIN slot",
@@ -657,8 +663,8 @@ impl KeyManager<'_> {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when the slot is not a recovery-code slot.
-    pub fn rotate_recovery_code(&self, id: &str) -> Result<(String, RecoveryCode)> {
-        let slot = self.find(id)?;
+    pub fn rotate_recovery_code(&self, id: &SlotId) -> Result<(SlotId, RecoveryCode)> {
+        let slot = self.slot(id)?;
         if !matches!(slot.kdf, SlotKdf::RecoveryCode { .. }) {
             return Err(Error::InvalidArgument(format!(
                 "keyslot {} is a {} slot, not a recovery-code slot",
@@ -682,7 +688,7 @@ fn at_least_default(params: Argon2Params) -> Argon2Params {
 /// config says nothing about the master key before it is decrypted).
 pub(crate) fn fingerprints_of_slots(store: &dyn Store, repo_id: &[u8; 16]) -> String {
     let found: BTreeSet<String> = load_slots(store, repo_id)
-        .map(|(slots, _)| slots.iter().map(|s| crate::repo::trust::fingerprint(&s.repo_id, &s.master_id)).collect())
+        .map(|(slots, _)| slots.iter().map(|s| crate::repo::trust::fingerprint_of(&s.repo_id, &s.master_id)).collect())
         .unwrap_or_default();
     if found.is_empty() {
         format!("unknown (repository id {}, no readable keyslot)", crate::id::hex_encode(repo_id))

@@ -120,15 +120,15 @@ impl RepoLock {
         let limit = self.stale_after.saturating_sub(Duration::from_secs(60).min(self.stale_after / 2));
         if written.elapsed() > limit {
             return Err(Error::Locked(format!(
-                "this process's own lock could not be refreshed for {} s, so other clients may ignore it; stopped before changing anything, run the command again",
+                "this process's own lock could not be refreshed for {} s, so other clients may ignore it; stopped before changing anything, try the operation again",
                 written.elapsed().as_secs()
             )));
         }
-        // Removed by another client's `unlock --force`: that client may act as if we were gone.
+        // Removed by another client's forced unlock: that client may act as if we were gone.
         match self.store.size(FileKind::Lock, &id.to_hex()) {
             Ok(_) => Ok(()),
             Err(Error::NotFound(_)) => Err(Error::Locked(
-                "this process's own lock file was removed (by `unlock --force`?); stopped before changing anything, run the command again".into(),
+                "this process's own lock file was removed (another client forced an unlock?); stopped before changing anything, try the operation again".into(),
             )),
             Err(e) => Err(e),
         }

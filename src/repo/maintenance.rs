@@ -94,7 +94,7 @@ pub struct PruneReport {
     /// Index files replaced by the new one.
     pub index_files_replaced: u64,
     /// Temporary files left by writes that were killed mid-way, removed (idle for longer
-    /// than [`TEMPORARY_IDLE`]).
+    /// than an hour).
     pub temporaries_removed: u64,
     /// Their bytes (what removing them frees).
     pub temporary_bytes: u64,

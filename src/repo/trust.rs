@@ -38,7 +38,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{contexts, SecretKey};
 use crate::error::{Error, Location, Result, ResultExt};
-use crate::id::{hex_encode, Id, SnapshotId};
+use crate::id::{hex_encode, Id, RepoId, SlotId, SnapshotId};
 use crate::repo::history::{self, HistoryReport};
 use crate::repo::Repository;
 
@@ -88,7 +88,12 @@ impl ClientState {
 /// repository id ‖ master id)`, its first 16 bytes as 8 groups of 4 hex digits. Public: it
 /// names the repository and its key domain, and reveals neither.
 #[must_use]
-pub fn fingerprint(repo_id: &[u8; 16], master_id: &Id) -> String {
+pub fn fingerprint(repo_id: &RepoId, master_id: &Id) -> String {
+    fingerprint_of(repo_id.as_bytes(), master_id)
+}
+
+/// [`fingerprint`] of the raw ids, as the config and keyslots hold them.
+pub(crate) fn fingerprint_of(repo_id: &[u8; 16], master_id: &Id) -> String {
     let mut material = [0u8; 48];
     material[..16].copy_from_slice(repo_id);
     material[16..].copy_from_slice(&master_id.0);
@@ -120,7 +125,7 @@ pub(crate) struct Pin {
 
 impl Pin {
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.repo_id, &self.master_id)
+        fingerprint_of(&self.repo_id, &self.master_id)
     }
 
     fn encode(&self) -> Zeroizing<String> {
@@ -359,7 +364,7 @@ impl Repository {
             return Err(Error::RepositoryReplaced {
                 location: self.store.describe(),
                 pinned: pin.fingerprint(),
-                found: fingerprint(&self.repo_id, &master_id),
+                found: fingerprint_of(&self.repo_id, &master_id),
             });
         }
         let mut report = history::verify(
@@ -374,7 +379,9 @@ impl Repository {
         // passphrase slot once must not lock this client out of its own repository.
         let present: BTreeSet<String> = crate::repo::keys::slot_names(self.store.as_ref())?.into_iter().collect();
         pin.revoked_slots.extend(tombs.keyslots.iter().cloned());
-        report.reappeared_keyslots = present.intersection(&pin.revoked_slots).cloned().collect();
+        // Names from the listing are 32 hex digits (`slot_names`), so every one parses.
+        report.reappeared_keyslots =
+            present.intersection(&pin.revoked_slots).filter_map(|name| name.parse::<SlotId>().ok()).collect();
         pin.known_slots = present.difference(&pin.revoked_slots).cloned().collect();
         if !self.opened_slot.is_empty() {
             pin.slot = Some(self.opened_slot.clone());
@@ -407,7 +414,7 @@ impl Repository {
     /// The repository's fingerprint (see [`fingerprint`]).
     #[must_use]
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.repo_id, &self.master.id())
+        fingerprint_of(&self.repo_id, &self.master.id())
     }
 
     /// True when this open was the first contact with the repository at this location: it
@@ -545,10 +552,11 @@ mod tests {
 
     #[test]
     fn fingerprints_compare_as_typed() {
-        let f = fingerprint(&[1; 16], &Id([2; 32]));
+        let f = fingerprint(&RepoId::from_bytes([1; 16]), &Id([2; 32]));
         assert_eq!(f.len(), 39, "{f}");
+        assert_eq!(f, fingerprint_of(&[1; 16], &Id([2; 32])));
         assert!(same_fingerprint(&f, &f.to_uppercase().replace('-', " ")));
-        assert!(!same_fingerprint(&f, &fingerprint(&[1; 16], &Id([3; 32]))));
+        assert!(!same_fingerprint(&f, &fingerprint_of(&[1; 16], &Id([3; 32]))));
         assert!(!same_fingerprint("", ""));
     }
 }

@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use packvault::format::config::{ChunkerParams, ConfigFile, Settings};
 use packvault::format::keyslot::{self, Argon2Params, NewSlot, SlotKdf};
-use packvault::hazmat;
+use packvault::hazmat::{self, MasterKey};
 use packvault::{
-    ClientState, Credentials, ErrorKind, FileKind, FileMeta, MasterKey, MemoryStore, OpenOptions, Passphrase,
-    Repository, Store,
+    ClientState, Credentials, ErrorKind, FileKind, FileMeta, MemoryStore, OpenOptions, Passphrase, Repository, Store,
 };
 
 use crate::{fast_init, PASS};
@@ -72,7 +71,7 @@ fn a_swapped_repository_is_refused_before_any_key_derivation() {
     let mut repo = phone.init(&store);
     backup(&mut repo, "day one");
     let pinned = repo.fingerprint();
-    let repo_id = repo.id();
+    let repo_id = *repo.id().as_bytes();
     drop(repo);
 
     // The provider guessed the passphrase and made its own repository, served at the same
@@ -192,7 +191,7 @@ fn a_removed_keyslot_put_back_opens_nothing() {
     let store = Arc::new(MemoryStore::new());
     let repo = phone.init(&store);
     let (id, code) = repo.keys().add_recovery_code("paper").unwrap();
-    let slot_file = FileKind::Key.path(&id);
+    let slot_file = FileKind::Key.path(&id.to_string());
     let saved = store.snapshot_files()[&slot_file].clone();
     repo.keys().remove(&id).unwrap();
     drop(repo);
@@ -210,7 +209,7 @@ fn a_removed_keyslot_put_back_opens_nothing() {
     // The passphrase still opens; the listing and check name the slot.
     let repo = phone.open(&store, &Credentials::passphrase(PASS)).unwrap();
     assert!(repo.keys().list().unwrap().iter().any(|k| k.id == id && k.revoked));
-    assert_eq!(repo.history_report().reappeared_keyslots, vec![id.clone()]);
+    assert_eq!(repo.history_report().reappeared_keyslots, vec![id]);
     assert!(!repo.check(packvault::CheckOptions::default()).unwrap().is_ok());
 }
 
@@ -224,7 +223,7 @@ fn key_passwd_never_copies_lowered_kdf_parameters() {
         repo.keys().add_passphrase(&Passphrase::new("second passphrase for the tablet"), strong, "tablet").unwrap();
 
     // The provider lowers the slot's Argon2 parameters to the minimum (in the plaintext part).
-    let path = FileKind::Key.path(&id);
+    let path = FileKind::Key.path(&id.to_string());
     let mut bytes = store.snapshot_files()[&path].clone();
     let label_len = usize::from(bytes[41]);
     let at = 84 + label_len;
@@ -233,7 +232,7 @@ fn key_passwd_never_copies_lowered_kdf_parameters() {
     store.overwrite(&path, bytes);
     let e = repo.keys().change_passphrase(&id, &Passphrase::new("a new passphrase for the tablet"), None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
-    assert!(store.list(FileKind::Key).unwrap().contains(&id), "the old slot stays");
+    assert!(store.list(FileKind::Key).unwrap().contains(&id.to_string()), "the old slot stays");
 
     // An untouched slot with parameters below the defaults: the new one gets the defaults.
     let cheap =
@@ -252,7 +251,7 @@ fn device_keys_open_without_the_passphrase_until_removed() {
     drop(repo);
     let repo = phone.open(&store, &Credentials::DeviceKey).unwrap();
     let me = repo.keys().list().unwrap().into_iter().find(|k| k.in_use).unwrap();
-    assert_eq!((me.id.as_str(), me.kind), (id.as_str(), "device"));
+    assert_eq!((me.id, me.kind), (id, "device"));
     // Another device has no such key.
     let laptop = Device::new();
     assert_eq!(laptop.open(&store, &Credentials::DeviceKey).unwrap_err().kind(), ErrorKind::NotFound);
@@ -333,7 +332,7 @@ fn hiding_a_keyslot_once_does_not_revoke_it() {
     repo.keys().add_device_key("phone").unwrap();
     let pass_slot = repo.keys().list().unwrap().into_iter().find(|k| k.kind == "passphrase").unwrap().id;
     drop(repo);
-    let path = FileKind::Key.path(&pass_slot);
+    let path = FileKind::Key.path(&pass_slot.to_string());
     let saved = store.snapshot_files()[&path].clone();
     store.remove(&path);
     phone.open(&store, &Credentials::DeviceKey).unwrap();

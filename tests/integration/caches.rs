@@ -16,7 +16,7 @@ use crate::{new_local_repo, reopen};
 
 /// The folder of the repository's caches under `cache`.
 fn repo_cache_dir(cache: &Path, repo: &Repository) -> PathBuf {
-    cache.join(repo.id().iter().map(|b| format!("{b:02x}")).collect::<String>())
+    cache.join(repo.id().to_string())
 }
 
 fn chunks_of(repo: &Repository, record: &packvault::format::snapshot::SnapshotRecord, name: &str) -> Vec<ChunkId> {
@@ -119,7 +119,7 @@ fn forged_caches_naming_chunks_that_are_not_stored_do_not_make_a_backup_skip_the
     // and lists `fake`, of big.bin's length, in a pack that does not exist.
     let mut ic = b"PVICAC".to_vec();
     ic.extend_from_slice(&1u16.to_le_bytes());
-    ic.extend_from_slice(&repo.id());
+    ic.extend_from_slice(repo.id().as_bytes());
     for n in [0u64, 1, 1] {
         ic.extend_from_slice(&n.to_le_bytes());
     }

@@ -45,7 +45,7 @@ fn every_slot_kind_opens_and_wrong_credentials_have_their_own_errors() {
     list.sort_by_key(|k| k.kind);
     assert_eq!(list.iter().map(|k| k.kind).collect::<Vec<_>>(), ["passphrase", "pin", "recovery-code"]);
     assert!(list[0].in_use && !list[1].in_use && !list[2].in_use, "{list:?}");
-    assert_eq!((list[1].id.as_str(), list[2].label.as_str()), (pin_id.as_str(), "paper"));
+    assert_eq!((list[1].id, list[2].label.as_str()), (pin_id, "paper"));
 
     let by_code = open(&s.store, &Credentials::recovery_code(&code.to_text()).unwrap()).unwrap();
     assert_eq!(by_code.id(), s.repo.id());
@@ -100,7 +100,8 @@ fn removed_rotated_and_last_slots() {
     let keys = s.repo.keys();
     let second = keys.add_passphrase(&Passphrase::new("second passphrase 2"), FAST, "laptop").unwrap();
     open(&s.store, &Credentials::passphrase("second passphrase 2")).unwrap();
-    keys.remove(&second[..8]).unwrap();
+    // As a user types it: a prefix, resolved to the slot id.
+    keys.remove(&keys.resolve(&second.to_string()[..8]).unwrap().id).unwrap();
     let e = open(&s.store, &Credentials::passphrase("second passphrase 2")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WrongPassphrase, "a removed slot stops working: {e}");
 

@@ -7,8 +7,8 @@ use packvault::format::blob::{BlobKind, Codec};
 use packvault::format::config::ChunkerParams;
 use packvault::format::snapshot::{NodeContent, Tree};
 use packvault::format::{config, index, keyslot, lock, pack, snapshot};
-use packvault::hazmat::{self, Keys};
-use packvault::{Chunker, ErrorKind, FileKind, Id, Store};
+use packvault::hazmat::{self, Chunker, Keys};
+use packvault::{ErrorKind, FileKind, Id, Store};
 
 use crate::vectors::{self, hex, master, unhex, Vector};
 

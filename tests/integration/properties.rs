@@ -11,10 +11,10 @@ use packvault::format::pack::{self, BlobEntry};
 use packvault::format::padding::padme;
 use packvault::format::snapshot::{self, Node, NodeContent, SnapshotRecord, Summary, Tree};
 use packvault::format::{config, index};
-use packvault::hazmat::{self, Keys};
+use packvault::hazmat::{self, Keys, MasterKey};
 use packvault::{
-    ChunkId, Credentials, FileMeta, Id, MasterKey, MemoryStore, PackId, RecoveryCode, Repository, RestoreOptions,
-    SecretKey, SnapshotId, TreeId,
+    ChunkId, Credentials, FileMeta, Id, MemoryStore, PackId, RecoveryCode, Repository, RestoreOptions, SecretKey,
+    SnapshotId, TreeId,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;

@@ -19,9 +19,10 @@ use packvault::format::blob::BlobKind;
 use packvault::format::index::{IndexFile, IndexPack};
 use packvault::format::lock;
 use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord, Summary, Tree, MAX_TREE_DEPTH};
+use packvault::hazmat::{self, MasterKey};
 use packvault::{
-    hazmat, CheckOptions, Credentials, ErrorKind, FileKind, FileMeta, Id, MasterKey, MemoryStore, OpenOptions, PackId,
-    RestoreOptions, Store,
+    CheckOptions, Credentials, ErrorKind, FileKind, FileMeta, Id, MemoryStore, OpenOptions, PackId, RestoreOptions,
+    Store,
 };
 
 use crate::{fast_init, PASS};

@@ -397,8 +397,9 @@ fn pristine() -> Pristine {
     let base = days.dir.join("base");
     let store = Arc::new(LocalStore::create(base.join("repo")).unwrap());
     let mut repo = Repository::init(store, &Credentials::passphrase(PASS), init_options(&base.join("cache"))).unwrap();
-    let pass_slot = repo.keys().list().unwrap()[0].id.clone();
+    let pass_slot = repo.keys().list().unwrap()[0].id.to_string();
     let (code_slot, code) = repo.keys().add_recovery_code("drawer").unwrap();
+    let code_slot = code_slot.to_string();
     let snaps = days.srcs.iter().map(|s| backup(&mut repo, s).unwrap()).collect();
     Pristine { days, base, snaps, code: code.to_text().to_string(), pass_slot, code_slot }
 }

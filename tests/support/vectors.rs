@@ -16,8 +16,8 @@ use packvault::format::index::{IndexFile, IndexPack};
 use packvault::format::keyslot::{self, Argon2Params, NewSlot, SlotKdf};
 use packvault::format::lock::{self, LockKind, LockRecord};
 use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord, Summary, Tree};
-use packvault::hazmat::{self, Keys};
-use packvault::{gear_table, Chunker, MasterKey, PackId, RecoveryCode, SecretKey, SnapshotId};
+use packvault::hazmat::{self, gear_table, Chunker, Keys, MasterKey};
+use packvault::{PackId, RecoveryCode, SecretKey, SnapshotId};
 
 /// One vector file.
 pub struct Vector {

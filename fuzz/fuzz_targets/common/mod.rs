@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use packvault::hazmat::Keys;
-use packvault::MasterKey;
+use packvault::hazmat::{Keys, MasterKey};
 
 /// The master key of the fixture repository.
 pub const MASTER: [u8; 32] = [0x42; 32];
