@@ -11,6 +11,7 @@ mod lock;
 mod maintenance;
 mod restore;
 mod trust;
+mod walk;
 
 pub use backup::{BackupOutcome, BackupSession, FileMeta};
 pub use check::{CheckOptions, CheckReport, DataSubset, Problem};
@@ -23,6 +24,7 @@ pub use lock::{LockInfo, LockKind, LockRecord, RepoLock};
 pub use maintenance::{ForgetPolicy, ForgetReport, PruneOptions, PruneReport, RepairReport, TEMPORARY_IDLE};
 pub use restore::{RestoreOptions, RestoreReport, RestoreWarning};
 pub use trust::{fingerprint, forget_pin, has_device_key, pinned_fingerprint, ClientState};
+pub(crate) use walk::join;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -34,7 +36,7 @@ use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::BlobKind;
 use crate::format::config::{self, ChunkerParams, ConfigFile, Settings};
 use crate::format::keyslot::Argon2Params;
-use crate::format::snapshot::{self, check_tree_depth, Node, NodeContent, SnapshotRecord, Tree};
+use crate::format::snapshot::{self, SnapshotRecord, Tree};
 use crate::id::{Id, RepoId, SnapshotId, TreeId};
 use crate::index::{self, Index};
 use crate::pack;
@@ -477,73 +479,6 @@ impl Repository {
         Tree::decode(&bytes).at(|| Location::Blob(id.0))
     }
 
-    /// The nodes under `path` (a `/`-separated path inside the snapshot, "" for the root),
-    /// recursively when `recursive`, as (path, node) pairs in tree order.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] when `path` does not exist; tree read errors.
-    pub fn list(&self, snapshot: &SnapshotRecord, path: &str, recursive: bool) -> Result<Vec<(String, Node)>> {
-        let mut out = Vec::new();
-        let root = self.load_tree(&snapshot.root).at(|| Location::SnapshotPath("/".into()))?;
-        let (prefix, tree) = match self.follow_path(&root, path)?.pop() {
-            None => (String::new(), root),
-            Some(PathStep { path, node, tree: Some(tree) }) => {
-                out.push((path.clone(), node));
-                (path, tree)
-            }
-            Some(PathStep { path, node, tree: None }) => return Ok(vec![(path, node)]),
-        };
-        self.walk_into(&prefix, &tree, recursive, &mut out)?;
-        Ok(out)
-    }
-
-    fn walk_into(&self, prefix: &str, tree: &Tree, recursive: bool, out: &mut Vec<(String, Node)>) -> Result<()> {
-        for node in &tree.nodes {
-            let p = join(prefix, &node.name_lossy());
-            out.push((p.clone(), node.clone()));
-            if let (true, NodeContent::Dir { tree }) = (recursive, &node.content) {
-                check_tree_depth(&p).at(|| Location::SnapshotPath(p.clone()))?;
-                let sub = self.load_tree(tree).at(|| Location::SnapshotPath(p.clone()))?;
-                self.walk_into(&p, &sub, true, out)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Follows `path` (`/`-separated; empty and `.` components skipped) down from `root`: one
-    /// step per component, each folder's tree loaded; no steps for the root itself.
-    pub(crate) fn follow_path(&self, root: &Tree, path: &str) -> Result<Vec<PathStep>> {
-        let mut steps: Vec<PathStep> = Vec::new();
-        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
-            let (node, here) = {
-                let (tree, so_far) = match steps.last() {
-                    None => (root, ""),
-                    Some(PathStep { tree: Some(t), path: p, .. }) => (t, p.as_str()),
-                    Some(PathStep { path: p, .. }) => {
-                        return Err(Error::NotFound(format!("{path} in the snapshot ({p} is not a folder)")))
-                    }
-                };
-                let here = join(so_far, part);
-                let node = tree
-                    .nodes
-                    .iter()
-                    .find(|n| n.name == part.as_bytes())
-                    .cloned()
-                    .ok_or_else(|| Error::NotFound(format!("{here} in the snapshot")))?;
-                (node, here)
-            };
-            let tree = match &node.content {
-                NodeContent::Dir { tree } => {
-                    check_tree_depth(&here).at(|| Location::SnapshotPath(here.clone()))?;
-                    Some(self.load_tree(tree).at(|| Location::SnapshotPath(here.clone()))?)
-                }
-                _ => None,
-            };
-            steps.push(PathStep { path: here, node, tree });
-        }
-        Ok(steps)
-    }
-
     /// Packs in the store that no index names (left by a backup that stopped before its
     /// index file, or written right now by a concurrent backup): their directories are read
     /// and their blobs join this session's index, so the data is reused instead of uploaded
@@ -599,16 +534,6 @@ struct TrustInputs {
     tombs: history::Tombstones,
 }
 
-/// One component of a path inside a snapshot (see [`Repository::follow_path`]).
-pub(crate) struct PathStep {
-    /// The path so far.
-    pub path: String,
-    /// Its node.
-    pub node: Node,
-    /// The node's tree, when it is a folder.
-    pub tree: Option<Tree>,
-}
-
 /// Reads the config file (bounded); a store without one holds no repository.
 fn read_config(store: &dyn Store) -> Result<Vec<u8>> {
     match crate::store::get_bounded(
@@ -621,13 +546,5 @@ fn read_config(store: &dyn Store) -> Result<Vec<u8>> {
         Ok(b) => Ok(b),
         Err(Error::NotFound(_)) => Err(Error::NotARepository(format!("{} has no config file", store.describe()))),
         Err(e) => Err(e.at(Location::RepoFile("config".into()))),
-    }
-}
-
-pub(crate) fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}/{name}")
     }
 }

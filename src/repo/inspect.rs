@@ -7,9 +7,10 @@ use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::BlobKind;
 use crate::format::index::IndexFile;
 use crate::format::pack::PackDirectory;
-use crate::format::snapshot::{check_tree_depth, check_tree_level, Node, NodeContent, SnapshotRecord, Tree};
+use crate::format::snapshot::{Node, NodeContent, SnapshotRecord};
 use crate::id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId};
 use crate::index::{self, BlobLocation};
+use crate::repo::walk::{self, Step};
 use crate::repo::{join, Repository};
 use crate::store::{list_ids, FileKind};
 
@@ -112,6 +113,23 @@ fn histogram(sizes: impl Iterator<Item = u64>) -> Vec<Bucket> {
     out
 }
 
+/// Files, their bytes and their chunk references below a tree (saturating: trees claim
+/// sizes, and a shared subtree counts once per path).
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    files: u64,
+    bytes: u64,
+    refs: u64,
+}
+
+impl Totals {
+    fn add(&mut self, t: Totals) {
+        self.files = self.files.saturating_add(t.files);
+        self.bytes = self.bytes.saturating_add(t.bytes);
+        self.refs = self.refs.saturating_add(t.refs);
+    }
+}
+
 fn file_size(n: &Node) -> u64 {
     match &n.content {
         NodeContent::File { size, .. } => *size,
@@ -130,16 +148,14 @@ impl Repository {
             None => self.snapshots()?,
         };
         // Per distinct tree: files, bytes and chunk references below it (computed once).
-        let mut totals: HashMap<TreeId, (u64, u64, u64)> = HashMap::new();
+        let mut totals: HashMap<TreeId, Totals> = HashMap::new();
         let mut chunks: HashSet<ChunkId> = HashSet::new();
-        let (mut files, mut logical, mut refs) = (0, 0, 0);
+        let mut all = Totals::default();
         for (id, s) in &snaps {
-            let (f, b, r) = self.tree_totals(s.root, 0, &mut totals, &mut chunks).at(|| Location::Snapshot(*id))?;
-            // Saturating: trees claim sizes, and shared subtrees count once per path.
-            files = u64::saturating_add(files, f);
-            logical = u64::saturating_add(logical, b);
-            refs = u64::saturating_add(refs, r);
+            let t = self.tree_totals(s.root, &mut totals, &mut chunks).at(|| Location::Snapshot(*id))?;
+            all.add(t);
         }
+        let Totals { files, bytes: logical, refs } = all;
         let (mut raw, mut stored, mut sizes) = (0u64, 0u64, Vec::with_capacity(chunks.len()));
         for c in &chunks {
             let loc = self
@@ -172,34 +188,47 @@ impl Repository {
         })
     }
 
+    /// The totals below the tree `root`, and of every tree under it, each distinct tree walked
+    /// once (a tree already in `totals` is skipped).
     fn tree_totals(
         &self,
-        id: TreeId,
-        level: usize,
-        totals: &mut HashMap<TreeId, (u64, u64, u64)>,
+        root: TreeId,
+        totals: &mut HashMap<TreeId, Totals>,
         chunks: &mut HashSet<ChunkId>,
-    ) -> Result<(u64, u64, u64)> {
-        if let Some(t) = totals.get(&id) {
+    ) -> Result<Totals> {
+        if let Some(t) = totals.get(&root) {
             return Ok(*t);
         }
-        check_tree_level(level)?;
-        let tree = self.load_tree(&id)?;
-        let mut t = (0u64, 0u64, 0u64);
-        for n in &tree.nodes {
-            match &n.content {
-                NodeContent::File { size, chunks: cs } => {
-                    t.0 += 1;
-                    t.1 = u64::saturating_add(t.1, *size);
-                    t.2 += cs.len() as u64;
-                    chunks.extend(cs.iter().copied());
+        // The folders being walked, the innermost last, with their totals so far.
+        let mut open: Vec<(TreeId, Totals)> = vec![(root, Totals::default())];
+        let mut walk = self.walk(root, "");
+        while let Some(step) = walk.next() {
+            match step? {
+                Step::Node { node, .. } => {
+                    let here = &mut open.last_mut().expect("the root stays open").1;
+                    match node.content {
+                        NodeContent::File { size, chunks: cs } => {
+                            here.add(Totals { files: 1, bytes: size, refs: cs.len() as u64 });
+                            chunks.extend(cs);
+                        }
+                        NodeContent::Dir { tree } => match totals.get(&tree) {
+                            Some(t) => {
+                                here.add(*t);
+                                walk.skip_subtree();
+                            }
+                            None => open.push((tree, Totals::default())),
+                        },
+                        NodeContent::Symlink { .. } => {}
+                    }
                 }
-                NodeContent::Dir { tree } => {
-                    let sub = self.tree_totals(*tree, level + 1, totals, chunks)?;
-                    t = (t.0.saturating_add(sub.0), t.1.saturating_add(sub.1), t.2.saturating_add(sub.2));
+                Step::Leave { .. } => {
+                    let (id, t) = open.pop().expect("a folder left was entered");
+                    totals.insert(id, t);
+                    open.last_mut().expect("the root stays open").1.add(t);
                 }
-                NodeContent::Symlink { .. } => {}
             }
         }
+        let (id, t) = open.pop().expect("the root");
         totals.insert(id, t);
         Ok(t)
     }
@@ -214,7 +243,8 @@ impl Repository {
         let mut out = Vec::new();
         let names_only = !pattern.contains('/');
         for (id, rec) in self.snapshots()? {
-            for (path, _) in self.list(&rec, "", true)? {
+            for step in self.walk(rec.root, "") {
+                let Step::Node { path, .. } = step? else { continue };
                 let subject = if names_only { path.rsplit('/').next().unwrap_or(&path) } else { path.as_str() };
                 if glob_match(pattern.as_bytes(), subject.as_bytes()) {
                     out.push((id, rec.clone(), path));
@@ -231,22 +261,22 @@ impl Repository {
     /// Unreadable trees.
     pub fn diff(&self, a: &SnapshotRecord, b: &SnapshotRecord) -> Result<Vec<DiffEntry>> {
         let mut out = Vec::new();
-        self.diff_trees("", Some(a.root), Some(b.root), &mut out)?;
+        self.diff_trees("", 0, a.root, b.root, &mut out)?;
         Ok(out)
     }
 
-    fn diff_trees(&self, prefix: &str, a: Option<TreeId>, b: Option<TreeId>, out: &mut Vec<DiffEntry>) -> Result<()> {
+    /// The differences below the folder at `prefix` (whose trees lie at `level`), present in
+    /// both snapshots.
+    ///
+    /// Two trees walked in step, a merge of two name-ordered lists, so this is not a
+    /// [`TreeWalk`](super::walk::TreeWalk) (which follows one tree): entering a folder goes
+    /// through [`walk::enter`], the walker's own depth check and read, and the paths present on
+    /// one side only are listed by the walker ([`Repository::diff_one_side`]).
+    fn diff_trees(&self, prefix: &str, level: usize, a: TreeId, b: TreeId, out: &mut Vec<DiffEntry>) -> Result<()> {
         if a == b {
             return Ok(());
         }
-        check_tree_depth(prefix).at(|| Location::SnapshotPath(prefix.to_string()))?;
-        let load = |t: Option<TreeId>| -> Result<Tree> {
-            t.map_or_else(
-                || Ok(Tree::default()),
-                |t| self.load_tree(&t).at(|| Location::SnapshotPath(prefix.to_string())),
-            )
-        };
-        let (ta, tb) = (load(a)?, load(b)?);
+        let (ta, tb) = (walk::enter(self, &a, prefix, level)?, walk::enter(self, &b, prefix, level)?);
         let (mut i, mut j) = (0, 0);
         while i < ta.nodes.len() || j < tb.nodes.len() {
             let (na, nb) = (ta.nodes.get(i), tb.nodes.get(j));
@@ -279,7 +309,7 @@ impl Repository {
                                     size_after: 0,
                                 });
                             }
-                            self.diff_trees(&path, Some(*p), Some(*q), out)?;
+                            self.diff_trees(&path, level + 1, *p, *q, out)?;
                         }
                         (cx, cy) if cx == cy => {
                             if x != y {
@@ -309,13 +339,19 @@ impl Repository {
 
     /// A path present on one side only: itself and, for a folder, everything below it.
     fn diff_one_side(&self, prefix: &str, n: &Node, change: Change, out: &mut Vec<DiffEntry>) -> Result<()> {
+        let entry = |path: String, n: &Node| {
+            let size = file_size(n);
+            let (size_before, size_after) = if change == Change::Added { (0, size) } else { (size, 0) };
+            DiffEntry { path, change, size_before, size_after }
+        };
         let path = join(prefix, &n.name_lossy());
-        let size = file_size(n);
-        let (size_before, size_after) = if change == Change::Added { (0, size) } else { (size, 0) };
-        out.push(DiffEntry { path: path.clone(), change, size_before, size_after });
+        out.push(entry(path.clone(), n));
         if let NodeContent::Dir { tree } = &n.content {
-            let (a, b) = if change == Change::Added { (None, Some(*tree)) } else { (Some(*tree), None) };
-            self.diff_trees(&path, a, b, out)?;
+            for step in self.walk(*tree, &path) {
+                if let Step::Node { path, node } = step? {
+                    out.push(entry(path, &node));
+                }
+            }
         }
         Ok(())
     }
