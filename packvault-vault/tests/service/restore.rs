@@ -38,7 +38,7 @@ fn a_new_device_restores_with_the_pin_and_the_vault_url_only() {
 }
 
 /// The enrollment id stored in PIN slot `slot`.
-pub fn vault_id_of(fixture: &Fixture, slot: &str) -> [u8; 16] {
+pub fn vault_id_of(fixture: &Fixture, slot: &packvault::SlotId) -> [u8; 16] {
     let repo = fixture.open_device1();
     match repo.keys().slot(slot).unwrap().kdf {
         packvault::format::keyslot::SlotKdf::Pin { vault_id, .. } => vault_id,

@@ -213,7 +213,7 @@ impl Fixture {
     }
 
     /// Device 1 adds a PIN slot enrolled in `vault`.
-    pub fn add_pin(&self, vault: &dyn packvault::PinVault, pin: &str) -> String {
+    pub fn add_pin(&self, vault: &dyn packvault::PinVault, pin: &str) -> packvault::SlotId {
         let repo = self.open_device1();
         repo.keys().add_pin(&packvault::Passphrase::new(pin), vault, TEST_KDF, "pin").unwrap()
     }
