@@ -62,8 +62,9 @@
 //! The crate root re-exports what an application that archives data needs; everything else is
 //! private. The building blocks behind it (the master key and its subkeys, the keyed chunker,
 //! explicit nonces, the index cache's file names) are only reachable through the `hazmat`
-//! feature: an application built without it cannot make a repository around a key of its
-//! choosing, nor reuse a nonce.
+//! feature: an application built without it can neither make a repository around a key of
+//! its choosing nor read out a repository's subkeys (so no encoder that takes an explicit
+//! nonce can be used with them).
 //!
 //! # Crate features
 //! - `hazmat` (off): `packvault::hazmat` — raw subkeys, explicit nonces, repositories made or
