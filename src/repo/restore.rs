@@ -65,6 +65,7 @@ use self::target::{Dirs, Made};
 use crate::error::Result;
 use crate::format::snapshot::{NodeContent, SnapshotRecord};
 use crate::id::{Id, PackId};
+use crate::pack::PackReader;
 use crate::repo::Repository;
 
 /// What to restore, and where.
@@ -226,7 +227,7 @@ impl Repository {
             })
             .collect();
         let mut files = Files::new(jobs, &dirs, options.overwrite, options.sync, budget.files);
-        let prepare = |i: usize| -> std::result::Result<Vec<crate::index::BlobLocation>, String> {
+        let prepare = |i: usize| -> std::result::Result<Vec<crate::pack::BlobLocation>, String> {
             let f = &plan.files[i];
             let parent = parents[i].clone()?;
             if !dirs.is_ready(parent) {
@@ -278,10 +279,10 @@ impl Repository {
         }
         drop(by_chunk);
 
-        // Read coalesced ranges in parallel; each file is finished by the worker that writes
-        // its last chunk.
+        // Read coalesced ranges in parallel, each worker with its own reader (and buffers);
+        // each file is finished by the worker that writes its last chunk.
         let pack_lens: HashMap<PackId, u64> = self.index.packs().map(|p| (p.id, u64::from(p.len))).collect();
-        let (groups, ranges) = plan::ranges(needs, &pack_lens);
+        let (needs, ranges) = crate::pack::coalesce(needs);
         let files = files;
         let progress: &dyn crate::Progress = options.progress.as_deref().unwrap_or(&crate::NoProgress);
         // Saturating: sizes come from trees, and a tree may claim anything up to u64::MAX.
@@ -293,12 +294,15 @@ impl Repository {
         progress.start("restore", total, plan.files.len() as u64);
         report.bytes = ranges
             .into_par_iter()
-            .map(|r| {
-                let (pack, needs) = &groups[r.group];
-                let n = self.restore_range(*pack, &r, &needs[r.needs.clone()], &files);
-                progress.advance(n, 0);
-                n
-            })
+            .map_init(
+                || PackReader::new(self.store.as_ref(), &self.keys),
+                |reader, r| {
+                    let pack_len = pack_lens.get(&r.pack).copied();
+                    let n = fill::restore_range(reader, &r, pack_len, &needs[r.blobs.clone()], &files);
+                    progress.advance(n, 0);
+                    n
+                },
+            )
             .sum();
         empty.into_par_iter().for_each(|i| files.finish(i));
         progress.finish();

@@ -18,18 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustix::fs::{Mode, Timestamps};
 
-use super::plan::{Need, Range};
+use super::plan::Need;
 use super::target::{self, Dirs, FileId};
-use crate::error::Location;
-use crate::format::blob::{self, BlobKind};
-use crate::id::PackId;
-use crate::repo::Repository;
-use crate::store::FileKind;
-
-thread_local! {
-    /// Per worker thread: the pack range read, the decrypted blob, the decompressed blob.
-    static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
-}
+use crate::pack::{PackReader, ReadRange};
 
 /// Where a file is in its life.
 enum Slot {
@@ -283,46 +274,36 @@ impl<'p, 'd> Files<'p, 'd> {
     }
 }
 
-impl Repository {
-    /// Reads one coalesced range of a pack and writes every blob in it to its files.
-    pub(super) fn restore_range(&self, pack: PackId, range: &Range, needs: &[Need], files: &Files<'_, '_>) -> u64 {
-        let (first, end) = (range.first, range.end);
-        let skip_all = |why: &str| {
-            for n in needs {
-                for t in &n.targets {
-                    files.skip(t.file, why.to_string());
-                }
+/// Reads one planned range of a pack (of `pack_len` bytes, when known) and writes every blob
+/// in it to its files; returns the bytes written.
+pub(super) fn restore_range(
+    reader: &mut PackReader<'_>,
+    range: &ReadRange,
+    pack_len: Option<u64>,
+    needs: &[Need],
+    files: &Files<'_, '_>,
+) -> u64 {
+    let mut bytes = 0;
+    let read = reader.read_range(range, pack_len, needs, |n, opened| match opened {
+        Ok(plain) => {
+            for t in &n.targets {
+                bytes += files.write(t.file, t.offset, plain);
             }
-        };
-        let len = usize::try_from(end - first).unwrap_or(usize::MAX);
-        BUFFERS.with(|cell| {
-            let mut bufs = cell.borrow_mut();
-            let (read_buf, scratch, out) = &mut *bufs;
-            if let Err(e) = self.store.get_range_into(FileKind::Pack, &pack.to_hex(), first, len, read_buf) {
-                skip_all(&e.at(Location::Pack { pack, offset: Some(first) }).to_string());
-                return 0;
+        }
+        Err(err) => {
+            let msg = err.to_string();
+            for t in &n.targets {
+                files.skip(t.file, msg.clone());
             }
-            let data: &[u8] = read_buf;
-            let mut bytes = 0;
-            for n in needs {
-                let e = n.loc.entry(n.id);
-                let s = (u64::from(e.offset) - first) as usize;
-                let sealed = &data[s..s + e.sealed_len as usize];
-                match blob::open_into(&self.keys, BlobKind::Data, &n.id, e.codec, e.raw_len, sealed, scratch, out) {
-                    Ok(plain) => {
-                        for t in &n.targets {
-                            bytes += files.write(t.file, t.offset, plain);
-                        }
-                    }
-                    Err(err) => {
-                        let msg = err.at(Location::Pack { pack, offset: Some(u64::from(e.offset)) }).to_string();
-                        for t in &n.targets {
-                            files.skip(t.file, msg.clone());
-                        }
-                    }
-                }
+        }
+    });
+    if let Err(e) = read {
+        let msg = e.to_string();
+        for n in needs {
+            for t in &n.targets {
+                files.skip(t.file, msg.clone());
             }
-            bytes
-        })
+        }
     }
+    bytes
 }
