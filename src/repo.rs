@@ -20,7 +20,10 @@ pub use keys::{
     check_passphrase_strength, check_pin, Credentials, KeyManager, KeyslotInfo, Passphrase, MAX_SLOTS_TRIED,
 };
 pub use lock::{LockInfo, LockKind, LockRecord, RepoLock};
-pub use maintenance::{ForgetPolicy, ForgetReport, PruneOptions, PruneReport, RepairReport, TEMPORARY_IDLE};
+pub use maintenance::{
+    ForgetPolicy, ForgetReport, PackAction, PackPlan, PruneOptions, PrunePlan, PruneReport, RepairReport,
+    TEMPORARY_IDLE,
+};
 pub use restore::{RestoreOptions, RestoreReport, RestoreWarning};
 pub use trust::{fingerprint, forget_pin, has_device_key, pinned_fingerprint, ClientState};
 

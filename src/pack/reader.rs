@@ -65,6 +65,14 @@ pub(crate) fn window(purpose: Purpose, first: u64, end: u64, pack_len: Option<u6
     }
 }
 
+/// A blob opened from a range read: its sealed bytes as stored and its plaintext.
+pub(crate) struct Opened<'b> {
+    /// The sealed blob, as it lies in the pack (what a repack copies).
+    pub sealed: &'b [u8],
+    /// Its plaintext (decrypted, decompressed, id checked).
+    pub plain: &'b [u8],
+}
+
 /// What reading a whole pack found (see [`PackReader::read_whole`]).
 pub(crate) struct WholePack {
     /// Its length as read.
@@ -168,7 +176,7 @@ impl<'a> PackReader<'a> {
 
     /// Reads one planned range (from [`coalesce`](super::coalesce)) of a pack of `pack_len`
     /// bytes (when known) and opens each of `blobs` (the range's share of the planned list),
-    /// handing each its plaintext or the error that opening it gave, in order.
+    /// handing each its bytes ([`Opened`]) or the error that opening it gave, in order.
     ///
     /// # Errors
     /// When the read itself fails (then no blob was handed out), naming the pack and offset.
@@ -177,7 +185,7 @@ impl<'a> PackReader<'a> {
         range: &ReadRange,
         pack_len: Option<u64>,
         blobs: &[T],
-        mut each: impl FnMut(&T, Result<&[u8]>),
+        mut each: impl FnMut(&T, Result<Opened<'_>>),
     ) -> Result<()> {
         let pack = range.pack;
         let from = self.fetch(&pack, Purpose::Range, range.first, range.end, pack_len)?;
@@ -201,7 +209,7 @@ impl<'a> PackReader<'a> {
                 &mut self.plain,
             );
             match opened {
-                Ok(plain) => each(w, Ok(plain)),
+                Ok(plain) => each(w, Ok(Opened { sealed, plain })),
                 Err(e) => each(w, Err(e.at(at()))),
             }
         }

@@ -285,9 +285,9 @@ pub(super) fn restore_range(
 ) -> u64 {
     let mut bytes = 0;
     let read = reader.read_range(range, pack_len, needs, |n, opened| match opened {
-        Ok(plain) => {
+        Ok(o) => {
             for t in &n.targets {
-                bytes += files.write(t.file, t.offset, plain);
+                bytes += files.write(t.file, t.offset, o.plain);
             }
         }
         Err(err) => {
