@@ -27,7 +27,8 @@ pub(super) struct Plan {
     pub dirs: Vec<PlanNode>,
     pub files: Vec<PlanNode>,
     pub links: Vec<PlanNode>,
-    pub failed: Vec<(String, String)>,
+    /// Paths that cannot be restored: folders whose contents do not read (or nest too deep).
+    pub failed: Vec<(String, Error)>,
     seen: HashSet<PathBuf>,
 }
 
@@ -50,11 +51,15 @@ impl Plan {
     /// # Errors
     /// When the parent is not a planned folder (cannot happen for plans built by the walk, which
     /// lists every folder before its content; kept as a failure rather than a panic).
-    pub fn parent_of(dirs: &HashMap<&Path, usize>, rel: &Path) -> std::result::Result<Option<usize>, String> {
+    pub fn parent_of(dirs: &HashMap<&Path, usize>, rel: &Path) -> Result<Option<usize>> {
         match rel.parent() {
             None => Ok(None),
             Some(p) if p.as_os_str().is_empty() => Ok(None),
-            Some(p) => dirs.get(p).copied().map(Some).ok_or_else(|| "its folder is not part of the restore".into()),
+            Some(p) => dirs
+                .get(p)
+                .copied()
+                .map(Some)
+                .ok_or_else(|| Error::NotFound("its folder is not part of the restore".into())),
         }
     }
 }
@@ -137,13 +142,14 @@ impl Repository {
                 continue;
             }
             if let Some(t) = sub {
+                // The folder itself is restored; what is in it fails with the reason.
                 if let Err(e) = check_tree_depth(&path) {
-                    plan.failed.push((path, format!("folder contents not restored: {e}")));
+                    plan.failed.push((path, e));
                     continue;
                 }
                 match self.load_tree(&t) {
                     Ok(subtree) => self.plan_tree(&path, &rel, &subtree, plan),
-                    Err(e) => plan.failed.push((path, format!("folder contents lost: {e}"))),
+                    Err(e) => plan.failed.push((path, e)),
                 }
             }
         }
