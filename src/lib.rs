@@ -101,6 +101,6 @@ pub use repo::{
     LockRecord, OpenOptions, Passphrase, Problem, PruneOptions, PruneReport, RepairReport, RepoLock, Repository,
     RestoreOptions, RestoreReport, RestoreWarning, Stats, MAX_SLOTS_TRIED, TEMPORARY_IDLE,
 };
-pub use repo::{PackAction, PackPlan, PrunePlan};
+pub use repo::{FileReader, MemorySink, PackAction, PackPlan, PrunePlan, RestoreSink, SinkOptions};
 pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

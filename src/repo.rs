@@ -24,7 +24,7 @@ pub use maintenance::{
     ForgetPolicy, ForgetReport, PackAction, PackPlan, PruneOptions, PrunePlan, PruneReport, RepairReport,
     TEMPORARY_IDLE,
 };
-pub use restore::{RestoreOptions, RestoreReport, RestoreWarning};
+pub use restore::{FileReader, MemorySink, RestoreOptions, RestoreReport, RestoreSink, RestoreWarning, SinkOptions};
 pub use trust::{fingerprint, forget_pin, has_device_key, pinned_fingerprint, ClientState};
 
 use std::fmt;

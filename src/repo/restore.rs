@@ -44,8 +44,10 @@
 //! `pwrite`, `fchmod`, `futimens`, `renameat2`, `close`), against sixteen before this design
 //! (create, truncate, close, reopen twice by path, `getpid` for every temporary name).
 
+mod file_reader;
 mod fill;
 mod plan;
+mod sink;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -58,6 +60,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+
+pub use self::file_reader::FileReader;
+pub use self::sink::{MemorySink, RestoreSink, SinkOptions};
 
 use self::fill::{FileJob, Files};
 use self::plan::{Need, Plan, Target};

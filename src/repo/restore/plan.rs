@@ -29,7 +29,17 @@ pub(super) struct Plan {
     pub links: Vec<PlanNode>,
     /// Paths that cannot be restored: folders whose contents do not read (or nest too deep).
     pub failed: Vec<(String, Error)>,
+    /// Every entry in walk order (each folder before what it holds, names in byte order).
+    pub order: Vec<Entry>,
     seen: HashSet<PathBuf>,
+}
+
+/// One planned entry, by kind and index into the plan's list of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Entry {
+    Dir(usize),
+    File(usize),
+    Link(usize),
 }
 
 impl Plan {
@@ -38,11 +48,13 @@ impl Plan {
             return false;
         }
         let entry = PlanNode { path, rel, node };
-        match entry.node.content {
-            NodeContent::Dir { .. } => self.dirs.push(entry),
-            NodeContent::File { .. } => self.files.push(entry),
-            NodeContent::Symlink { .. } => self.links.push(entry),
-        }
+        let (list, kind): (&mut Vec<PlanNode>, fn(usize) -> Entry) = match entry.node.content {
+            NodeContent::Dir { .. } => (&mut self.dirs, Entry::Dir),
+            NodeContent::File { .. } => (&mut self.files, Entry::File),
+            NodeContent::Symlink { .. } => (&mut self.links, Entry::Link),
+        };
+        self.order.push(kind(list.len()));
+        list.push(entry);
         true
     }
 
