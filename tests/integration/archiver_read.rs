@@ -242,12 +242,6 @@ fn a_one_conversation_restore_reads_only_that_conversations_packs() {
     let target = f.dir.join("bob");
     let options = RestoreOptions { target: target.clone(), include: vec!["chats/bob".into()], ..Default::default() };
     let report = f.repo.restore(&f.record, &options).unwrap();
-    assert!(report.is_complete(), "{:?}", report.failed);
-    assert_eq!(report.files, bobs_files.len() as u64);
-    for (p, data) in &bobs_files {
-        assert!(fs::read(target.join(p)).unwrap() == **data, "{p}");
-    }
-    assert!(!target.join("chats/alice").exists());
     let read: BTreeSet<String> = f.store.packs_read().intersection(&all).cloned().collect();
     eprintln!(
         "folder restore of one conversation: {} of {} data packs read, {} pack reads",
@@ -256,18 +250,24 @@ fn a_one_conversation_restore_reads_only_that_conversations_packs() {
         f.store.pack_reads()
     );
     assert_eq!(read, bob, "exactly the packs holding bob's chunks");
+    assert!(report.is_complete(), "{:?}", report.failed);
+    assert_eq!(report.files, bobs_files.len() as u64);
+    for (p, data) in &bobs_files {
+        assert!(fs::read(target.join(p)).unwrap() == **data, "{p}");
+    }
+    assert!(!target.join("chats/alice").exists());
 
     // Into memory.
     f.store.reset();
     let mut sink = MemorySink::default();
     let options = SinkOptions { include: vec!["chats/bob".into()], ..Default::default() };
     let report = f.repo.restore_to(&f.record, &options, &mut sink).unwrap();
-    assert!(report.is_complete(), "{:?}", report.failed);
-    let got: BTreeMap<&String, &Vec<u8>> = sink.files.iter().collect();
-    assert!(got == bobs_files, "the same files and bytes");
     let read: BTreeSet<String> = f.store.packs_read().intersection(&all).cloned().collect();
     eprintln!("restore_to of one conversation: {} data packs read, {} pack reads", read.len(), f.store.pack_reads());
     assert_eq!(read, bob, "exactly the packs holding bob's chunks");
+    assert!(report.is_complete(), "{:?}", report.failed);
+    let got: BTreeMap<&String, &Vec<u8>> = sink.files.iter().collect();
+    assert!(got == bobs_files, "the same files and bytes");
 }
 
 /// Records the paths `Progress::current` names.
