@@ -40,6 +40,19 @@
 //! What a restore does not defend against: a user who can write into a folder *after* it holds
 //! the restored files (a world-writable target); another process of the same user.
 //!
+//! # Without a folder
+//!
+//! `file_reader` gives random access to one file ([`Repository::open_file`]); `sink` restores
+//! into the caller's own storage ([`Repository::restore_to`], files as streams). Both read
+//! through the same pack reader and range planner (`crate::pack`) as the folder restore.
+//!
+//! # Cancellation
+//!
+//! [`RestoreOptions::cancel`] is checked between batches of planning and before each pack
+//! read; a cancelled restore returns [`Error::Cancelled`] rather than a report: files completed
+//! before the cancel stay under their names, every other file's temporary file is removed, and
+//! nothing partial is ever under a final name.
+//!
 //! Cost: a small file whose data comes in one pack read takes six system calls (`openat`,
 //! `pwrite`, `fchmod`, `futimens`, `renameat2`, `close`), against sixteen before this design
 //! (create, truncate, close, reopen twice by path, `getpid` for every temporary name).
@@ -200,7 +213,8 @@ impl Repository {
     ///
     /// # Errors
     /// Only for failures that stop everything: the root tree cannot be read, the target
-    /// cannot be created, an include path does not exist, or (with `sync`) flushing fails.
+    /// cannot be created, an include path does not exist, (with `sync`) flushing fails, or
+    /// the restore was cancelled ([`Error::Cancelled`]).
     pub fn restore(&self, snapshot: &SnapshotRecord, options: &RestoreOptions) -> Result<RestoreReport> {
         let total = target::descriptor_budget();
         self.restore_within(snapshot, options, Budget { dirs: total / 2, files: total / 2 })

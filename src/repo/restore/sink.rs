@@ -128,8 +128,16 @@ fn meta_of(node: &Node) -> FileMeta {
 
 impl Repository {
     /// Restores `snapshot` (or the paths in `options.include`) into `sink`: every folder,
-    /// file (as a stream) and symlink, in walk order. Only the packs holding the chunks of
-    /// the restored files are read (see the [module documentation](self) for how).
+    /// file (as a stream) and symlink, in walk order (each folder before what it holds).
+    ///
+    /// Only the packs holding chunks of the restored files are read, plus the trees on the
+    /// way. The files' chunks are read ahead 16 MiB of plaintext at a time, each such window
+    /// with one read per run of nearby blobs of a pack: a conversation of many small files
+    /// costs a few pack reads, and memory stays at one window whatever the restore's size.
+    ///
+    /// A file whose data cannot be read fails alone: its stream returns an error, the sink
+    /// should drop what it received, and the path goes to [`RestoreReport::failed`]; the
+    /// restore goes on with the next file.
     ///
     /// Returns a report like [`Repository::restore`]'s: files that could not be read are in
     /// [`RestoreReport::failed`], every other file went to the sink.
