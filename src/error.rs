@@ -314,6 +314,52 @@ impl From<IdParseError> for Error {
     }
 }
 
+impl Error {
+    /// A copy of this error for a second place it applies to (one damaged chunk fails every
+    /// file that holds it). `Error` is not `Clone` because `std::io::Error` is not: an I/O
+    /// error is copied as its kind and message, every other variant exactly.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Malformed { what, offset, detail } => {
+                Error::Malformed { what, offset: *offset, detail: detail.clone() }
+            }
+            Error::Integrity(m) => Error::Integrity(m.clone()),
+            Error::UnsupportedVersion { what, found, supported } => {
+                Error::UnsupportedVersion { what, found: *found, supported: *supported }
+            }
+            Error::WrongPassphrase => Error::WrongPassphrase,
+            Error::WrongRecoveryCode => Error::WrongRecoveryCode,
+            Error::RecoveryCodeInvalid(m) => Error::RecoveryCodeInvalid(m.clone()),
+            Error::WrongPin { attempts_left } => Error::WrongPin { attempts_left: *attempts_left },
+            Error::PinDestroyed => Error::PinDestroyed,
+            Error::RolledBack { found, seen, seen_snapshot } => {
+                Error::RolledBack { found: *found, seen: *seen, seen_snapshot: seen_snapshot.clone() }
+            }
+            Error::Forked { sequence, seen_snapshot, found_snapshot } => Error::Forked {
+                sequence: *sequence,
+                seen_snapshot: seen_snapshot.clone(),
+                found_snapshot: found_snapshot.clone(),
+            },
+            Error::RepositoryReplaced { location, pinned, found } => {
+                Error::RepositoryReplaced { location: location.clone(), pinned: pinned.clone(), found: found.clone() }
+            }
+            Error::FingerprintMismatch { expected, found } => {
+                Error::FingerprintMismatch { expected: expected.clone(), found: found.clone() }
+            }
+            Error::KeyslotRevoked(m) => Error::KeyslotRevoked(m.clone()),
+            Error::NotARepository(m) => Error::NotARepository(m.clone()),
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::AlreadyExists(m) => Error::AlreadyExists(m.clone()),
+            Error::LimitExceeded { what, found, limit } => Error::LimitExceeded { what, found: *found, limit: *limit },
+            Error::Locked(m) => Error::Locked(m.clone()),
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Cancelled => Error::Cancelled,
+            Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), e.to_string())),
+            Error::At { at, error } => Error::At { at: at.clone(), error: Box::new(error.duplicate()) },
+        }
+    }
+}
+
 /// Where an error happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -431,6 +477,15 @@ mod tests {
         for e in permanent {
             assert!(!e.is_retryable(), "{e}");
             assert!(!e.at(Location::Path("/tmp".into())).is_retryable());
+        }
+    }
+
+    #[test]
+    fn duplicates_keep_class_and_message() {
+        let io = Error::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no"));
+        for e in [Error::Integrity("tag".into()).at(Location::Blob(Id([1; 32]))), io, Error::Cancelled] {
+            let d = e.duplicate();
+            assert_eq!((d.kind(), d.to_string()), (e.kind(), e.to_string()));
         }
     }
 

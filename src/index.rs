@@ -28,7 +28,6 @@ use rayon::prelude::*;
 
 use crate::crypto::SecretKey;
 use crate::error::{CacheWarning, Error, Location, Result, ResultExt};
-use crate::format::blob::{BlobKind, Codec};
 use crate::format::index::{self as index_format, IndexFile};
 use crate::format::pack::BlobEntry;
 use crate::id::{Id, IndexId, PackId};
@@ -40,45 +39,13 @@ pub(crate) use cache::open_cached;
 pub(crate) use cache::{cache_header, check_cache_header, repo_dir as cache_repo_dir, write_private};
 use table::{Bytes, Row, Table};
 
+// Defined with the packs (the index sits above them); re-exported so `crate::BlobLocation` and
+// `crate::PackInfo` keep their place in the public API.
+pub use crate::pack::{BlobLocation, PackInfo};
+
 /// The delta is merged into the base once it holds more than this many entries and more
 /// than an eighth of the base's.
 const DELTA_MIN: usize = 1 << 16;
-
-/// Where a blob is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlobLocation {
-    /// The pack holding it.
-    pub pack: PackId,
-    /// The blob's kind (the pack's kind).
-    pub kind: BlobKind,
-    /// Offset in the pack.
-    pub offset: u32,
-    /// Sealed length.
-    pub sealed_len: u32,
-    /// Plaintext length.
-    pub raw_len: u32,
-    /// Codec.
-    pub codec: Codec,
-}
-
-impl BlobLocation {
-    /// The pack-directory entry for this location.
-    #[must_use]
-    pub fn entry(&self, id: Id) -> BlobEntry {
-        BlobEntry { id, offset: self.offset, sealed_len: self.sealed_len, raw_len: self.raw_len, codec: self.codec }
-    }
-}
-
-/// A pack as the table knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PackInfo {
-    /// Pack id.
-    pub id: PackId,
-    /// Kind of its blobs.
-    pub kind: BlobKind,
-    /// Length of the pack file.
-    pub len: u32,
-}
 
 /// The tables (heap or memory-mapped) plus the overlay of recent additions.
 pub struct Index {

@@ -115,5 +115,6 @@ pub use repo::{
     LockRecord, OpenOptions, Passphrase, Problem, PruneOptions, PruneReport, RepairReport, RepoLock, Repository,
     RestoreOptions, RestoreReport, RestoreWarning, Stats, MAX_SLOTS_TRIED,
 };
+pub use repo::{FileReader, MemorySink, PackAction, PackPlan, PrunePlan, RestoreSink, SinkOptions};
 pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

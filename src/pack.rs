@@ -1,117 +1,69 @@
-//! Writing and reading packs through a store.
+//! Packs through a store: the only code that writes or reads pack files.
+//!
+//! - [`PackWriter`] (`writer`) streams sealed blobs of one kind into a pack and seals its
+//!   directory at the end.
+//! - `PackReader` (`reader`) reads a pack's directory (trailer, then directory), one blob, a
+//!   planned range of blobs, or a whole pack (check), with buffers reused from read to read.
+//!   Every read's byte range is decided in one function there (`window`), so the S3 store's
+//!   ranged GETs and block-aligned reads (the provider must not learn blob boundaries from
+//!   what is read) change one place.
+//! - `ranges` plans reads: given the blobs wanted, which coalesced byte ranges of which packs
+//!   to read, each with the blobs it covers. Pure, no I/O.
+//!
+//! Layering (DESIGN.md §2): this module sits below the index and the repository. It knows
+//! where a blob lies ([`BlobLocation`]) and what a pack is ([`PackInfo`]), both defined here
+//! and used by the index, never the index itself.
 
-use crate::crypto::{random_array, KeySet};
-use crate::error::{Error, Location, Result, ResultExt};
-use crate::format::blob::{self, BlobKind, SealedBlob};
-use crate::format::index::IndexPack;
-use crate::format::pack::{self as pack_format, BlobEntry};
+mod ranges;
+mod reader;
+mod writer;
+
+pub(crate) use ranges::{coalesce, ReadRange};
+pub(crate) use reader::{PackReader, Wanted};
+pub(crate) use writer::{PackWriter, WrittenPack};
+
+use crate::format::blob::{BlobKind, Codec};
+use crate::format::pack::BlobEntry;
 use crate::id::{Id, PackId};
-use crate::index::{BlobLocation, PackInfo};
-use crate::store::{FileKind, Store, Upload};
 
-/// Streams sealed blobs of one kind into a pack until the target size, then seals the
-/// directory and names the pack. Only the directory entries stay in memory: the blobs go to
-/// the store as they arrive ([`Store::begin`]).
-///
-/// Blob order inside a pack is the order of arrival. The backup pipeline sends each batch's
-/// new blobs (about 1 MiB of input) sorted by id, so the order follows the input only at batch
-/// granularity, and the provider never sees blob boundaries anyway.
-pub(crate) struct PackWriter {
-    kind: BlobKind,
-    target: usize,
-    upload: Option<Box<dyn Upload>>,
-    hasher: blake3::Hasher,
-    entries: Vec<BlobEntry>,
-    offset: u64,
+/// Where a blob is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack holding it.
+    pub pack: PackId,
+    /// The blob's kind (the pack's kind).
+    pub kind: BlobKind,
+    /// Offset in the pack.
+    pub offset: u32,
+    /// Sealed length.
+    pub sealed_len: u32,
+    /// Plaintext length.
+    pub raw_len: u32,
+    /// Codec.
+    pub codec: Codec,
 }
 
-/// A pack that was written.
-#[derive(Clone)]
-pub(crate) struct WrittenPack {
-    pub(crate) info: PackInfo,
-    pub(crate) record: IndexPack,
-}
-
-impl PackWriter {
-    pub(crate) fn new(kind: BlobKind, target: usize) -> PackWriter {
-        PackWriter { kind, target, upload: None, hasher: blake3::Hasher::new(), entries: Vec::new(), offset: 0 }
+impl BlobLocation {
+    /// The pack-directory entry for this location.
+    #[must_use]
+    pub fn entry(&self, id: Id) -> BlobEntry {
+        BlobEntry { id, offset: self.offset, sealed_len: self.sealed_len, raw_len: self.raw_len, codec: self.codec }
     }
 
-    /// Appends a blob; writes and returns the pack when it reached its target size.
-    pub(crate) fn add(&mut self, store: &dyn Store, keys: &KeySet, blob: SealedBlob) -> Result<Option<WrittenPack>> {
-        debug_assert_eq!(blob.kind, self.kind);
-        if self.upload.is_none() {
-            self.upload = Some(store.begin(FileKind::Pack)?);
-            self.hasher = blake3::Hasher::new();
-            self.entries.clear();
-            self.offset = 0;
-        }
-        let upload = self.upload.as_mut().expect("started above");
-        upload.write(&blob.bytes)?;
-        self.hasher.update(&blob.bytes);
-        let sealed_len = u32::try_from(blob.bytes.len()).expect("blob below MAX_BLOB_SEALED");
-        let offset = u32::try_from(self.offset).map_err(|_| Error::LimitExceeded {
-            what: "pack length",
-            found: self.offset,
-            limit: u64::from(u32::MAX),
-        })?;
-        self.entries.push(BlobEntry { id: blob.id, offset, sealed_len, raw_len: blob.raw_len, codec: blob.codec });
-        self.offset += u64::from(sealed_len);
-        if self.offset >= self.target as u64 {
-            return self.flush(store, keys);
-        }
-        Ok(None)
-    }
-
-    /// Seals the directory and finishes the pack (nothing when no blob is pending).
-    pub(crate) fn flush(&mut self, store: &dyn Store, keys: &KeySet) -> Result<Option<WrittenPack>> {
-        let Some(mut upload) = self.upload.take() else { return Ok(None) };
-        let entries = std::mem::take(&mut self.entries);
-        let nonce = random_array()?;
-        let tail = pack_format::encode_tail_for(keys.meta_key(), self.kind, &entries, &nonce);
-        upload.write(&tail)?;
-        self.hasher.update(&tail);
-        let id = PackId(Id(*self.hasher.finalize().as_bytes()));
-        let total = self.offset + tail.len() as u64;
-        // Durable at the store's next flush, which comes before any index names this pack.
-        match upload.finish(store, &id.to_hex()) {
-            // The name is the hash of the content: an existing file with this name already
-            // holds these bytes (a retry, or another writer).
-            Ok(()) | Err(Error::AlreadyExists(_)) => {}
-            Err(e) => return Err(e.at(Location::Pack { pack: id, offset: None })),
-        }
-        let len = u32::try_from(total).map_err(|_| Error::LimitExceeded {
-            what: "pack length",
-            found: total,
-            limit: u64::from(u32::MAX),
-        })?;
-        Ok(Some(WrittenPack {
-            info: PackInfo { id, kind: self.kind, len },
-            record: IndexPack { pack: id, kind: self.kind, pack_len: len, entries },
-        }))
+    /// End offset of the sealed blob in its pack.
+    #[must_use]
+    pub fn end(&self) -> u64 {
+        u64::from(self.offset) + u64::from(self.sealed_len)
     }
 }
 
-/// Reads one blob through the store and opens it.
-pub(crate) fn read_blob(store: &dyn Store, keys: &KeySet, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
-    let at = || Location::Pack { pack: loc.pack, offset: Some(u64::from(loc.offset)) };
-    let sealed =
-        store.get_range(FileKind::Pack, &loc.pack.to_hex(), u64::from(loc.offset), loc.sealed_len as usize).at(at)?;
-    blob::open(keys, loc.kind, id, loc.codec, loc.raw_len, &sealed).at(at)
-}
-
-/// Reads only the directory of a pack (trailer, then directory) with two ranged reads.
-pub(crate) fn read_directory(store: &dyn Store, keys: &KeySet, id: &PackId) -> Result<pack_format::PackDirectory> {
-    let at = || Location::Pack { pack: *id, offset: None };
-    let name = id.to_hex();
-    let len = store.size(FileKind::Pack, &name).at(at)?;
-    if len < pack_format::MIN_PACK_LEN {
-        return Err(Error::malformed("pack", None, format!("{len} bytes is shorter than the smallest pack")).at(at()));
-    }
-    let trailer_len = pack_format::TRAILER_LEN as u64;
-    let trailer = store.get_range(FileKind::Pack, &name, len - trailer_len, pack_format::TRAILER_LEN).at(at)?;
-    let dir_len = pack_format::decode_trailer(len, &trailer).at(at)?;
-    let dir_at = len - trailer_len - u64::from(dir_len);
-    let dir = store.get_range(FileKind::Pack, &name, dir_at, dir_len as usize).at(at)?;
-    pack_format::decode_directory(keys.meta_key(), len, &dir).at(at)
+/// A pack as the index knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackInfo {
+    /// Pack id.
+    pub id: PackId,
+    /// Kind of its blobs.
+    pub kind: BlobKind,
+    /// Length of the pack file.
+    pub len: u32,
 }

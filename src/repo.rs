@@ -21,8 +21,11 @@ pub use keys::{
     check_passphrase_strength, check_pin, Credentials, KeyManager, KeyslotInfo, Passphrase, MAX_SLOTS_TRIED,
 };
 pub use lock::{LockInfo, LockKind, LockRecord, RepoLock};
-pub use maintenance::{ForgetPolicy, ForgetReport, PruneOptions, PruneReport, RepairReport, TEMPORARY_IDLE};
-pub use restore::{RestoreOptions, RestoreReport, RestoreWarning};
+pub use maintenance::{
+    ForgetPolicy, ForgetReport, PackAction, PackPlan, PruneOptions, PrunePlan, PruneReport, RepairReport,
+    TEMPORARY_IDLE,
+};
+pub use restore::{FileReader, MemorySink, RestoreOptions, RestoreReport, RestoreSink, RestoreWarning, SinkOptions};
 pub use trust::{fingerprint, forget_pin, has_device_key, pinned_fingerprint, ClientState};
 pub(crate) use walk::join;
 
@@ -475,7 +478,7 @@ impl Repository {
             .lookup(&id.0)?
             .filter(|l| l.kind == BlobKind::Tree)
             .ok_or_else(|| Error::NotFound(format!("tree {} is in no index", id.short())))?;
-        let bytes = pack::read_blob(self.store.as_ref(), &self.keys, &id.0, &loc)?;
+        let bytes = pack::PackReader::new(self.store.as_ref(), &self.keys).read_blob(&id.0, &loc)?;
         Tree::decode(&bytes).at(|| Location::Blob(id.0))
     }
 
@@ -501,13 +504,12 @@ impl Repository {
 
     /// A pack's index record, read from its own encrypted directory.
     pub(crate) fn pack_record(&self, pack: crate::id::PackId) -> Result<crate::format::index::IndexPack> {
-        let len = self.store.size(FileKind::Pack, &pack.to_hex())?;
+        let (len, dir) = pack::PackReader::new(self.store.as_ref(), &self.keys).sized_directory(&pack)?;
         let pack_len = u32::try_from(len).map_err(|_| Error::LimitExceeded {
             what: "pack length",
             found: len,
             limit: u64::from(u32::MAX),
         })?;
-        let dir = pack::read_directory(self.store.as_ref(), &self.keys, &pack)?;
         Ok(crate::format::index::IndexPack { pack, kind: dir.kind, pack_len, entries: dir.entries })
     }
 

@@ -11,6 +11,8 @@
 
 #[path = "support/compare.rs"]
 mod compare;
+#[path = "support/counting.rs"]
+mod counting;
 #[path = "support/faulty.rs"]
 mod faulty;
 #[path = "support/history.rs"]
@@ -20,6 +22,8 @@ mod vectors;
 
 #[path = "integration/adversary.rs"]
 mod adversary;
+#[path = "integration/archiver_read.rs"]
+mod archiver_read;
 #[path = "integration/backup_restore.rs"]
 mod backup_restore;
 #[path = "integration/caches.rs"]

@@ -1,5 +1,5 @@
 //! Whole packs from arbitrary bytes: trailer, then directory. Never panics; an accepted
-//! directory's entries tile the blob area exactly.
+//! trailer re-encodes to its bytes; an accepted directory's entries tile the blob area exactly.
 #![no_main]
 
 #[path = "common/mod.rs"]
@@ -10,8 +10,11 @@ use packvault::format::pack;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() >= pack::TRAILER_LEN {
-        if let Ok(dir_len) = pack::decode_trailer(data.len() as u64, &data[data.len() - pack::TRAILER_LEN..]) {
-            assert!(dir_len as usize + pack::TRAILER_LEN <= data.len());
+        let bytes = &data[data.len() - pack::TRAILER_LEN..];
+        if let Ok(t) = pack::Trailer::decode(data.len() as u64, bytes) {
+            assert!(t.dir_len as usize + pack::TRAILER_LEN <= data.len());
+            // An accepted trailer re-encodes to its own bytes.
+            assert_eq!(t.encode().as_slice(), bytes);
         }
     }
     if let Ok(dir) = pack::decode_pack(common::keys().meta_key(), data) {

@@ -67,6 +67,7 @@ pub(crate) fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
                         keep_special_bits: *keep_special_bits,
                         no_lock: g.no_lock,
                         progress: Bar::wanted(g.quiet, g.json),
+                        cancel: None,
                     },
                 )
                 .map_err(explain)?;

@@ -351,7 +351,8 @@ pub fn pack_header(repo_path: &Path, id: &str, out: &Out) -> anyhow::Result<u8> 
         size.saturating_sub(pack::TRAILER_LEN as u64),
         pack::TRAILER_LEN.min(size as usize),
     )?;
-    let parsed = pack::decode_trailer(size, &trailer);
+    let parsed = pack::Trailer::decode(size, &trailer);
+    let fields = pack::TrailerFields::parse(&trailer);
     let bytes = store.get(FileKind::Pack, &name)?;
     let hash_ok = Id::hash_of(&bytes) == pack.0;
     let v = json!({
@@ -359,12 +360,12 @@ pub fn pack_header(repo_path: &Path, id: &str, out: &Out) -> anyhow::Result<u8> 
         "size": size,
         "content_hash_matches_name": hash_ok,
         "trailer": {
-            "magic": String::from_utf8_lossy(trailer.get(4..10).unwrap_or_default()),
-            "version": trailer.get(10..12).map(|v| u16::from_le_bytes([v[0], v[1]])),
-            "directory_length": parsed.as_ref().ok(),
+            "magic": fields.map(|f| String::from_utf8_lossy(&f.magic).into_owned()),
+            "version": fields.map(|f| f.version),
+            "directory_length": parsed.as_ref().ok().map(|t| t.dir_len),
             "error": parsed.as_ref().err().map(ToString::to_string),
         },
-        "encrypted_region": parsed.as_ref().ok().map(|d| size - pack::TRAILER_LEN as u64 - u64::from(*d)),
+        "encrypted_region": parsed.as_ref().ok().map(|t| t.directory_start(size)),
         "note": "everything before the trailer is ciphertext: blob boundaries, lengths and kinds are in the encrypted directory",
     });
     out.json_always(&v)?;

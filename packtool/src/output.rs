@@ -273,7 +273,7 @@ impl Out {
                 "dirs": r.dirs,
                 "symlinks": r.symlinks,
                 "bytes": r.bytes,
-                "failed": r.failed.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+                "failed": r.failed.iter().map(|(p, e)| json!({"path": p, "error": e.to_string()})).collect::<Vec<_>>(),
                 "warnings": r.warnings.iter().map(|w| json!({"path": w.path().display().to_string(), "warning": w.to_string()})).collect::<Vec<_>>(),
             }));
         }

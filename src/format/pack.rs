@@ -148,8 +148,7 @@ pub(crate) fn encode_tail_for(
     tail.extend_from_slice(nonce);
     tail.extend_from_slice(&dir);
     let dir_len = u32::try_from(NONCE_LEN + dir.len()).expect("directory below MAX_PACK_LEN");
-    tail.extend_from_slice(&dir_len.to_le_bytes());
-    tail.extend_from_slice(&header(MAGIC_PACK));
+    tail.extend_from_slice(&Trailer { dir_len }.encode());
     debug_assert_eq!((blobs_len + tail.len()) as u64, padme(unpadded));
     tail
 }
@@ -167,35 +166,103 @@ pub fn encode_directory_plaintext(kind: BlobKind, entries: &[BlobEntry]) -> Vec<
     dir
 }
 
+/// The last [`TRAILER_LEN`] bytes of a pack (format-spec.md §5.5.1): the directory's length,
+/// then the pack magic and the format version.
+///
+/// ```text
+/// offset 0  u32 LE  directory length D
+/// offset 4  6 bytes "PVPACK"
+/// offset 10 u16 LE  version (1)
+/// ```
+/// [`Trailer::decode`] applies every check a reader must make; [`TrailerFields`] shows the
+/// fields as written, unchecked, for inspection tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trailer {
+    /// Length of the directory (nonce, ciphertext and tag), the bytes just before the trailer.
+    pub dir_len: u32,
+}
+
+impl Trailer {
+    /// Decodes and checks the trailer of a pack of `pack_len` bytes, given its last
+    /// [`TRAILER_LEN`] bytes.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for a pack length out of range, a bad magic or a directory length
+    /// that does not fit the pack; [`Error::UnsupportedVersion`] for another version.
+    pub fn decode(pack_len: u64, trailer: &[u8]) -> Result<Trailer> {
+        const WHAT: &str = "pack trailer";
+        if !(MIN_PACK_LEN..=MAX_PACK_LEN).contains(&pack_len) {
+            return Err(Error::malformed(
+                WHAT,
+                None,
+                format!("pack length {pack_len} out of range {MIN_PACK_LEN}..={MAX_PACK_LEN}"),
+            ));
+        }
+        let fields = TrailerFields::parse(trailer).ok_or_else(|| {
+            Error::malformed(WHAT, None, format!("trailer is {} bytes, not {TRAILER_LEN}", trailer.len()))
+        })?;
+        check_header(&trailer[4..], MAGIC_PACK, WHAT)?;
+        let dir_len = fields.dir_len;
+        let min = (NONCE_LEN + DIR_HEADER_LEN + TAG_LEN) as u64;
+        if u64::from(dir_len) < min || u64::from(dir_len) > pack_len - TRAILER_LEN as u64 {
+            return Err(Error::malformed(
+                WHAT,
+                Some(pack_len - TRAILER_LEN as u64),
+                format!("directory length {dir_len} does not fit a pack of {pack_len} bytes"),
+            ));
+        }
+        Ok(Trailer { dir_len })
+    }
+
+    /// The 12-byte encoding (current magic and version).
+    #[must_use]
+    pub fn encode(&self) -> [u8; TRAILER_LEN] {
+        let mut out = [0u8; TRAILER_LEN];
+        out[..4].copy_from_slice(&self.dir_len.to_le_bytes());
+        out[4..].copy_from_slice(&header(MAGIC_PACK));
+        out
+    }
+
+    /// Where the directory starts in a pack of `pack_len` bytes (for a trailer decoded against
+    /// that length, which guarantees it fits).
+    #[must_use]
+    pub fn directory_start(&self, pack_len: u64) -> u64 {
+        pack_len.saturating_sub(TRAILER_LEN as u64 + u64::from(self.dir_len))
+    }
+}
+
+/// A trailer's fields as written, without any check: what an inspection tool shows of a
+/// trailer that [`Trailer::decode`] refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrailerFields {
+    /// The directory length field.
+    pub dir_len: u32,
+    /// The magic field (`"PVPACK"` in a sound pack).
+    pub magic: [u8; 6],
+    /// The version field.
+    pub version: u16,
+}
+
+impl TrailerFields {
+    /// Splits exactly [`TRAILER_LEN`] bytes into their fields; `None` for any other length.
+    #[must_use]
+    pub fn parse(trailer: &[u8]) -> Option<TrailerFields> {
+        let t: &[u8; TRAILER_LEN] = trailer.try_into().ok()?;
+        Some(TrailerFields {
+            dir_len: u32::from_le_bytes([t[0], t[1], t[2], t[3]]),
+            magic: [t[4], t[5], t[6], t[7], t[8], t[9]],
+            version: u16::from_le_bytes([t[10], t[11]]),
+        })
+    }
+}
+
 /// Reads the trailer of a pack of `pack_len` bytes, given its last [`TRAILER_LEN`] bytes.
-/// Returns the directory's length.
+/// Returns the directory's length. Same as [`Trailer::decode`].
 ///
 /// # Errors
-/// [`Error::Malformed`] for a bad magic or a length that does not fit the pack,
-/// [`Error::UnsupportedVersion`] for another version.
+/// As [`Trailer::decode`].
 pub fn decode_trailer(pack_len: u64, trailer: &[u8]) -> Result<u32> {
-    const WHAT: &str = "pack trailer";
-    if !(MIN_PACK_LEN..=MAX_PACK_LEN).contains(&pack_len) {
-        return Err(Error::malformed(
-            WHAT,
-            None,
-            format!("pack length {pack_len} out of range {MIN_PACK_LEN}..={MAX_PACK_LEN}"),
-        ));
-    }
-    if trailer.len() != TRAILER_LEN {
-        return Err(Error::malformed(WHAT, None, format!("trailer is {} bytes, not {TRAILER_LEN}", trailer.len())));
-    }
-    check_header(&trailer[4..], MAGIC_PACK, WHAT)?;
-    let dir_len = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-    let min = (NONCE_LEN + DIR_HEADER_LEN + TAG_LEN) as u64;
-    if u64::from(dir_len) < min || u64::from(dir_len) > pack_len - TRAILER_LEN as u64 {
-        return Err(Error::malformed(
-            WHAT,
-            Some(pack_len - TRAILER_LEN as u64),
-            format!("directory length {dir_len} does not fit a pack of {pack_len} bytes"),
-        ));
-    }
-    Ok(dir_len)
+    Trailer::decode(pack_len, trailer).map(|t| t.dir_len)
 }
 
 /// Decrypts and checks the directory of a pack of `pack_len` bytes. `dir` is the directory
@@ -273,7 +340,7 @@ pub fn decode_pack(meta_key: &SecretKey, pack: &[u8]) -> Result<PackDirectory> {
     if len < MIN_PACK_LEN {
         return Err(Error::malformed("pack", None, format!("{len} bytes is shorter than the smallest pack")));
     }
-    let dir_len = decode_trailer(len, &pack[pack.len() - TRAILER_LEN..])? as usize;
+    let dir_len = Trailer::decode(len, &pack[pack.len() - TRAILER_LEN..])?.dir_len as usize;
     let dir_start = pack.len() - TRAILER_LEN - dir_len;
     decode_directory(meta_key, len, &pack[dir_start..pack.len() - TRAILER_LEN])
 }
@@ -307,6 +374,25 @@ mod tests {
             let sealed = &pack[e.offset as usize..e.end() as usize];
             blob::open(&ks, BlobKind::Data, &e.id, e.codec, e.raw_len, sealed).unwrap();
         }
+    }
+
+    #[test]
+    fn trailer_round_trip_and_fields() {
+        let (_, pack, _) = sample();
+        let len = pack.len() as u64;
+        let bytes = &pack[pack.len() - TRAILER_LEN..];
+        let t = Trailer::decode(len, bytes).unwrap();
+        assert_eq!(t.encode().as_slice(), bytes);
+        assert!(t.directory_start(len) < len);
+        let f = TrailerFields::parse(bytes).unwrap();
+        assert_eq!((f.dir_len, &f.magic, f.version), (t.dir_len, b"PVPACK", 1));
+        assert!(TrailerFields::parse(&bytes[1..]).is_none());
+        let mut other = t.encode();
+        other[10] = 2;
+        assert!(matches!(Trailer::decode(len, &other), Err(Error::UnsupportedVersion { found: 2, .. })));
+        assert_eq!(TrailerFields::parse(&other).unwrap().version, 2, "the fields show what is written");
+        let too_long = Trailer { dir_len: u32::try_from(len).unwrap() }.encode();
+        assert!(Trailer::decode(len, &too_long).is_err());
     }
 
     #[test]

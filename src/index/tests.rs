@@ -4,7 +4,7 @@ use std::fs;
 
 use super::cache::{delta_path, open_keyed};
 use super::*;
-use crate::format::blob::{MAX_BLOB_RAW, MAX_BLOB_SEALED};
+use crate::format::blob::{BlobKind, Codec, MAX_BLOB_RAW, MAX_BLOB_SEALED};
 use crate::format::index::IndexPack;
 use crate::ErrorKind;
 

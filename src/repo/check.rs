@@ -8,11 +8,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rayon::prelude::*;
 
 use crate::error::Location;
-use crate::format::blob::{self, BlobKind};
-use crate::format::pack as pack_format;
+use crate::format::blob::BlobKind;
 use crate::format::snapshot::{NodeContent, Tree};
 use crate::id::{Id, IndexId, PackId, SnapshotId, TreeId};
-use crate::index::BlobLocation;
+use crate::pack::{BlobLocation, PackInfo, PackReader};
 use crate::repo::lock::LockKind;
 use crate::repo::{join, Repository};
 use crate::store::{list_ids, FileKind};
@@ -68,7 +67,7 @@ impl DataSubset {
     }
 
     /// The packs of `packs` this subset reads.
-    fn select(&self, packs: &[crate::index::PackInfo]) -> Result<Vec<crate::index::PackInfo>> {
+    fn select(&self, packs: &[PackInfo]) -> Result<Vec<PackInfo>> {
         self.validate()?;
         match *self {
             DataSubset::Part { n, m } => Ok(packs
@@ -81,7 +80,7 @@ impl DataSubset {
                 .collect()),
             DataSubset::Percent(pc) => {
                 let salt: [u8; 32] = crate::crypto::random_array()?;
-                let mut keyed: Vec<([u8; 32], crate::index::PackInfo)> =
+                let mut keyed: Vec<([u8; 32], PackInfo)> =
                     packs.iter().map(|p| (*blake3::keyed_hash(&salt, &p.id.0 .0).as_bytes(), *p)).collect();
                 keyed.sort_by_key(|k| k.0);
                 let take = ((packs.len() as f64) * pc / 100.0).ceil() as usize;
@@ -401,7 +400,7 @@ impl Repository {
     /// Reads every pack: hash, directory, and every blob the index places in it.
     fn read_all_data(
         &self,
-        packs: &[crate::index::PackInfo],
+        packs: &[PackInfo],
         damage: &mut Damage,
         report: &mut CheckReport,
         progress: &dyn crate::Progress,
@@ -418,67 +417,50 @@ impl Repository {
         let results: Vec<PackFindings> = packs
             .par_iter()
             .filter(|p| !damage.by_pack.contains_key(&p.id))
-            .map(|p| {
-                let mut found = Vec::new();
-                let at = |offset| Location::Pack { pack: p.id, offset };
-                let read = crate::store::get_bounded(
-                    self.store.as_ref(),
-                    FileKind::Pack,
-                    &p.id.to_hex(),
-                    pack_format::MAX_PACK_LEN,
-                    "pack length",
-                );
-                let bytes = match read {
-                    Ok(b) => b,
-                    Err(e) => return (p.id, vec![(None, e.at(at(None)).to_string())], 0),
-                };
-                if Id::hash_of(&bytes) != p.id.0 {
-                    found.push((None, format!("pack {}: content does not hash to its name", p.id)));
-                }
-                let mut blobs = entries.get(&p.id).cloned().unwrap_or_default();
-                blobs.sort_by_key(|(_, l)| l.offset);
-                match pack_format::decode_pack(self.keys.meta_key(), &bytes) {
-                    Ok(dir) => {
-                        let listed: HashSet<(Id, u32, u32)> =
-                            dir.entries.iter().map(|e| (e.id, e.offset, e.sealed_len)).collect();
-                        if dir.kind != p.kind {
-                            found.push((
-                                None,
-                                format!(
-                                    "pack {}: directory says {} blobs, the index says {}",
-                                    p.id,
-                                    dir.kind.name(),
-                                    p.kind.name()
-                                ),
-                            ));
+            .map_init(
+                || PackReader::new(self.store.as_ref(), &self.keys),
+                |reader, p| {
+                    let mut found = Vec::new();
+                    let mut blobs = entries.get(&p.id).cloned().unwrap_or_default();
+                    blobs.sort_by_key(|(_, l)| l.offset);
+                    let read = reader.read_whole(&p.id, &blobs, |(id, loc), opened| {
+                        if let Err(e) = opened {
+                            found.push((Some((*id, u64::from(loc.offset))), e.to_string()));
                         }
-                        if blobs.iter().any(|(id, l)| !listed.contains(&(*id, l.offset, l.sealed_len))) {
-                            found.push((None, format!("pack {}: directory and index disagree", p.id)));
-                        }
-                    }
-                    Err(e) => found.push((None, e.at(at(None)).to_string())),
-                }
-                let mut opened = 0;
-                for (id, loc) in &blobs {
-                    let e = loc.entry(*id);
-                    let Some(sealed) = bytes.get(e.offset as usize..e.end() as usize) else {
-                        found.push((
-                            Some((*id, u64::from(e.offset))),
-                            format!("blob {} lies beyond the end of the pack", id.short()),
-                        ));
-                        continue;
+                    });
+                    let whole = match read {
+                        Ok(w) => w,
+                        Err(e) => return (p.id, vec![(None, e.to_string())], 0),
                     };
-                    opened += 1;
-                    if let Err(err) = blob::open(&self.keys, loc.kind, id, loc.codec, loc.raw_len, sealed) {
-                        found.push((
-                            Some((*id, u64::from(e.offset))),
-                            err.at(at(Some(u64::from(e.offset)))).to_string(),
-                        ));
+                    if !whole.hash_matches {
+                        found.push((None, format!("pack {}: content does not hash to its name", p.id)));
                     }
-                }
-                progress.advance(u64::from(p.len), 1);
-                (p.id, found, opened)
-            })
+                    match whole.directory {
+                        Ok(dir) => {
+                            let listed: HashSet<(Id, u32, u32)> =
+                                dir.entries.iter().map(|e| (e.id, e.offset, e.sealed_len)).collect();
+                            if dir.kind != p.kind {
+                                found.push((
+                                    None,
+                                    format!(
+                                        "pack {}: directory says {} blobs, the index says {}",
+                                        p.id,
+                                        dir.kind.name(),
+                                        p.kind.name()
+                                    ),
+                                ));
+                            }
+                            if blobs.iter().any(|(id, l)| !listed.contains(&(*id, l.offset, l.sealed_len))) {
+                                found.push((None, format!("pack {}: directory and index disagree", p.id)));
+                            }
+                        }
+                        Err(e) => found.push((None, e.to_string())),
+                    }
+                    let opened = blobs.iter().filter(|(_, l)| l.end() <= whole.len).count();
+                    progress.advance(u64::from(p.len), 1);
+                    (p.id, found, opened)
+                },
+            )
             .collect();
         for (pack, found, opened) in results {
             report.blobs_read += opened;

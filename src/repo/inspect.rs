@@ -9,7 +9,8 @@ use crate::format::index::IndexFile;
 use crate::format::pack::PackDirectory;
 use crate::format::snapshot::{Node, NodeContent, SnapshotRecord};
 use crate::id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId};
-use crate::index::{self, BlobLocation};
+use crate::index;
+use crate::pack::BlobLocation;
 use crate::repo::walk::{self, Step};
 use crate::repo::{join, Repository};
 use crate::store::{list_ids, FileKind};
@@ -361,7 +362,7 @@ impl Repository {
     /// # Errors
     /// [`Error::NotFound`], and integrity errors naming the pack.
     pub fn pack_directory(&self, pack: &PackId) -> Result<PackDirectory> {
-        crate::pack::read_directory(self.store.as_ref(), &self.keys, pack)
+        crate::pack::PackReader::new(self.store.as_ref(), &self.keys).directory(pack)
     }
 
     /// Every index file of the repository, decrypted, in id order.
@@ -384,7 +385,7 @@ impl Repository {
     /// [`Error::NotFound`] when no index knows it; integrity errors naming the pack and offset.
     pub fn read_blob(&self, id: &Id) -> Result<(BlobLocation, Vec<u8>)> {
         let loc = self.index.lookup(id)?.ok_or_else(|| Error::NotFound(format!("blob {id} is in no index")))?;
-        Ok((loc, crate::pack::read_blob(self.store.as_ref(), &self.keys, id, &loc)?))
+        Ok((loc, crate::pack::PackReader::new(self.store.as_ref(), &self.keys).read_blob(id, &loc)?))
     }
 
     /// The blob whose id is `spec` or starts with it (at least 8 hex digits). Untyped: data and

@@ -40,12 +40,27 @@
 //! What a restore does not defend against: a user who can write into a folder *after* it holds
 //! the restored files (a world-writable target); another process of the same user.
 //!
+//! # Without a folder
+//!
+//! `file_reader` gives random access to one file ([`Repository::open_file`]); `sink` restores
+//! into the caller's own storage ([`Repository::restore_to`], files as streams). Both read
+//! through the same pack reader and range planner (`crate::pack`) as the folder restore.
+//!
+//! # Cancellation
+//!
+//! [`RestoreOptions::cancel`] is checked between batches of planning and before each pack
+//! read; a cancelled restore returns [`Error::Cancelled`] rather than a report: files completed
+//! before the cancel stay under their names, every other file's temporary file is removed, and
+//! nothing partial is ever under a final name.
+//!
 //! Cost: a small file whose data comes in one pack read takes six system calls (`openat`,
 //! `pwrite`, `fchmod`, `futimens`, `renameat2`, `close`), against sixteen before this design
 //! (create, truncate, close, reopen twice by path, `getpid` for every temporary name).
 
+mod file_reader;
 mod fill;
 mod plan;
+mod sink;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -59,12 +74,17 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+pub use self::file_reader::FileReader;
+pub use self::sink::{MemorySink, RestoreSink, SinkOptions};
+
 use self::fill::{FileJob, Files};
 use self::plan::{Need, Plan, Target};
 use self::target::{Dirs, Made};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::snapshot::{NodeContent, SnapshotRecord};
 use crate::id::{Id, PackId};
+use crate::pack::{BlobLocation, PackReader};
+use crate::progress::CancelToken;
 use crate::repo::Repository;
 
 /// What to restore, and where.
@@ -89,12 +109,17 @@ pub struct RestoreOptions {
     /// snapshots do not record owners, so these bits would land on files owned by whoever
     /// restores (root, say).
     pub keep_special_bits: bool,
-    /// Receives progress: bytes written and files finished.
+    /// Receives progress: bytes written, and the path of each file as its data starts.
     pub progress: Option<std::sync::Arc<dyn crate::Progress>>,
+    /// Stops the restore (checked before each pack read). A cancelled restore returns
+    /// [`Error::Cancelled`](crate::Error::Cancelled): files completed before the cancel stay
+    /// under their names, no partial or temporary file is left, and folders keep the 0700 they
+    /// were created with (their final modes come last, which a cancelled restore never reaches).
+    pub cancel: Option<CancelToken>,
 }
 
 /// What a restore did.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct RestoreReport {
     /// Files restored completely.
     pub files: u64,
@@ -104,8 +129,9 @@ pub struct RestoreReport {
     pub symlinks: u64,
     /// Bytes written into files.
     pub bytes: u64,
-    /// Snapshot paths that could not be restored, with why.
-    pub failed: Vec<(String, String)>,
+    /// Snapshot paths that could not be restored, with why, in path order. A folder listed
+    /// here was restored, but what is in it could not be read (or nests too deep).
+    pub failed: Vec<(String, Error)>,
     /// Things about the target the user should know; the restore went ahead.
     pub warnings: Vec<RestoreWarning>,
 }
@@ -164,6 +190,16 @@ pub(crate) struct Budget {
     pub files: usize,
 }
 
+/// True once `cancel` was cancelled.
+fn cancelled(cancel: Option<&CancelToken>) -> bool {
+    cancel.is_some_and(CancelToken::is_cancelled)
+}
+
+/// `Err(Error::Cancelled)` once `cancel` was cancelled.
+fn check_cancel(cancel: Option<&CancelToken>) -> Result<()> {
+    cancel.map_or(Ok(()), CancelToken::check)
+}
+
 /// Files prepared (checked, resolved) per parallel batch, so the resolved chunk lists in flight
 /// stay bounded.
 const PREPARE_BATCH: usize = 4096;
@@ -177,7 +213,8 @@ impl Repository {
     ///
     /// # Errors
     /// Only for failures that stop everything: the root tree cannot be read, the target
-    /// cannot be created, an include path does not exist, or (with `sync`) flushing fails.
+    /// cannot be created, an include path does not exist, (with `sync`) flushing fails, or
+    /// the restore was cancelled ([`Error::Cancelled`]).
     pub fn restore(&self, snapshot: &SnapshotRecord, options: &RestoreOptions) -> Result<RestoreReport> {
         let total = target::descriptor_budget();
         self.restore_within(snapshot, options, Budget { dirs: total / 2, files: total / 2 })
@@ -190,6 +227,7 @@ impl Repository {
         options: &RestoreOptions,
         budget: Budget,
     ) -> Result<RestoreReport> {
+        check_cancel(options.cancel.as_ref())?;
         let _lock =
             if options.no_lock { None } else { Some(self.lock(crate::repo::lock::LockKind::Shared, "restore")?) };
         let mut plan = self.plan(snapshot, &options.include)?;
@@ -218,36 +256,45 @@ impl Repository {
             .zip(&parents)
             .map(|(f, parent)| {
                 FileJob::new(
+                    &f.path,
                     OsStr::from_bytes(&f.node.name),
-                    parent.clone().ok().flatten(),
+                    parent.as_ref().ok().copied().flatten(),
                     target::final_mode(f.node.mode, keep),
                     target::mtime(&f.node),
                 )
             })
             .collect();
-        let mut files = Files::new(jobs, &dirs, options.overwrite, options.sync, budget.files);
-        let prepare = |i: usize| -> std::result::Result<Vec<crate::index::BlobLocation>, String> {
+        let progress: &dyn crate::Progress = options.progress.as_deref().unwrap_or(&crate::NoProgress);
+        let mut files = Files::new(jobs, &dirs, options, budget.files, progress);
+        let prepare = |i: usize| -> Result<Vec<BlobLocation>> {
             let f = &plan.files[i];
-            let parent = parents[i].clone()?;
+            let parent = match &parents[i] {
+                Ok(p) => *p,
+                Err(e) => return Err(e.duplicate()),
+            };
             if !dirs.is_ready(parent) {
-                return Err("its folder could not be created".into());
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "its folder could not be created",
+                )));
             }
             let NodeContent::File { size, chunks } = &f.node.content else {
-                return Err("not a file".into());
+                return Err(Error::malformed("tree", None, "a planned file is not a file"));
             };
             // A folder this restore created holds only what it put there: no check needed.
             if !options.overwrite && !dirs.is_fresh(parent) {
-                let dir = dirs.get(parent).map_err(|e| format!("cannot open the folder it is in: {e}"))?;
+                let dir = dirs.get(parent).map_err(|e| target::local("cannot open the folder it is in", e))?;
                 if target::exists(&dir, OsStr::from_bytes(&f.node.name)) {
-                    return Err(target::EXISTS.into());
+                    return Err(target::exists_error());
                 }
             }
-            self.resolve_chunks(chunks, *size).map_err(|e| e.to_string())
+            self.resolve_chunks(chunks, *size)
         };
         let mut by_chunk: HashMap<Id, usize> = HashMap::new();
         let mut needs: Vec<Need> = Vec::new();
         let mut empty = Vec::new();
         for batch_start in (0..plan.files.len()).step_by(PREPARE_BATCH) {
+            check_cancel(options.cancel.as_ref())?;
             let batch = batch_start..(batch_start + PREPARE_BATCH).min(plan.files.len());
             let prepared: Vec<_> = batch.clone().into_par_iter().map(prepare).collect();
             for (i, p) in batch.zip(prepared) {
@@ -278,12 +325,11 @@ impl Repository {
         }
         drop(by_chunk);
 
-        // Read coalesced ranges in parallel; each file is finished by the worker that writes
-        // its last chunk.
+        // Read coalesced ranges in parallel, each worker with its own reader (and buffers);
+        // each file is finished by the worker that writes its last chunk.
         let pack_lens: HashMap<PackId, u64> = self.index.packs().map(|p| (p.id, u64::from(p.len))).collect();
-        let (groups, ranges) = plan::ranges(needs, &pack_lens);
+        let (needs, ranges) = crate::pack::coalesce(needs);
         let files = files;
-        let progress: &dyn crate::Progress = options.progress.as_deref().unwrap_or(&crate::NoProgress);
         // Saturating: sizes come from trees, and a tree may claim anything up to u64::MAX.
         let total: u64 = plan
             .files
@@ -293,22 +339,39 @@ impl Repository {
         progress.start("restore", total, plan.files.len() as u64);
         report.bytes = ranges
             .into_par_iter()
-            .map(|r| {
-                let (pack, needs) = &groups[r.group];
-                let n = self.restore_range(*pack, &r, &needs[r.needs.clone()], &files);
-                progress.advance(n, 0);
-                n
-            })
+            .map_init(
+                || PackReader::new(self.store.as_ref(), &self.keys),
+                |reader, r| {
+                    let needs = &needs[r.blobs.clone()];
+                    if cancelled(options.cancel.as_ref()) {
+                        for t in needs.iter().flat_map(|n| &n.targets) {
+                            files.skip(t.file, Error::Cancelled);
+                        }
+                        return 0;
+                    }
+                    let pack_len = pack_lens.get(&r.pack).copied();
+                    let n = fill::restore_range(reader, &r, pack_len, needs, &files);
+                    progress.advance(n, 0);
+                    n
+                },
+            )
             .sum();
-        empty.into_par_iter().for_each(|i| files.finish(i));
         progress.finish();
+        if cancelled(options.cancel.as_ref()) {
+            // Whatever is not complete fails, and its temporary file goes.
+            (0..files.jobs.len()).into_par_iter().for_each(|i| {
+                let _ = files.outcome(i);
+            });
+            return Err(Error::Cancelled);
+        }
+        empty.into_par_iter().for_each(|i| files.finish(i));
 
         // With `sync`, complete files wait under their temporary names until they are on disk.
         if options.sync {
             if let Err(e) = target::sync(dirs.root(), "restored data", target_path) {
-                (0..files.jobs.len())
-                    .into_par_iter()
-                    .for_each(|i| files.fail(i, "not renamed: flushing failed".into()));
+                (0..files.jobs.len()).into_par_iter().for_each(|i| {
+                    files.fail(i, Error::Io(std::io::Error::other("not renamed: flushing failed")));
+                });
                 return Err(e);
             }
             (0..files.jobs.len()).into_par_iter().for_each(|i| files.place_ready(i));
@@ -327,9 +390,12 @@ impl Repository {
             };
             let made = Plan::parent_of(&dir_index, &l.rel).and_then(|parent| {
                 if !dirs.is_ready(parent) {
-                    return Err("its folder could not be created".into());
+                    return Err(Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "its folder could not be created",
+                    )));
                 }
-                let dir = dirs.get(parent).map_err(|e| format!("cannot open the folder it is in: {e}"))?;
+                let dir = dirs.get(parent).map_err(|e| target::local("cannot open the folder it is in", e))?;
                 let name = OsStr::from_bytes(&l.node.name);
                 target::symlink(dir.as_fd(), name, link, options.overwrite, &target::both_times(&l.node))
             });
@@ -347,13 +413,13 @@ impl Repository {
             }
             match dirs.finish(d, target::final_mode(node.node.mode, keep), &target::mtime(&node.node)) {
                 Ok(()) => report.dirs += 1,
-                Err(e) => report.failed.push((node.path.clone(), format!("cannot set folder metadata: {e}"))),
+                Err(e) => report.failed.push((node.path.clone(), target::local("cannot set folder metadata", e))),
             }
         }
         if options.sync {
             target::sync(dirs.root(), "restored file names", target_path)?;
         }
-        report.failed.sort();
+        report.failed.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(report)
     }
 }

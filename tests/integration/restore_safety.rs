@@ -319,10 +319,11 @@ fn file_created_during_the_restore_is_not_replaced() {
     let report = s.restore(&repo, &target);
     assert!(fs::read(target.join("top.txt")).unwrap() == b"planted", "top.txt was replaced");
     assert!(fs::read(target.join("chats/b.txt")).unwrap() == b"planted", "chats/b.txt was replaced");
-    let failed: HashMap<&str, &str> = report.failed.iter().map(|(p, w)| (p.as_str(), w.as_str())).collect();
-    assert_eq!(failed.len(), 2, "{failed:?}");
+    let failed: HashMap<&str, packvault::ErrorKind> =
+        report.failed.iter().map(|(p, w)| (p.as_str(), w.kind())).collect();
+    assert_eq!(failed.len(), 2, "{:?}", report.failed);
     for p in ["top.txt", "chats/b.txt"] {
-        assert!(failed.get(p).is_some_and(|w| w.contains("already exists")), "{p}: {failed:?}");
+        assert_eq!(failed.get(p), Some(&packvault::ErrorKind::AlreadyExists), "{p}: {:?}", report.failed);
     }
     assert!(fs::read(target.join("big.bin")).unwrap() == s.source("big.bin"), "content of big.bin");
     let names: Vec<_> = fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();

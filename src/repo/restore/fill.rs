@@ -18,18 +18,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustix::fs::{Mode, Timestamps};
 
-use super::plan::{Need, Range};
+use super::plan::Need;
 use super::target::{self, Dirs, FileId};
-use crate::error::Location;
-use crate::format::blob::{self, BlobKind};
-use crate::id::PackId;
-use crate::repo::Repository;
-use crate::store::FileKind;
-
-thread_local! {
-    /// Per worker thread: the pack range read, the decrypted blob, the decompressed blob.
-    static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
-}
+use super::RestoreOptions;
+use crate::error::{Error, Result};
+use crate::pack::{PackReader, ReadRange};
+use crate::progress::Progress;
 
 /// Where a file is in its life.
 enum Slot {
@@ -44,11 +38,13 @@ enum Slot {
     /// Under its final name.
     Done,
     /// Failed (its temporary file, if any, removed), with the first reason.
-    Failed(String),
+    Failed(Error),
 }
 
 /// One planned file.
 pub(super) struct FileJob<'p> {
+    /// Its path inside the snapshot (for progress).
+    pub path: &'p str,
     /// Its name, a single component inside `parent`.
     pub name: &'p OsStr,
     /// Its folder (index of the plan's folders; `None` for the target).
@@ -61,8 +57,8 @@ pub(super) struct FileJob<'p> {
 }
 
 impl<'p> FileJob<'p> {
-    pub fn new(name: &'p OsStr, parent: Option<usize>, mode: Mode, times: Timestamps) -> Self {
-        FileJob { name, parent, mode, times, remaining: AtomicUsize::new(0), slot: Mutex::new(Slot::Pending) }
+    pub fn new(path: &'p str, name: &'p OsStr, parent: Option<usize>, mode: Mode, times: Timestamps) -> Self {
+        FileJob { path, name, parent, mode, times, remaining: AtomicUsize::new(0), slot: Mutex::new(Slot::Pending) }
     }
 }
 
@@ -80,12 +76,21 @@ pub(super) struct Files<'p, 'd> {
     no_noreplace: AtomicBool,
     /// This process's id, part of the temporary names.
     pid: u32,
+    /// Told when a file is created (its data starts).
+    progress: &'d dyn Progress,
 }
 
 impl<'p, 'd> Files<'p, 'd> {
-    pub fn new(jobs: Vec<FileJob<'p>>, dirs: &'d Dirs<'p>, overwrite: bool, sync: bool, budget: usize) -> Self {
+    pub fn new(
+        jobs: Vec<FileJob<'p>>,
+        dirs: &'d Dirs<'p>,
+        options: &'d RestoreOptions,
+        budget: usize,
+        progress: &'d dyn Progress,
+    ) -> Self {
         let (open, no_noreplace, pid) = (AtomicUsize::new(0), AtomicBool::new(false), std::process::id());
-        Files { jobs, dirs, overwrite, sync, open, budget, no_noreplace, pid }
+        let (overwrite, sync) = (options.overwrite, options.sync);
+        Files { jobs, dirs, overwrite, sync, open, budget, no_noreplace, pid, progress }
     }
 
     /// The name of file `i`'s temporary file, in the same folder (made when needed rather than
@@ -115,7 +120,7 @@ impl<'p, 'd> Files<'p, 'd> {
     }
 
     /// Marks file `i` failed (the first reason stays) and removes its temporary file.
-    pub fn fail(&self, i: usize, why: String) {
+    pub fn fail(&self, i: usize, why: Error) {
         let mut slot = self.slot(i);
         match std::mem::replace(&mut *slot, Slot::Failed(why)) {
             Slot::Pending => {}
@@ -129,7 +134,7 @@ impl<'p, 'd> Files<'p, 'd> {
     }
 
     /// A planned chunk write of file `i` will not happen: the file fails.
-    pub fn skip(&self, i: usize, why: String) {
+    pub fn skip(&self, i: usize, why: Error) {
         self.fail(i, why);
         self.wrote(i);
     }
@@ -141,7 +146,7 @@ impl<'p, 'd> Files<'p, 'd> {
         if let Some(file) = self.handle(i) {
             match file.write_all_at(data, offset) {
                 Ok(()) => n = data.len() as u64,
-                Err(e) => self.fail(i, format!("write failed: {e}")),
+                Err(e) => self.fail(i, target::local("write failed", e)),
             }
         }
         self.wrote(i);
@@ -171,14 +176,17 @@ impl<'p, 'd> Files<'p, 'd> {
     }
 
     /// Creates file `i`'s temporary file, or reopens it when it was parked as `parked`.
-    fn open_file(&self, i: usize, parked: Option<FileId>) -> std::result::Result<File, String> {
+    fn open_file(&self, i: usize, parked: Option<FileId>) -> Result<File> {
         let job = &self.jobs[i];
-        let dir = self.dirs.get(job.parent).map_err(|e| format!("cannot open the folder it is in: {e}"))?;
+        let dir = self.dirs.get(job.parent).map_err(|e| target::local("cannot open the folder it is in", e))?;
         match parked {
-            None => target::create_temp(&dir, &self.tmp(i)).map_err(|e| format!("cannot create a temporary file: {e}")),
+            None => {
+                self.progress.current(job.path);
+                target::create_temp(&dir, &self.tmp(i)).map_err(|e| target::local("cannot create a temporary file", e))
+            }
             Some(id) => target::reopen_temp(&dir, &self.tmp(i), id).map_err(|e| {
                 target::remove(&dir, &self.tmp(i));
-                format!("cannot reopen its temporary file: {e}")
+                target::local("cannot reopen its temporary file", e)
             }),
         }
     }
@@ -198,7 +206,7 @@ impl<'p, 'd> Files<'p, 'd> {
         let Slot::Open(file) = &*slot else { return };
         let parked = match FileId::of(&**file) {
             Ok(id) => Slot::Parked(id),
-            Err(e) => Slot::Failed(format!("cannot inspect its temporary file: {e}")),
+            Err(e) => Slot::Failed(target::local("cannot inspect its temporary file", e)),
         };
         let failed = matches!(parked, Slot::Failed(_));
         *slot = parked;
@@ -235,7 +243,7 @@ impl<'p, 'd> Files<'p, 'd> {
         };
         if let Err(e) = target::set_meta(&file, job.mode, &job.times) {
             self.remove_temp(i);
-            *slot = Slot::Failed(format!("cannot set metadata: {e}"));
+            *slot = Slot::Failed(target::local("cannot set metadata", e));
             return;
         }
         drop(file);
@@ -254,7 +262,7 @@ impl<'p, 'd> Files<'p, 'd> {
                 }
                 r
             }
-            Err(e) => Err(format!("cannot open the folder it is in: {e}")),
+            Err(e) => Err(target::local("cannot open the folder it is in", e)),
         };
         match placed {
             Ok(()) => Slot::Done,
@@ -271,58 +279,48 @@ impl<'p, 'd> Files<'p, 'd> {
     }
 
     /// The outcome of file `i`; a file left unfinished (which no plan should produce) fails.
-    pub fn outcome(&self, i: usize) -> std::result::Result<(), String> {
+    pub fn outcome(&self, i: usize) -> Result<()> {
         let why = match &*self.slot(i) {
             Slot::Done => return Ok(()),
-            Slot::Failed(why) => why.clone(),
-            Slot::Ready => "not renamed into place".to_string(),
-            Slot::Pending | Slot::Open(_) | Slot::Parked(_) => "not all of its data was written".to_string(),
+            Slot::Failed(why) => return Err(why.duplicate()),
+            Slot::Ready => Error::Io(std::io::Error::other("not renamed into place")),
+            Slot::Pending | Slot::Open(_) | Slot::Parked(_) => {
+                Error::Io(std::io::Error::other("not all of its data was written"))
+            }
         };
-        self.fail(i, why.clone());
+        self.fail(i, why.duplicate());
         Err(why)
     }
 }
 
-impl Repository {
-    /// Reads one coalesced range of a pack and writes every blob in it to its files.
-    pub(super) fn restore_range(&self, pack: PackId, range: &Range, needs: &[Need], files: &Files<'_, '_>) -> u64 {
-        let (first, end) = (range.first, range.end);
-        let skip_all = |why: &str| {
-            for n in needs {
-                for t in &n.targets {
-                    files.skip(t.file, why.to_string());
-                }
+/// Reads one planned range of a pack (of `pack_len` bytes, when known) and writes every blob
+/// in it to its files; returns the bytes written.
+pub(super) fn restore_range(
+    reader: &mut PackReader<'_>,
+    range: &ReadRange,
+    pack_len: Option<u64>,
+    needs: &[Need],
+    files: &Files<'_, '_>,
+) -> u64 {
+    let mut bytes = 0;
+    let read = reader.read_range(range, pack_len, needs, |n, opened| match opened {
+        Ok(o) => {
+            for t in &n.targets {
+                bytes += files.write(t.file, t.offset, o.plain);
             }
-        };
-        let len = usize::try_from(end - first).unwrap_or(usize::MAX);
-        BUFFERS.with(|cell| {
-            let mut bufs = cell.borrow_mut();
-            let (read_buf, scratch, out) = &mut *bufs;
-            if let Err(e) = self.store.get_range_into(FileKind::Pack, &pack.to_hex(), first, len, read_buf) {
-                skip_all(&e.at(Location::Pack { pack, offset: Some(first) }).to_string());
-                return 0;
+        }
+        Err(err) => {
+            for t in &n.targets {
+                files.skip(t.file, err.duplicate());
             }
-            let data: &[u8] = read_buf;
-            let mut bytes = 0;
-            for n in needs {
-                let e = n.loc.entry(n.id);
-                let s = (u64::from(e.offset) - first) as usize;
-                let sealed = &data[s..s + e.sealed_len as usize];
-                match blob::open_into(&self.keys, BlobKind::Data, &n.id, e.codec, e.raw_len, sealed, scratch, out) {
-                    Ok(plain) => {
-                        for t in &n.targets {
-                            bytes += files.write(t.file, t.offset, plain);
-                        }
-                    }
-                    Err(err) => {
-                        let msg = err.at(Location::Pack { pack, offset: Some(u64::from(e.offset)) }).to_string();
-                        for t in &n.targets {
-                            files.skip(t.file, msg.clone());
-                        }
-                    }
-                }
+        }
+    });
+    if let Err(e) = read {
+        for n in needs {
+            for t in &n.targets {
+                files.skip(t.file, e.duplicate());
             }
-            bytes
-        })
+        }
     }
+    bytes
 }

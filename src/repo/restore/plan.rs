@@ -1,5 +1,5 @@
-//! What to restore: the walk of the snapshot's trees, each file's chunks resolved through the
-//! index, and the coalesced, aligned pack ranges to read.
+//! What to restore: the walk of the snapshot's trees and each file's chunks resolved through
+//! the index. Which pack ranges to read is planned by `pack::coalesce`.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -9,17 +9,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::BlobKind;
 use crate::format::snapshot::{check_tree_depth, Node, NodeContent, SnapshotRecord, Tree};
-use crate::id::{ChunkId, Id, PackId};
-use crate::index::BlobLocation;
+use crate::id::{ChunkId, Id};
+use crate::pack::{BlobLocation, Wanted};
 use crate::repo::{join, Repository};
-
-/// Blobs closer than this in a pack are fetched with one read.
-const COALESCE_GAP: u64 = 256 << 10;
-/// Reads start and end on multiples of this (or the pack's end), so the provider does not see
-/// where blobs begin and end.
-pub(super) const READ_ALIGN: u64 = 64 << 10;
-/// Largest single read.
-const MAX_READ: u64 = 8 << 20;
 
 pub(super) struct PlanNode {
     /// Display path inside the snapshot.
@@ -35,8 +27,19 @@ pub(super) struct Plan {
     pub dirs: Vec<PlanNode>,
     pub files: Vec<PlanNode>,
     pub links: Vec<PlanNode>,
-    pub failed: Vec<(String, String)>,
+    /// Paths that cannot be restored: folders whose contents do not read (or nest too deep).
+    pub failed: Vec<(String, Error)>,
+    /// Every entry in walk order (each folder before what it holds, names in byte order).
+    pub order: Vec<Entry>,
     seen: HashSet<PathBuf>,
+}
+
+/// One planned entry, by kind and index into the plan's list of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Entry {
+    Dir(usize),
+    File(usize),
+    Link(usize),
 }
 
 impl Plan {
@@ -45,11 +48,13 @@ impl Plan {
             return false;
         }
         let entry = PlanNode { path, rel, node };
-        match entry.node.content {
-            NodeContent::Dir { .. } => self.dirs.push(entry),
-            NodeContent::File { .. } => self.files.push(entry),
-            NodeContent::Symlink { .. } => self.links.push(entry),
-        }
+        let (list, kind): (&mut Vec<PlanNode>, fn(usize) -> Entry) = match entry.node.content {
+            NodeContent::Dir { .. } => (&mut self.dirs, Entry::Dir),
+            NodeContent::File { .. } => (&mut self.files, Entry::File),
+            NodeContent::Symlink { .. } => (&mut self.links, Entry::Link),
+        };
+        self.order.push(kind(list.len()));
+        list.push(entry);
         true
     }
 
@@ -58,11 +63,15 @@ impl Plan {
     /// # Errors
     /// When the parent is not a planned folder (cannot happen for plans built by the walk, which
     /// lists every folder before its content; kept as a failure rather than a panic).
-    pub fn parent_of(dirs: &HashMap<&Path, usize>, rel: &Path) -> std::result::Result<Option<usize>, String> {
+    pub fn parent_of(dirs: &HashMap<&Path, usize>, rel: &Path) -> Result<Option<usize>> {
         match rel.parent() {
             None => Ok(None),
             Some(p) if p.as_os_str().is_empty() => Ok(None),
-            Some(p) => dirs.get(p).copied().map(Some).ok_or_else(|| "its folder is not part of the restore".into()),
+            Some(p) => dirs
+                .get(p)
+                .copied()
+                .map(Some)
+                .ok_or_else(|| Error::NotFound("its folder is not part of the restore".into())),
         }
     }
 }
@@ -80,52 +89,13 @@ pub(super) struct Need {
     pub targets: Vec<Target>,
 }
 
-/// One read of a pack: bytes `first..end`, serving `needs[index]` of pack group `group`.
-///
-/// Packs are read into per-thread buffers, not memory-mapped: mapping the packs of a 1.1 GB
-/// restore made it slower (1.8 s against 1.3 s) and put every touched pack page in the
-/// resident set (874 MB against 45 MB), see BENCHMARKS.md.
-pub(super) struct Range {
-    pub group: usize,
-    pub first: u64,
-    pub end: u64,
-    pub needs: std::ops::Range<usize>,
-}
-
-/// Groups `needs` by pack (sorted by offset inside each) and cuts each pack's needs into
-/// coalesced, aligned ranges; all ranges of all packs then run in parallel, so a few big packs
-/// do not leave a core idle.
-pub(super) fn ranges(needs: Vec<Need>, pack_lens: &HashMap<PackId, u64>) -> (Vec<(PackId, Vec<Need>)>, Vec<Range>) {
-    let mut by_pack: HashMap<PackId, Vec<Need>> = HashMap::new();
-    for n in needs {
-        by_pack.entry(n.loc.pack).or_default().push(n);
+impl Wanted for Need {
+    fn id(&self) -> Id {
+        self.id
     }
-    let mut groups: Vec<(PackId, Vec<Need>)> = by_pack.into_iter().collect();
-    let mut ranges = Vec::new();
-    for (g, (pack, needs)) in groups.iter_mut().enumerate() {
-        needs.sort_by_key(|n| n.loc.offset);
-        let mut start = 0;
-        while start < needs.len() {
-            let first = u64::from(needs[start].loc.offset);
-            let mut end = start + 1;
-            let mut range_end = needs[start].loc.entry(needs[start].id).end();
-            while end < needs.len() {
-                let e = needs[end].loc.entry(needs[end].id);
-                if u64::from(e.offset) > range_end + COALESCE_GAP || e.end() - first > MAX_READ {
-                    break;
-                }
-                range_end = range_end.max(e.end());
-                end += 1;
-            }
-            // Widen to aligned block boundaries (never past the pack's end).
-            let pack_len = pack_lens.get(pack).copied().unwrap_or(range_end).max(range_end);
-            let aligned_first = first - first % READ_ALIGN;
-            let aligned_end = range_end.div_ceil(READ_ALIGN).saturating_mul(READ_ALIGN).min(pack_len);
-            ranges.push(Range { group: g, first: aligned_first, end: aligned_end, needs: start..end });
-            start = end;
-        }
+    fn location(&self) -> &BlobLocation {
+        &self.loc
     }
-    (groups, ranges)
 }
 
 impl Repository {
@@ -184,13 +154,14 @@ impl Repository {
                 continue;
             }
             if let Some(t) = sub {
+                // The folder itself is restored; what is in it fails with the reason.
                 if let Err(e) = check_tree_depth(&path) {
-                    plan.failed.push((path, format!("folder contents not restored: {e}")));
+                    plan.failed.push((path, e));
                     continue;
                 }
                 match self.load_tree(&t) {
                     Ok(subtree) => self.plan_tree(&path, &rel, &subtree, plan),
-                    Err(e) => plan.failed.push((path, format!("folder contents lost: {e}"))),
+                    Err(e) => plan.failed.push((path, e)),
                 }
             }
         }

@@ -21,8 +21,20 @@ use super::RestoreWarning;
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::snapshot::Node;
 
-/// The failure reported for a path that is taken in the target (and `overwrite` is off).
-pub(super) const EXISTS: &str = "already exists in the target (not overwritten)";
+/// What is said of a path that is taken in the target (and `overwrite` is off).
+const EXISTS: &str = "in the target (not overwritten)";
+
+/// The failure of a path that is taken in the target (and `overwrite` is off).
+pub(super) fn exists_error() -> Error {
+    Error::AlreadyExists(EXISTS.into())
+}
+
+/// A failure on the target's side, as an I/O error (its kind kept) that says what was being
+/// done.
+pub(super) fn local(what: &str, e: impl Into<io::Error>) -> Error {
+    let e = e.into();
+    Error::Io(io::Error::new(e.kind(), format!("{what}: {e}")))
+}
 
 /// Folders below the target: read-only handle, never through a symlink.
 const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
@@ -138,7 +150,7 @@ pub(super) enum Made {
     /// A folder above it failed (already reported).
     UnderFailed,
     /// It failed, for this reason.
-    Failed(String),
+    Failed(Error),
 }
 
 /// A handle to a folder: held by [`Dirs`], or opened for one use.
@@ -178,7 +190,7 @@ impl<'p> Dirs<'p> {
     /// Creates (0700) or opens the next planned folder, `name` inside `parent` (which must have
     /// been made before). Never goes through a symlink: a symlink or file under the name fails
     /// this folder and everything below it.
-    pub fn make(&mut self, name: &'p OsStr, parent: std::result::Result<Option<usize>, String>) -> Made {
+    pub fn make(&mut self, name: &'p OsStr, parent: Result<Option<usize>>) -> Made {
         let parent_index = parent.as_ref().ok().copied().flatten();
         let result = match parent {
             Err(why) => Err(Made::Failed(why)),
@@ -197,25 +209,26 @@ impl<'p> Dirs<'p> {
         made
     }
 
-    fn open_in(&self, parent: Option<usize>, name: &OsStr) -> std::result::Result<(OwnedFd, bool, FileId), String> {
-        let dir = self.get(parent).map_err(|e| format!("cannot open the folder it is in: {e}"))?;
+    fn open_in(&self, parent: Option<usize>, name: &OsStr) -> Result<(OwnedFd, bool, FileId)> {
+        let dir = self.get(parent).map_err(|e| local("cannot open the folder it is in", e))?;
         let (fd, fresh) = Self::create_or_open(&dir, name)?;
-        let id = FileId::of(&fd).map_err(|e| format!("cannot open folder: {e}"))?;
+        let id = FileId::of(&fd).map_err(|e| local("cannot open folder", e))?;
         Ok((fd, fresh, id))
     }
 
-    fn create_or_open(parent: &DirRef<'_>, name: &OsStr) -> std::result::Result<(OwnedFd, bool), String> {
+    fn create_or_open(parent: &DirRef<'_>, name: &OsStr) -> Result<(OwnedFd, bool)> {
         let fresh = match rfs::mkdirat(parent, name, Mode::from_raw_mode(NEW_DIR_MODE)) {
             Ok(()) => true,
             Err(Errno::EXIST) => false,
-            Err(e) => return Err(format!("cannot create folder: {e}")),
+            Err(e) => return Err(local("cannot create folder", e)),
         };
         match rfs::openat(parent, name, DIR_FLAGS, Mode::empty()) {
             Ok(fd) => Ok((fd, fresh)),
-            Err(Errno::LOOP | Errno::NOTDIR) => {
-                Err("cannot create folder: exists and is not a folder (symlinks are not followed)".into())
-            }
-            Err(e) => Err(format!("cannot open folder: {e}")),
+            Err(e @ (Errno::LOOP | Errno::NOTDIR)) => Err(Error::Io(io::Error::new(
+                io::Error::from(e).kind(),
+                "cannot create folder: exists and is not a folder (symlinks are not followed)",
+            ))),
+            Err(e) => Err(local("cannot open folder", e)),
         }
     }
 
@@ -314,32 +327,30 @@ pub(super) fn place(
     name: &OsStr,
     overwrite: bool,
     no_noreplace: &AtomicBool,
-) -> std::result::Result<(), String> {
+) -> Result<()> {
     if overwrite {
-        return rfs::renameat(dir, tmp, dir, name).map_err(|e| format!("cannot rename into place: {e}"));
+        return rfs::renameat(dir, tmp, dir, name).map_err(|e| local("cannot rename into place", e));
     }
     if !no_noreplace.load(Ordering::Relaxed) {
         match rfs::renameat_with(dir, tmp, dir, name, RenameFlags::NOREPLACE) {
             Ok(()) => return Ok(()),
-            Err(Errno::EXIST) => return Err(EXISTS.into()),
+            Err(Errno::EXIST) => return Err(exists_error()),
             Err(Errno::INVAL | Errno::NOSYS) => no_noreplace.store(true, Ordering::Relaxed),
-            Err(e) => return Err(format!("cannot rename into place: {e}")),
+            Err(e) => return Err(local("cannot rename into place", e)),
         }
     }
     link_into_place(dir, tmp, name)
 }
 
 /// The fallback of [`place`]: `linkat` (fails if `name` exists), then removes `tmp`.
-pub(super) fn link_into_place(dir: BorrowedFd<'_>, tmp: &str, name: &OsStr) -> std::result::Result<(), String> {
+pub(super) fn link_into_place(dir: BorrowedFd<'_>, tmp: &str, name: &OsStr) -> Result<()> {
     match rfs::linkat(dir, tmp, dir, name, AtFlags::empty()) {
         Ok(()) => {
             remove(dir, tmp);
             Ok(())
         }
-        Err(Errno::EXIST) => Err(EXISTS.into()),
-        Err(e) => {
-            Err(format!("cannot link into place (the file system supports no rename that refuses to replace): {e}"))
-        }
+        Err(Errno::EXIST) => Err(exists_error()),
+        Err(e) => Err(local("cannot link into place (the file system supports no rename that refuses to replace)", e)),
     }
 }
 
@@ -351,19 +362,19 @@ pub(super) fn symlink(
     link: &[u8],
     overwrite: bool,
     times: &Timestamps,
-) -> std::result::Result<(), String> {
-    let fail = |e: Errno| format!("cannot create symlink: {e}");
+) -> Result<()> {
+    let fail = |e: Errno| local("cannot create symlink", e);
     match rfs::symlinkat(link, dir, name) {
         Ok(()) => {}
         Err(Errno::EXIST) if overwrite => {
             let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(fail)?;
             if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                return Err(EXISTS.into());
+                return Err(exists_error());
             }
             rfs::unlinkat(dir, name, AtFlags::empty()).map_err(fail)?;
             rfs::symlinkat(link, dir, name).map_err(fail)?;
         }
-        Err(Errno::EXIST) => return Err(EXISTS.into()),
+        Err(Errno::EXIST) => return Err(exists_error()),
         Err(e) => return Err(fail(e)),
     }
     rfs::utimensat(dir, name, times, AtFlags::SYMLINK_NOFOLLOW).map_err(fail)

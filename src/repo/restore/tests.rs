@@ -10,9 +10,14 @@ use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags, CWD};
 
-use super::target::{self, Dirs, FileId, Made, EXISTS};
+use super::target::{self, Dirs, FileId, Made};
 use super::{Budget, RestoreOptions};
-use crate::{Credentials, InitOptions, MemoryStore, Repository};
+use crate::{Credentials, ErrorKind, InitOptions, MemoryStore, Repository};
+
+/// The class of a failure, to compare results.
+fn kind(r: crate::Result<()>) -> Result<(), ErrorKind> {
+    r.map_err(|e| e.kind())
+}
 
 fn open_dir(dir: &Path) -> OwnedFd {
     rustix::fs::openat(CWD, dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap()
@@ -88,10 +93,10 @@ fn link_fallback_never_replaces() {
     let (p, dir) = (tmp.path(), open_dir(tmp.path()));
     fs::write(p.join("t1"), b"new").unwrap();
     fs::write(p.join("x"), b"old").unwrap();
-    assert_eq!(target::link_into_place(dir.as_fd(), "t1", "x".as_ref()), Err(EXISTS.to_string()));
+    assert_eq!(kind(target::link_into_place(dir.as_fd(), "t1", "x".as_ref())), Err(ErrorKind::AlreadyExists));
     assert_eq!(fs::read(p.join("x")).unwrap(), b"old");
     assert!(p.join("t1").exists(), "the temporary file stays for the caller to remove");
-    assert_eq!(target::link_into_place(dir.as_fd(), "t1", "y".as_ref()), Ok(()));
+    assert_eq!(kind(target::link_into_place(dir.as_fd(), "t1", "y".as_ref())), Ok(()));
     assert_eq!(fs::read(p.join("y")).unwrap(), b"new");
     assert!(!p.join("t1").exists());
 
@@ -99,15 +104,15 @@ fn link_fallback_never_replaces() {
     for no_noreplace in [true, false] {
         let flag = AtomicBool::new(no_noreplace);
         fs::write(p.join("t2"), b"newer").unwrap();
-        assert_eq!(target::place(dir.as_fd(), "t2", "y".as_ref(), false, &flag), Err(EXISTS.to_string()));
+        assert_eq!(kind(target::place(dir.as_fd(), "t2", "y".as_ref(), false, &flag)), Err(ErrorKind::AlreadyExists));
         assert_eq!(fs::read(p.join("y")).unwrap(), b"new");
-        assert_eq!(target::place(dir.as_fd(), "t2", "z".as_ref(), false, &flag), Ok(()));
+        assert_eq!(kind(target::place(dir.as_fd(), "t2", "z".as_ref(), false, &flag)), Ok(()));
         assert_eq!(fs::read(p.join("z")).unwrap(), b"newer");
         fs::remove_file(p.join("z")).unwrap();
     }
     // With `overwrite`, a plain rename.
     fs::write(p.join("t3"), b"newest").unwrap();
-    assert_eq!(target::place(dir.as_fd(), "t3", "y".as_ref(), true, &AtomicBool::new(false)), Ok(()));
+    assert_eq!(kind(target::place(dir.as_fd(), "t3", "y".as_ref(), true, &AtomicBool::new(false))), Ok(()));
     assert_eq!(fs::read(p.join("y")).unwrap(), b"newest");
 }
 
