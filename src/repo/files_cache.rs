@@ -10,7 +10,7 @@
 //! chunks) and checked against its MAC before use: one that fails — forged, damaged, or
 //! written by an older version, which had no MAC — is ignored (every file is read again) and
 //! reported, never trusted. Even a sound entry is used only when its chunks are in the index
-//! and add up to the file's size (`backup::chunks_make_up`).
+//! and add up to the file's size (`backup::pipeline::chunks_make_up`).
 
 use std::collections::HashMap;
 use std::fs;
