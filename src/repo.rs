@@ -12,6 +12,10 @@ mod maintenance;
 mod restore;
 mod trust;
 
+pub use backup::{
+    AppendFallback, AppendOutcome, AppendSource, ChunkPolicy, CompressionHint, DirOptions, Sequential, SnapshotInfo,
+    StreamOptions,
+};
 pub use backup::{BackupOutcome, BackupSession, FileMeta};
 pub use check::{CheckOptions, CheckReport, DataSubset, Problem};
 pub use history::HistoryReport;

@@ -20,6 +20,10 @@ mod vectors;
 
 #[path = "integration/adversary.rs"]
 mod adversary;
+#[path = "integration/append.rs"]
+mod append;
+#[path = "integration/archiver_backup.rs"]
+mod archiver_backup;
 #[path = "integration/backup_restore.rs"]
 mod backup_restore;
 #[path = "integration/caches.rs"]

@@ -14,12 +14,27 @@
 //! batches plus one pack, whatever the input size. Durability order at commit: packs, then the
 //! index file naming them, then the snapshot.
 //!
+//! Per stream, the app chooses the chunking policy (the pipeline takes a chunker per file, not
+//! one per run), compression (already-compressed media does not shrink: zstd's attempt is
+//! time spent before the chunk is stored raw anyway) and append mode (a log that grew by
+//! 1 MiB reads about 1.1 MiB instead of its whole history: `backup/append.rs` gives the
+//! reasoning and the figures). The reader checks a [`CancelToken`] before each file and each
+//! read (512 KiB): a cancelled session writes no snapshot, and the packs it wrote are named by
+//! the next backup's index file and reused, so a cancelled nightly run on a phone loses only
+//! the chunks that were not yet in a written pack.
+//!
 //! Rooms: this file is the session API ([`BackupSession`], [`BackupOutcome`], the `add_*`
 //! methods and `commit`); `backup/pipeline.rs` runs the three stages; `backup/walk.rs` lists
-//! the folders of `add_dir`.
+//! the folders of `add_dir`; `backup/append.rs` resumes streams that grew; `backup/options.rs`
+//! holds the choices.
 
+mod append;
+mod options;
 mod pipeline;
 mod walk;
+
+pub use append::{AppendFallback, AppendOutcome, AppendSource, Sequential};
+pub use options::{ChunkPolicy, CompressionHint, DirOptions, SnapshotInfo, StreamOptions};
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -38,12 +53,13 @@ use crate::format::snapshot::{
 use crate::id::{ChunkId, Id, IndexId, SnapshotId, TreeId};
 use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
-use crate::progress::{NoProgress, Progress};
+use crate::progress::{CancelToken, NoProgress, Progress};
 use crate::repo::files_cache::{FilesCache, Stamp};
 use crate::repo::lock::{hostname, LockKind, RepoLock};
 use crate::repo::{now, Repository};
 use crate::store::FileKind;
 
+use append::ParentTrees;
 use pipeline::{Job, Source};
 
 /// Metadata of a file or directory added to a backup.
@@ -88,8 +104,9 @@ struct FileRecord {
 }
 
 /// A backup in progress. Add sources, then [`commit`](BackupSession::commit). Dropping a
-/// session without committing leaves only packs that no index names; a later backup's packs
-/// are written fresh, and prune removes the leftovers.
+/// session without committing (or cancelling it) writes no snapshot and leaves only packs that
+/// no index file names yet: the next backup names them in its index file and reuses their
+/// chunks, and prune removes what no snapshot needs.
 pub struct BackupSession<'r> {
     repo: &'r mut Repository,
     root: BTreeMap<Vec<u8>, Entry>,
@@ -108,8 +125,16 @@ pub struct BackupSession<'r> {
     progress: Arc<dyn Progress>,
     /// Files new, changed and unchanged (see [`BackupOutcome`]).
     counts: (u64, u64, u64),
+    /// What append mode did, per file that asked for it.
+    appends: Vec<AppendOutcome>,
+    /// The snapshot append streams resume from.
+    parent: ParentTrees,
+    /// Stops the session's reading.
+    cancel: CancelToken,
     /// Set when a run failed in a way that loses data already accepted: commit refuses.
-    broken: Option<String>,
+    broken: Option<Broken>,
+    /// Set once the index file naming `written` is durable.
+    indexed: bool,
     /// The shared lock, held until the session is committed or dropped.
     lock: RepoLock,
 }
@@ -133,6 +158,18 @@ pub struct BackupOutcome {
     pub files_changed: u64,
     /// Files taken from the files cache without being read.
     pub files_unchanged: u64,
+    /// What append mode did for each append stream and each append-only file that was read
+    /// (files taken unread from the files cache are not listed): resumed, or read in full and
+    /// why.
+    pub appends: Vec<AppendOutcome>,
+}
+
+/// Why a session cannot commit.
+enum Broken {
+    /// The caller cancelled a run.
+    Cancelled,
+    /// A run failed after accepting data it then lost.
+    Failed(String),
 }
 
 impl Repository {
@@ -178,7 +215,11 @@ impl Repository {
             started: now(),
             progress: Arc::new(NoProgress),
             counts: (0, 0, 0),
+            appends: Vec::new(),
+            parent: ParentTrees::default(),
+            cancel: CancelToken::new(),
             broken: None,
+            indexed: false,
             lock,
         })
     }
@@ -239,6 +280,25 @@ impl BackupSession<'_> {
         self.progress = progress;
     }
 
+    /// Stops the session when `cancel` is cancelled: the `add_*` call reading at that moment
+    /// returns [`Error::Cancelled`] within one read, and the session can no longer commit (no
+    /// snapshot is written). The repository stays valid: packs already written are named by
+    /// the next backup's index file and their chunks are reused.
+    pub fn set_cancel(&mut self, cancel: CancelToken) {
+        self.cancel = cancel;
+    }
+
+    /// Refuses a session that was cancelled or lost data (see [`BackupSession::commit`]).
+    fn check_usable(&self) -> Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some(Broken::Cancelled) => Err(Error::Cancelled),
+            Some(Broken::Failed(why)) => {
+                Err(Error::InvalidArgument(format!("this backup failed earlier and cannot be committed: {why}")))
+            }
+        }
+    }
+
     /// The directory map at `parts` (created with default metadata where missing).
     fn dir_at(&mut self, parts: &[Vec<u8>]) -> Result<&mut BTreeMap<Vec<u8>, Entry>> {
         let mut cur = &mut self.root;
@@ -263,8 +323,20 @@ impl BackupSession<'_> {
     /// Files that cannot be read are skipped and reported in [`BackupOutcome::warnings`].
     ///
     /// # Errors
-    /// [`Error::Io`] when `dir` itself cannot be read; repository write errors.
+    /// [`Error::Io`] when `dir` itself cannot be read; [`Error::Cancelled`]; repository write
+    /// errors.
     pub fn add_dir(&mut self, dir: &Path, at: &str) -> Result<()> {
+        self.add_dir_with(dir, at, &DirOptions::default())
+    }
+
+    /// [`add_dir`](BackupSession::add_dir) with choices: files that only grow (see
+    /// [`DirOptions::append_only`]), compression.
+    ///
+    /// # Errors
+    /// As [`add_dir`](BackupSession::add_dir).
+    pub fn add_dir_with(&mut self, dir: &Path, at: &str, options: &DirOptions) -> Result<()> {
+        self.check_usable()?;
+        self.cancel.check()?;
         let parts = split_path(at)?;
         if parts.len() > MAX_TREE_DEPTH {
             return Err(Error::InvalidArgument(format!("{at:?} nests deeper than {MAX_TREE_DEPTH} folders")));
@@ -287,7 +359,12 @@ impl BackupSession<'_> {
         self.summary.dirs += u64::from(!parts.is_empty());
         let mut jobs = Vec::new();
         let mut total = 0;
-        self.walk(&abs, &parts, &mut jobs, &mut total)?;
+        let walk = walk::WalkOptions {
+            root_depth: parts.len(),
+            append_only: &options.append_only,
+            level: options.compression.level(self.repo.settings.zstd_level),
+        };
+        self.walk(&abs, &parts, &walk, &mut jobs, &mut total)?;
         self.progress.start("backup", total, jobs.len() as u64);
         let result = self.run_jobs(jobs);
         self.progress.finish();
@@ -298,11 +375,45 @@ impl BackupSession<'_> {
         Ok(())
     }
 
-    /// Adds a stream as a file at `path` in the snapshot.
+    /// Adds a stream as a file at `path` in the snapshot, read to its end with the default
+    /// [`StreamOptions`].
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a bad path; the reader's errors; repository write errors.
+    /// [`Error::InvalidArgument`] for a bad path; the reader's errors; [`Error::Cancelled`];
+    /// repository write errors.
     pub fn add_stream(&mut self, path: &str, reader: impl Read + Send, meta: FileMeta) -> Result<()> {
+        self.add_stream_with(path, Sequential::new(reader), meta, StreamOptions::default())
+    }
+
+    /// Adds a stream that only grows (a message log) at `path`: if the parent snapshot (see
+    /// [`set_parent`](BackupSession::set_parent)) has a file there whose last chunk the source
+    /// still holds at the same place, its chunks are reused and only that last chunk and the
+    /// new bytes are read; otherwise the stream is read in full. The chunks stored are the
+    /// same either way. [`BackupOutcome::appends`] says which happened, and why.
+    ///
+    /// Only the length and the last chunk are checked: bytes changed in place before the last
+    /// chunk go unnoticed. Use it for data that only grows.
+    ///
+    /// # Errors
+    /// As [`add_stream`](BackupSession::add_stream).
+    pub fn add_append_stream(&mut self, path: &str, source: impl AppendSource, meta: FileMeta) -> Result<()> {
+        self.add_stream_with(path, source, meta, StreamOptions { append: true, ..StreamOptions::default() })
+    }
+
+    /// Adds a stream at `path` with explicit choices: chunking policy, compression, append
+    /// mode. A plain reader that cannot seek is passed as [`Sequential`].
+    ///
+    /// # Errors
+    /// As [`add_stream`](BackupSession::add_stream).
+    pub fn add_stream_with(
+        &mut self,
+        path: &str,
+        source: impl AppendSource,
+        meta: FileMeta,
+        options: StreamOptions,
+    ) -> Result<()> {
+        self.check_usable()?;
+        self.cancel.check()?;
         let parts = split_path(path)?;
         let (name, parents) =
             parts.split_last().ok_or_else(|| Error::InvalidArgument("a stream needs a file name".into()))?;
@@ -310,9 +421,17 @@ impl BackupSession<'_> {
         self.dir_at(parents)?;
         let file = self.files.len();
         self.files.push(FileRecord::default());
-        // The session outlives this call, the reader does not: it is run to completion here.
-        let jobs = vec![Job { file, source: Source::Reader(Box::new(reader)) }];
-        if let Some((_, _, error)) = self.run_jobs(jobs)?.into_iter().next() {
+        let append = options.append.then(|| self.old_version(&parts, None));
+        let job = Job {
+            file,
+            source: Source::Stream(Box::new(source)),
+            name: parts.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>().join("/"),
+            chunking: options.chunking,
+            level: options.compression.level(self.repo.settings.zstd_level),
+            append,
+        };
+        // The session outlives this call, the source does not: it is run to completion here.
+        if let Some((_, _, error)) = self.run_jobs(vec![job])?.into_iter().next() {
             return Err(error.at(Location::SnapshotPath(path.to_string())));
         }
         self.dir_at(parents)?.insert(name.clone(), Entry::File { meta, file });
@@ -390,14 +509,24 @@ impl BackupSession<'_> {
     }
 
     /// Finishes the backup: seals the last chunks and the trees, writes the packs, the index
-    /// file and the snapshot, and updates the local caches.
+    /// file and the snapshot, and updates the local caches. `info` describes the snapshot;
+    /// its `None`s are taken from the environment.
     ///
     /// # Errors
-    /// Repository write errors; nothing is referenced by a snapshot until every pack and the
-    /// index file are durable.
-    pub fn commit(mut self, tags: Vec<String>) -> Result<BackupOutcome> {
-        if let Some(why) = &self.broken {
-            return Err(Error::InvalidArgument(format!("this backup failed earlier and cannot be committed: {why}")));
+    /// [`Error::Cancelled`] when the session was cancelled (nothing is written);
+    /// [`Error::InvalidArgument`] when an earlier call failed in a way that lost data, or for a
+    /// host or user name above 4096 bytes; repository write errors. Nothing is referenced by
+    /// a snapshot until every pack and the index file are durable.
+    pub fn commit(mut self, info: SnapshotInfo) -> Result<BackupOutcome> {
+        self.check_usable()?;
+        self.cancel.check()?;
+        for (what, value) in [("host name", &info.hostname), ("user name", &info.username)] {
+            if value.as_ref().is_some_and(|v| v.len() > snapshot::MAX_SNAPSHOT_STRINGS) {
+                return Err(Error::InvalidArgument(format!(
+                    "the {what} is longer than {} bytes",
+                    snapshot::MAX_SNAPSHOT_STRINGS
+                )));
+            }
         }
         if let Some(mut packer) = self.data_packs.take() {
             if let Some(w) = packer.flush(self.repo.store.as_ref(), &self.repo.keys)? {
@@ -420,6 +549,7 @@ impl BackupSession<'_> {
             let bytes = crate::format::index::encode(repo.keys.meta_key(), &file, &random_array()?);
             let id = IndexId(Id::hash_of(&bytes));
             repo.store.put(FileKind::Index, &id.to_hex(), &bytes)?;
+            self.indexed = true;
             index_id = Some(id);
             // Packs adopted at open are named by a sound index file now.
             repo.adopted.clear();
@@ -434,9 +564,9 @@ impl BackupSession<'_> {
         let record = SnapshotRecord {
             time_secs: now.0,
             time_nanos: now.1,
-            hostname: hostname(),
-            username: std::env::var("USER").unwrap_or_default(),
-            tags,
+            hostname: info.hostname.unwrap_or_else(hostname),
+            username: info.username.unwrap_or_else(|| std::env::var("USER").unwrap_or_default()),
+            tags: info.tags,
             paths: std::mem::take(&mut self.paths),
             root: root_id,
             sequence,
@@ -464,6 +594,24 @@ impl BackupSession<'_> {
             files_new,
             files_changed,
             files_unchanged,
+            appends: std::mem::take(&mut self.appends),
         })
+    }
+}
+
+impl Drop for BackupSession<'_> {
+    /// A session that ends without its index file (dropped, cancelled, or failed) leaves its
+    /// packs in the store and their chunks in this handle's index: the handle remembers them
+    /// as adopted, so the next backup's index file names them before any snapshot relies on
+    /// their chunks.
+    fn drop(&mut self) {
+        if self.indexed {
+            return;
+        }
+        for w in std::mem::take(&mut self.written) {
+            if !self.repo.adopted.iter().any(|a| a.info.id == w.info.id) {
+                self.repo.adopted.push(w);
+            }
+        }
     }
 }

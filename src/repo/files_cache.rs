@@ -134,6 +134,12 @@ impl FilesCache {
         self.entries.get(path).filter(|(s, _)| s == stamp).map(|(_, c)| c.as_slice())
     }
 
+    /// The size and chunks `path` had at the cached backup, whatever its stamp now (the old
+    /// version an append-only file resumes from).
+    pub(crate) fn old_version(&self, path: &[u8]) -> Option<(u64, &[ChunkId])> {
+        self.entries.get(path).map(|(s, c)| (s.size, c.as_slice()))
+    }
+
     /// True when the cache has an entry for `path` (whatever its stamp).
     pub(crate) fn knows(&self, path: &[u8]) -> bool {
         self.entries.contains_key(path)

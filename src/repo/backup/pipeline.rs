@@ -15,17 +15,19 @@ use rayon::prelude::*;
 
 use crate::chunker::Chunker;
 use crate::crypto::KeySet;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::blob::{self, BlobKind, SealedBlob};
 use crate::format::snapshot::Summary;
 use crate::id::{ChunkId, Id};
 use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
-use crate::progress::Progress;
+use crate::progress::{CancelToken, Progress};
 use crate::repo::files_cache::{FilesCache, Stamp};
 use crate::repo::Repository;
 
-use super::{BackupSession, FileRecord};
+use super::append::{AppendBase, AppendFallback, AppendOutcome, AppendSource};
+use super::options::ChunkPolicy;
+use super::{BackupSession, Broken, FileRecord};
 
 /// Bytes of input gathered before a batch is hashed and sealed in parallel.
 pub const BATCH_BYTES: usize = 1 << 20;
@@ -40,30 +42,76 @@ const BATCHES_IN_FLIGHT: u64 = 2;
 
 /// Where the bytes of one file come from.
 pub(super) enum Source<'a> {
+    /// A local file (found by `add_dir`): the files cache may spare reading it.
     Path(PathBuf),
-    Reader(Box<dyn Read + Send + 'a>),
+    /// A stream added by the app.
+    Stream(Box<dyn AppendSource + 'a>),
 }
 
+/// One file for the reader stage.
 pub(super) struct Job<'a> {
     pub(super) file: usize,
     pub(super) source: Source<'a>,
+    /// The file's path in the snapshot (for progress and reports).
+    pub(super) name: String,
+    /// How it is cut.
+    pub(super) chunking: ChunkPolicy,
+    /// The zstd level of its chunks (`None`: stored raw).
+    pub(super) level: Option<i32>,
+    /// Append mode: the old version to resume from, or why there is none.
+    pub(super) append: Option<std::result::Result<AppendBase, AppendFallback>>,
+}
+
+/// The chunkers of a run, one per policy: the pipeline asks for a file's chunker by its
+/// policy, so policies can differ between files of one backup.
+pub(super) struct Chunkers {
+    default: Chunker,
+}
+
+impl Chunkers {
+    pub(super) fn new(default: Chunker) -> Chunkers {
+        Chunkers { default }
+    }
+
+    pub(super) fn get(&self, policy: ChunkPolicy) -> &Chunker {
+        match policy {
+            ChunkPolicy::Default => &self.default,
+        }
+    }
+}
+
+/// One chunk cut from a batch: whose, where, and how it is compressed.
+struct Cut {
+    file: usize,
+    range: Range<usize>,
+    level: Option<i32>,
 }
 
 #[derive(Default)]
-struct Batch {
+pub(super) struct Batch {
     data: Vec<u8>,
-    chunks: Vec<(usize, Range<usize>)>,
+    chunks: Vec<Cut>,
 }
 
 /// What the reader sends to the workers, in file order.
-enum Msg {
+pub(super) enum Msg {
     Batch(Batch),
-    /// All bytes of `file` were read (its chunks are in batches sent before or with this);
-    /// `known` when the files cache had an older version of it.
+    /// The first chunks of `file` are those of its old version (append mode), `bytes` long;
+    /// sent before any batch with the rest of its chunks.
+    Reuse {
+        file: usize,
+        chunks: Vec<ChunkId>,
+        bytes: u64,
+    },
+    /// All bytes of `file` were read (its chunks are in batches sent before or with this):
+    /// it is `size` bytes long, `read` of which were read from the source (append mode reads
+    /// less, or more when it falls back); `known` when the files cache had an older version.
     Done {
         file: usize,
         size: u64,
+        read: u64,
         known: bool,
+        append: Option<AppendOutcome>,
     },
     /// `file` could not be read; chunks already sent for it are ignored.
     Failed {
@@ -96,62 +144,105 @@ pub(super) fn chunks_make_up(index: &crate::index::Index, chunks: &[ChunkId], si
 impl BackupSession<'_> {
     /// Runs the reader, workers and pack writer over `jobs` until all are done. Returns the
     /// files that could not be read (they are left out of the snapshot).
+    ///
+    /// A failed run (cancelled, or a store error) marks the session broken: blobs the pack
+    /// writer had not written yet are lost, and files of earlier calls may refer to them. The
+    /// packs it did write are kept in the session's list (and handed to the repository when
+    /// the session is dropped), so the next backup names them in its index file.
     pub(super) fn run_jobs(&mut self, jobs: Vec<Job<'_>>) -> Result<Vec<(usize, PathBuf, Error)>> {
         let repo: &Repository = self.repo;
-        let mut tally = Tally { files: &mut self.files, summary: &mut self.summary, counts: &mut self.counts };
-        let chunker = repo.chunker.clone();
+        let mut tally = Tally {
+            files: &mut self.files,
+            summary: &mut self.summary,
+            counts: &mut self.counts,
+            appends: &mut self.appends,
+        };
+        let chunkers = Chunkers::new(repo.chunker.clone());
         let keys = &repo.keys;
         let index = &repo.index;
         let store = repo.store.as_ref();
-        let level = repo.settings.zstd_level;
         let cache = &self.cache;
         let started = self.started;
         let progress = self.progress.clone();
+        let cancel = self.cancel.clone();
         let seen = Mutex::new(std::mem::take(&mut self.seen));
         let mut packer = self.data_packs.take().expect("the data pack writer is present between runs");
 
         let mut failures = Vec::new();
-        let outcome = std::thread::scope(|scope| -> Result<(PackWriter, Vec<WrittenPack>)> {
+        let (worked, read, wrote) = std::thread::scope(|scope| {
             let (msg_tx, msg_rx) = sync_channel::<Msg>(BATCH_QUEUE);
             let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(BATCH_QUEUE + 2);
             let (blob_tx, blob_rx) = sync_channel::<SealedBlob>(BLOB_QUEUE);
-            let reader = scope.spawn(move || read_all(jobs, &chunker, cache, index, started, &msg_tx, &recycle_rx));
-            let writer = scope.spawn(move || -> Result<(PackWriter, Vec<WrittenPack>)> {
+            let progress_ref = progress.as_ref();
+            let reader = scope.spawn(move || {
+                let mut stage = ReadStage {
+                    chunkers: &chunkers,
+                    cache,
+                    index,
+                    keys,
+                    started,
+                    progress: progress_ref,
+                    cancel: &cancel,
+                    out: msg_tx,
+                    recycled: recycle_rx,
+                    batch: Batch::default(),
+                };
+                stage.run(jobs)
+            });
+            let writer = scope.spawn(move || -> (Result<()>, PackWriter, Vec<WrittenPack>) {
                 let mut written = Vec::new();
                 for b in blob_rx {
-                    written.extend(packer.add(store, keys, b)?);
+                    match packer.add(store, keys, b) {
+                        Ok(w) => written.extend(w),
+                        Err(e) => return (Err(e), packer, written),
+                    }
                 }
-                Ok((packer, written))
+                (Ok(()), packer, written)
             });
-            let shared = Shared { keys, index, seen: &seen, level, progress: progress.as_ref() };
+            let shared = Shared { keys, index, seen: &seen, progress: progress.as_ref() };
             let worked = tally.work(&shared, &msg_rx, &recycle_tx, &blob_tx, &mut failures);
             // Stop the other stages whatever happened here, then collect their results.
             drop(msg_rx);
             drop(blob_tx);
             let read =
                 reader.join().unwrap_or_else(|_| Err(Error::InvalidArgument("the reader thread panicked".into())));
-            let wrote =
-                writer.join().unwrap_or_else(|_| Err(Error::InvalidArgument("the pack writer panicked".into())));
-            worked?;
-            read?;
-            wrote
+            let wrote = writer.join().map_err(|_| Error::InvalidArgument("the pack writer panicked".into()));
+            (worked, read, wrote)
         });
         self.seen = seen.into_inner().unwrap_or_else(PoisonError::into_inner);
-        let (packer, written) = match outcome {
-            Ok(x) => x,
-            Err(e) => {
-                // The pack writer's unwritten blobs are lost with it, and files of earlier
-                // calls may refer to them: this session must not commit.
-                self.broken = Some(e.to_string());
-                self.data_packs = Some(PackWriter::new(BlobKind::Data, self.repo.settings.pack_target_size as usize));
-                return Err(e);
+        let target = self.repo.settings.pack_target_size as usize;
+        let wrote = match wrote {
+            Ok((result, packer, written)) => {
+                // Written packs are real, whatever else failed: they join the index.
+                for w in written {
+                    self.record_pack(w);
+                }
+                result.map(|()| packer)
             }
+            Err(e) => Err(e),
         };
-        self.data_packs = Some(packer);
-        for w in written {
-            self.record_pack(w);
+        // The cause, not its echoes: a cancellation or a store error stops the other stages,
+        // which then fail with "backup stopped".
+        let outcome = match (worked, read, wrote) {
+            (_, Err(e), _) if e.kind() == ErrorKind::Cancelled => Err(e),
+            (_, _, Err(e)) | (Err(e), _, _) | (_, Err(e), _) => Err(e),
+            (Ok(()), Ok(()), Ok(packer)) => Ok(packer),
+        };
+        match outcome {
+            Ok(packer) => {
+                self.data_packs = Some(packer);
+                Ok(failures)
+            }
+            Err(e) => {
+                self.broken = Some(if e.kind() == ErrorKind::Cancelled {
+                    Broken::Cancelled
+                } else {
+                    Broken::Failed(e.to_string())
+                });
+                self.data_packs = Some(PackWriter::new(BlobKind::Data, target));
+                Err(e)
+            }
         }
-        Ok(failures)
     }
 }
 
@@ -164,6 +255,8 @@ struct Tally<'s> {
     summary: &'s mut Summary,
     /// Files new, changed and unchanged since the files cache's backup.
     counts: &'s mut (u64, u64, u64),
+    /// What append mode did for each file that asked for it.
+    appends: &'s mut Vec<AppendOutcome>,
 }
 
 /// What the workers read: keys, the index, this session's set of stored blobs.
@@ -171,7 +264,6 @@ struct Shared<'a> {
     keys: &'a KeySet,
     index: &'a Index,
     seen: &'a Mutex<HashSet<Id>>,
-    level: i32,
     progress: &'a dyn Progress,
 }
 
@@ -185,18 +277,18 @@ impl Tally<'_> {
         blobs: &SyncSender<SealedBlob>,
         failures: &mut Vec<(usize, PathBuf, Error)>,
     ) -> Result<()> {
-        let Shared { keys, index, seen, level, progress } = *sh;
+        let Shared { keys, index, seen, progress } = *sh;
         // Hash, look up and seal one batch (on the rayon pool).
         let process = |batch: &Batch| -> Sealed {
             batch
                 .chunks
                 .par_iter()
-                .map(|(_, r)| {
-                    let data = &batch.data[r.clone()];
+                .map(|cut| {
+                    let data = &batch.data[cut.range.clone()];
                     let id = keys.chunk_id(data);
                     let fresh =
                         !index.contains(&id.0) && seen.lock().unwrap_or_else(PoisonError::into_inner).insert(id.0);
-                    (id, fresh.then(|| blob::seal(keys, BlobKind::Data, id.0, data, Some(level))))
+                    (id, fresh.then(|| blob::seal(keys, BlobKind::Data, id.0, data, cut.level)))
                 })
                 .collect()
         };
@@ -226,8 +318,14 @@ impl Tally<'_> {
                             }
                         }
                     }
-                    Msg::Done { file, size, known } => {
-                        self.summary.bytes_read += size;
+                    Msg::Reuse { file, chunks, bytes } => {
+                        self.summary.chunks += chunks.len() as u64;
+                        self.files[file].chunks.extend(chunks);
+                        progress.advance(bytes, 0);
+                    }
+                    Msg::Done { file, size, read, known, append } => {
+                        self.summary.bytes_read += read;
+                        self.appends.extend(append);
                         *if known { &mut self.counts.1 } else { &mut self.counts.0 } += 1;
                         self.finish_file(file, size);
                         progress.advance(0, 1);
@@ -285,8 +383,8 @@ impl Tally<'_> {
     /// writer. False when the pack writer has stopped.
     fn apply_batch(&mut self, batch: &Batch, results: Sealed, blobs: &SyncSender<SealedBlob>) -> bool {
         let mut fresh = Vec::new();
-        for ((file, _), (id, sealed)) in batch.chunks.iter().zip(results) {
-            self.files[*file].chunks.push(id);
+        for (cut, (id, sealed)) in batch.chunks.iter().zip(results) {
+            self.files[cut.file].chunks.push(id);
             self.summary.chunks += 1;
             if let Some(s) = sealed {
                 self.summary.new_data_blobs += 1;
@@ -307,101 +405,160 @@ impl Tally<'_> {
     }
 }
 
-/// The reader stage: files cache lookups, then reading and cutting into batches.
-fn read_all(
-    jobs: Vec<Job<'_>>,
-    chunker: &Chunker,
-    cache: &FilesCache,
-    index: &Index,
-    started: (i64, u32),
-    out: &SyncSender<Msg>,
-    recycled: &Receiver<Vec<u8>>,
-) -> Result<()> {
-    let mut batch = Batch { data: Vec::with_capacity(BATCH_BYTES + (READ_BYTES as usize)), chunks: Vec::new() };
-    let send = |m: Msg| out.send(m).map_err(|_| Error::InvalidArgument("backup stopped".into()));
-    for job in jobs {
-        let (mut reader, path): (Box<dyn Read + Send + '_>, PathBuf) = match job.source {
-            Source::Reader(r) => (r, PathBuf::new()),
-            Source::Path(path) => {
-                let opened = File::open(&path).and_then(|f| {
-                    let md = f.metadata()?;
-                    Ok((f, md))
-                });
-                let (f, md) = match opened {
-                    Ok(x) => x,
-                    Err(e) => {
-                        send(Msg::Failed { file: job.file, path, error: e.into() })?;
-                        continue;
-                    }
-                };
-                let stamp = Stamp::of(&md);
-                let hit = cache
-                    .get(path.as_os_str().as_bytes(), &stamp)
-                    .filter(|chunks| !stamp.is_racy(started) && chunks_make_up(index, chunks, stamp.size));
-                if let Some(chunks) = hit {
-                    send(Msg::Cached { file: job.file, size: stamp.size, chunks: chunks.to_vec() })?;
-                    continue;
-                }
-                (Box::new(f), path)
-            }
-        };
-        let known = !path.as_os_str().is_empty() && cache.knows(path.as_os_str().as_bytes());
-        match read_file(job.file, &mut reader, chunker, &mut batch, out, recycled) {
-            Ok(size) => send(Msg::Done { file: job.file, size, known })?,
-            Err(e) => send(Msg::Failed { file: job.file, path, error: e })?,
-        }
-    }
-    if !batch.chunks.is_empty() {
-        send(Msg::Batch(batch))?;
-    }
-    Ok(())
+/// The reader stage: files cache lookups, then reading and cutting into batches. Checks the
+/// cancel token before each file and each read, so a cancellation stops the run within one
+/// read ([`READ_BYTES`]).
+pub(super) struct ReadStage<'a> {
+    pub(super) chunkers: &'a Chunkers,
+    pub(super) cache: &'a FilesCache,
+    pub(super) index: &'a Index,
+    pub(super) keys: &'a KeySet,
+    pub(super) started: (i64, u32),
+    pub(super) progress: &'a dyn Progress,
+    pub(super) cancel: &'a CancelToken,
+    pub(super) out: SyncSender<Msg>,
+    pub(super) recycled: Receiver<Vec<u8>>,
+    /// The batch being filled.
+    pub(super) batch: Batch,
 }
 
-/// Reads one file into the current batch, cutting chunks and sending full batches on.
-fn read_file(
-    file: usize,
-    reader: &mut dyn Read,
-    chunker: &Chunker,
-    batch: &mut Batch,
-    out: &SyncSender<Msg>,
-    recycled: &Receiver<Vec<u8>>,
-) -> Result<u64> {
-    let mut pos = batch.data.len();
-    let mut eof = false;
-    let mut total = 0u64;
-    loop {
-        while let Some(len) = chunker.next_cut(&batch.data[pos..], eof) {
-            if len == 0 {
-                break;
+/// What reading one file gave: its size and the bytes read from the source.
+pub(super) struct FileRead {
+    pub(super) size: u64,
+    pub(super) read: u64,
+    pub(super) append: Option<AppendOutcome>,
+}
+
+impl ReadStage<'_> {
+    /// Bytes in the current batch.
+    pub(super) fn batch_len(&self) -> usize {
+        self.batch.data.len()
+    }
+
+    /// Drops the batch's bytes from `pos` on (bytes no chunk was cut from).
+    pub(super) fn truncate_batch(&mut self, pos: usize) {
+        debug_assert!(self.batch.chunks.last().is_none_or(|c| c.range.end <= pos));
+        self.batch.data.truncate(pos);
+    }
+
+    /// The keyed chunk id of the batch's bytes from `pos` on.
+    pub(super) fn chunk_id_from(&self, pos: usize) -> ChunkId {
+        self.keys.chunk_id(&self.batch.data[pos..])
+    }
+
+    pub(super) fn send(&self, m: Msg) -> Result<()> {
+        self.out.send(m).map_err(|_| Error::InvalidArgument("backup stopped".into()))
+    }
+
+    /// Reads every job, in order.
+    fn run(&mut self, jobs: Vec<Job<'_>>) -> Result<()> {
+        for job in jobs {
+            self.cancel.check()?;
+            let Job { file, source, name, chunking, level, append } = job;
+            let chunker = self.chunkers.get(chunking);
+            let (mut source, path): (Box<dyn AppendSource + '_>, PathBuf) = match source {
+                Source::Stream(s) => (s, PathBuf::new()),
+                Source::Path(path) => {
+                    let opened = File::open(&path).and_then(|f| {
+                        let md = f.metadata()?;
+                        Ok((f, md))
+                    });
+                    let (f, md) = match opened {
+                        Ok(x) => x,
+                        Err(e) => {
+                            self.send(Msg::Failed { file, path, error: e.into() })?;
+                            continue;
+                        }
+                    };
+                    let stamp = Stamp::of(&md);
+                    let hit = self.cache.get(path.as_os_str().as_bytes(), &stamp).filter(|chunks| {
+                        !stamp.is_racy(self.started) && chunks_make_up(self.index, chunks, stamp.size)
+                    });
+                    if let Some(chunks) = hit {
+                        self.send(Msg::Cached { file, size: stamp.size, chunks: chunks.to_vec() })?;
+                        continue;
+                    }
+                    (Box::new(f), path)
+                }
+            };
+            let known = !path.as_os_str().is_empty() && self.cache.knows(path.as_os_str().as_bytes());
+            self.progress.current(&name);
+            let result = match append {
+                Some(base) => self.read_append(file, source.as_mut(), base, name, chunker, level),
+                None => source.read_from(0).map_err(Error::from).and_then(|mut r| {
+                    let pos = self.batch.data.len();
+                    let read = self.read_file(file, &mut r, chunker, level, pos)?;
+                    Ok(FileRead { size: read, read, append: None })
+                }),
+            };
+            match result {
+                Ok(FileRead { size, read, append }) => self.send(Msg::Done { file, size, read, known, append })?,
+                Err(e) if e.kind() == ErrorKind::Cancelled => return Err(e),
+                Err(e) => self.send(Msg::Failed { file, path, error: e })?,
             }
-            batch.chunks.push((file, pos..pos + len));
-            pos += len;
         }
-        if eof {
-            return Ok(total);
+        if !self.batch.chunks.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            self.send(Msg::Batch(batch))?;
         }
-        if batch.data.len() >= BATCH_BYTES && !batch.chunks.is_empty() {
-            // Hand the full batch on; the uncut tail starts the next one.
-            let mut next =
-                recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES + READ_BYTES as usize));
-            next.clear();
-            next.extend_from_slice(&batch.data[pos..]);
-            let full = std::mem::replace(batch, Batch { data: next, chunks: Vec::new() });
-            out.send(Msg::Batch(full)).map_err(|_| Error::InvalidArgument("backup stopped".into()))?;
-            pos = 0;
+        Ok(())
+    }
+
+    /// Reads one file to its end into the current batch, cutting chunks and sending full
+    /// batches on. The file's bytes start at `pos` in the batch (bytes already there from
+    /// `pos` on are its first ones: append mode puts the old last chunk there). Returns the
+    /// bytes read from `reader`.
+    pub(super) fn read_file(
+        &mut self,
+        file: usize,
+        reader: &mut dyn std::io::Read,
+        chunker: &Chunker,
+        level: Option<i32>,
+        mut pos: usize,
+    ) -> Result<u64> {
+        let mut eof = false;
+        let mut total = 0u64;
+        loop {
+            while let Some(len) = chunker.next_cut(&self.batch.data[pos..], eof) {
+                if len == 0 {
+                    break;
+                }
+                self.batch.chunks.push(Cut { file, range: pos..pos + len, level });
+                pos += len;
+            }
+            if eof {
+                return Ok(total);
+            }
+            if self.batch.data.len() >= BATCH_BYTES && !self.batch.chunks.is_empty() {
+                // Hand the full batch on; the uncut tail starts the next one.
+                let mut next =
+                    self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES + READ_BYTES as usize));
+                next.clear();
+                next.extend_from_slice(&self.batch.data[pos..]);
+                let full = std::mem::replace(&mut self.batch, Batch { data: next, chunks: Vec::new() });
+                self.send(Msg::Batch(full))?;
+                pos = 0;
+            }
+            let n = self.read_some(reader, READ_BYTES)?;
+            total += n;
+            eof = n < READ_BYTES;
         }
-        let before = batch.data.len();
-        let n = loop {
-            match reader.take(READ_BYTES).read_to_end(&mut batch.data) {
-                Ok(n) => break n,
+    }
+
+    /// Appends up to `want` bytes of `reader` to the batch (fewer only at the end of the
+    /// stream); checks the cancel token first.
+    pub(super) fn read_some(&mut self, reader: &mut dyn std::io::Read, want: u64) -> Result<u64> {
+        self.cancel.check()?;
+        let before = self.batch.data.len();
+        loop {
+            match reader.take(want).read_to_end(&mut self.batch.data) {
+                Ok(n) => return Ok(n as u64),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    batch.data.truncate(before);
+                    self.batch.data.truncate(before);
                     return Err(e.into());
                 }
             }
-        };
-        total += n as u64;
-        eof = (n as u64) < READ_BYTES;
+        }
     }
 }

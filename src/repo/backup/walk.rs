@@ -1,4 +1,6 @@
 //! The folder walk of `add_dir`: folders and symlinks go into the tree, files become jobs.
+//! A file matching an append-only glob gets its old version here (files cache first, then the
+//! parent snapshot), while the session is at hand; the reader stage decides whether it is used.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -8,9 +10,22 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::snapshot;
 use crate::repo::files_cache::Stamp;
+use crate::repo::inspect::glob_match;
 
+use super::options::ChunkPolicy;
 use super::pipeline::{Job, Source};
 use super::{BackupSession, Entry, FileMeta, FileRecord};
+
+/// What `add_dir_with` asked for, for the whole walk.
+pub(super) struct WalkOptions<'a> {
+    /// Parts of the snapshot path the folder is added at: paths relative to the folder start
+    /// after them.
+    pub(super) root_depth: usize,
+    /// Globs of files that only grow.
+    pub(super) append_only: &'a [String],
+    /// The zstd level of the folder's chunks.
+    pub(super) level: Option<i32>,
+}
 
 impl BackupSession<'_> {
     /// Lists a folder recursively: folders and symlinks go into the tree now, files become jobs.
@@ -18,9 +33,11 @@ impl BackupSession<'_> {
         &mut self,
         dir: &Path,
         at: &[Vec<u8>],
+        options: &WalkOptions<'_>,
         jobs: &mut Vec<Job<'static>>,
         total: &mut u64,
     ) -> Result<()> {
+        self.cancel.check()?;
         let mut entries: Vec<(Vec<u8>, PathBuf)> = Vec::new();
         for e in fs::read_dir(dir).at(|| Location::Path(dir.to_path_buf()))? {
             let e = e.at(|| Location::Path(dir.to_path_buf()))?;
@@ -46,7 +63,7 @@ impl BackupSession<'_> {
                 self.summary.dirs += 1;
                 let mut sub = at.to_vec();
                 sub.push(name);
-                if let Err(e) = self.walk(&path, &sub, jobs, total) {
+                if let Err(e) = self.walk(&path, &sub, options, jobs, total) {
                     if matches!(e.kind(), crate::ErrorKind::Io) {
                         self.warnings.push((path, e));
                     } else {
@@ -69,9 +86,24 @@ impl BackupSession<'_> {
                     cache_key: Some((path.as_os_str().as_bytes().to_vec(), stamp)),
                     ..FileRecord::default()
                 });
+                let mut parts = at.to_vec();
+                parts.push(name.clone());
+                let relative = parts[options.root_depth..].join(&b'/');
+                let append = options
+                    .append_only
+                    .iter()
+                    .any(|g| glob_match(g.as_bytes(), &relative))
+                    .then(|| self.old_version(&parts, Some(path.as_os_str().as_bytes())));
                 self.dir_at(at)?.insert(name, Entry::File { meta, file });
                 *total += md.len();
-                jobs.push(Job { file, source: Source::Path(path) });
+                jobs.push(Job {
+                    file,
+                    source: Source::Path(path),
+                    name: String::from_utf8_lossy(&parts.join(&b'/')).into_owned(),
+                    chunking: ChunkPolicy::Default,
+                    level: options.level,
+                    append,
+                });
             } else {
                 self.warnings
                     .push((path, Error::InvalidArgument("not a regular file, folder or symlink: skipped".into())));
