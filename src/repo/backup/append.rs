@@ -26,8 +26,8 @@
 //!
 //! Measured (tests/integration/append.rs, default chunker, 256 KiB maximum chunk; the figures
 //! vary a little with each repository's chunker key): 1 MiB appended to a 200 MiB log reads
-//! 1.05–1.08 MiB instead of 201 MiB (runs: 1,099,960 and 1,128,875 bytes), reusing all but the
-//! last ~15 of its ~2,600 chunks; 64 unchanged 4 MiB append streams read 3.2–3.4 MiB of
+//! 1.05–1.08 MiB instead of 201 MiB (runs: 1,099,960 and 1,128,875 bytes), cutting only about
+//! 20 of its ~2,620 chunks afresh; 64 unchanged 4 MiB append streams read 3.2–3.4 MiB of
 //! 256 MiB, their last chunks; `packtool backup --append-only` read 1,049,180 bytes.
 //! The check costs one chunk per stream, so a nightly run over thousands of conversation logs
 //! reads about (new bytes + streams × 64 KiB average chunk).
