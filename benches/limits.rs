@@ -187,7 +187,7 @@ fn main() {
         let t0 = Instant::now();
         let mut b = repo.backup().unwrap();
         b.add_dir(&src, "").unwrap();
-        let out = b.commit(vec![]).unwrap();
+        let out = b.commit(packvault::SnapshotInfo::default()).unwrap();
         backups.push(t0.elapsed());
         let repo = Repository::open(
             store,

@@ -79,7 +79,7 @@ fn main() {
         for (path, data) in files {
             b.add_stream(path, &data[..], meta).unwrap();
         }
-        let out = b.commit(vec![]).unwrap();
+        let out = b.commit(packvault::SnapshotInfo::default()).unwrap();
         for (path, data) in files {
             fixture.insert(format!("expected/{}/{path}", out.snapshot), data.clone());
         }

@@ -244,6 +244,39 @@ mod tests {
         assert_ne!(Chunker::with_gear(&ChunkerParams::default(), table).unwrap().cut_points(&data), cuts);
     }
 
+    /// The claim append streams rest on (`repo/backup/append.rs`): every cut of a stream but
+    /// the last is also a cut of any longer stream with the same prefix, and the cuts after a
+    /// cut depend only on the bytes after it. So resuming at the start of the old last chunk
+    /// gives exactly the cuts of a full read; resuming at the old end does not.
+    #[test]
+    fn resuming_at_the_old_last_chunk_gives_the_cuts_of_a_full_read() {
+        let ks = KeySet::derive(&MasterKey::from_bytes([5; 32]));
+        let params = ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 32768, ..ChunkerParams::default() };
+        let chunker = Chunker::new(&params, ks.chunker_key()).unwrap();
+        // Content-defined cuts, then a zero run (maximum-size cuts), then content again.
+        let mut data = test_bytes(600_000, 11);
+        data.extend(std::iter::repeat_n(0u8, 100_001));
+        data.extend(test_bytes(300_000, 12));
+        let olds = [1, 2047, 2048, 2049, 8191, 40_000, 123_457, 599_999, 650_000, 700_001, 750_000, 999_000];
+        let mut naive_differs = 0;
+        for old_len in olds {
+            let old = chunker.cut_points(&data[..old_len]);
+            let resume = if old.len() >= 2 { old[old.len() - 2] } else { 0 };
+            for grown in [old_len, old_len + 1, old_len + 777, old_len + 40_000, data.len()] {
+                let grown = grown.min(data.len());
+                let full = chunker.cut_points(&data[..grown]);
+                let mut resumed = old[..old.len() - 1].to_vec();
+                resumed.extend(chunker.cut_points(&data[resume..grown]).into_iter().map(|c| c + resume));
+                assert_eq!(resumed, full, "old {old_len}, grown {grown}");
+                // Cutting on from the old end instead keeps a cut the full read does not make.
+                let mut naive = old.clone();
+                naive.extend(chunker.cut_points(&data[old_len..grown]).into_iter().map(|c| c + old_len));
+                naive_differs += usize::from(naive != full);
+            }
+        }
+        assert!(naive_differs > 20, "the test data exercises the difference ({naive_differs} cases)");
+    }
+
     const GOLDEN: &[usize] =
         &[29460, 110673, 229838, 295940, 383737, 427901, 624762, 729374, 807345, 880743, 1021453, 1048576];
 

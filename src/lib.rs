@@ -26,7 +26,9 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use packvault::{ClientState, Credentials, FileMeta, InitOptions, LocalStore, Repository, RestoreOptions};
+//! use packvault::{
+//!     ClientState, Credentials, FileMeta, InitOptions, LocalStore, Repository, RestoreOptions, SnapshotInfo,
+//! };
 //! use packvault::format::keyslot::Argon2Params;
 //!
 //! # fn main() -> packvault::Result<()> {
@@ -46,7 +48,7 @@
 //! let mut backup = repo.backup()?;
 //! let meta = FileMeta { mode: 0o600, mtime_secs: 1_700_000_000, mtime_nanos: 0 };
 //! backup.add_stream("chats/alice.json", &b"[{\"text\":\"hi\"}]"[..], meta)?;
-//! let outcome = backup.commit(vec!["daily".into()])?;
+//! let outcome = backup.commit(SnapshotInfo::tagged(["daily"]))?;
 //!
 //! let snapshots = repo.snapshots()?;
 //! assert_eq!(snapshots.len(), 1);
@@ -116,5 +118,10 @@ pub use repo::{
     RestoreOptions, RestoreReport, RestoreWarning, Stats, MAX_SLOTS_TRIED,
 };
 pub use repo::{FileReader, MemorySink, PackAction, PackPlan, PrunePlan, RestoreSink, SinkOptions};
+// The backup session's choices: per-stream options, append streams, snapshot info.
+pub use repo::{
+    AppendFallback, AppendOutcome, AppendSource, ChunkPolicy, CompressionHint, DirOptions, Sequential, SnapshotInfo,
+    StreamOptions,
+};
 pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

@@ -13,6 +13,10 @@ mod restore;
 mod trust;
 mod walk;
 
+pub use backup::{
+    AppendFallback, AppendOutcome, AppendSource, ChunkPolicy, CompressionHint, DirOptions, Sequential, SnapshotInfo,
+    StreamOptions,
+};
 pub use backup::{BackupOutcome, BackupSession, FileMeta};
 pub use check::{CheckOptions, CheckReport, DataSubset, Problem};
 pub use history::HistoryReport;

@@ -22,6 +22,10 @@ mod vectors;
 
 #[path = "integration/adversary.rs"]
 mod adversary;
+#[path = "integration/append.rs"]
+mod append;
+#[path = "integration/archiver_backup.rs"]
+mod archiver_backup;
 #[path = "integration/archiver_read.rs"]
 mod archiver_read;
 #[path = "integration/backup_restore.rs"]

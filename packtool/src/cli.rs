@@ -104,6 +104,11 @@ pub(crate) enum Command {
         /// Tag for the snapshot (repeatable).
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
+        /// Files matching GLOB only grow (message logs): when one changed, check that its old
+        /// last chunk is still in place and read only from there. Matched against the path
+        /// relative to DIR: `*` and `?` stop at `/`, `**` crosses it (repeatable).
+        #[arg(long = "append-only", value_name = "GLOB")]
+        append_only: Vec<String>,
     },
     /// List snapshots.
     Snapshots,

@@ -10,6 +10,7 @@ use packvault::{
     CheckOptions, Credentials, DataSubset, ErrorKind, ForgetPolicy, InitOptions, LocalStore, PruneOptions, Repository,
     RestoreOptions,
 };
+use packvault::{DirOptions, SnapshotInfo};
 
 use crate::access::{cache_dir, client_state, explain, new_repo_passphrase, new_secret, open, repo_path, vault};
 use crate::cli::{Cli, Command, Global, InitArgs, KeyCommand, RepairCommand};
@@ -21,7 +22,7 @@ pub(crate) fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
     let g = &cli.global;
     match &cli.command {
         Command::Init(a) => cmd_init(g, a, out),
-        Command::Backup { dir, tags } => cmd_backup(g, dir, tags, out),
+        Command::Backup { dir, tags, append_only } => cmd_backup(g, dir, tags, append_only, out),
         Command::Snapshots => {
             let repo = open(g)?;
             let (snaps, damaged) = repo.snapshots_with_errors().map_err(explain)?;
@@ -208,15 +209,25 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs, out: &Out) -> anyhow::Result<u8
     Ok(0)
 }
 
-pub(crate) fn cmd_backup(g: &Global, dir: &Path, tags: &[String], out: &Out) -> anyhow::Result<u8> {
+pub(crate) fn cmd_backup(
+    g: &Global,
+    dir: &Path,
+    tags: &[String],
+    append_only: &[String],
+    out: &Out,
+) -> anyhow::Result<u8> {
     let mut repo = open(g)?;
     let started = std::time::Instant::now();
     let mut session = repo.backup().map_err(explain)?;
     if let Some(bar) = Bar::wanted(g.quiet, g.json) {
         session.set_progress(bar);
     }
-    session.add_dir(dir, "").map_err(explain).with_context(|| format!("cannot back up {}", dir.display()))?;
-    let outcome = session.commit(tags.to_vec()).map_err(explain)?;
+    let options = DirOptions { append_only: append_only.to_vec(), ..DirOptions::default() };
+    session
+        .add_dir_with(dir, "", &options)
+        .map_err(explain)
+        .with_context(|| format!("cannot back up {}", dir.display()))?;
+    let outcome = session.commit(SnapshotInfo::tagged(tags.iter().cloned())).map_err(explain)?;
     for (path, e) in &outcome.warnings {
         eprintln!("packtool: warning: {}: {e}", path.display());
     }

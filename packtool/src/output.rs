@@ -151,6 +151,12 @@ impl Out {
             v["files_changed"] = json!(o.files_changed);
             v["files_unchanged"] = json!(o.files_unchanged);
             v["bytes_read"] = json!(s.bytes_read);
+            v["appended"] = json!(o.appends.iter().filter(|a| a.resumed()).count());
+            v["append_fallbacks"] = json!(o
+                .appends
+                .iter()
+                .filter_map(|a| a.fallback.map(|why| json!({"path": a.path, "reason": why.to_string()})))
+                .collect::<Vec<_>>());
             v["bytes_added"] = json!(s.new_stored_bytes);
             v["cache_warnings"] = json!(o
                 .cache_warnings
@@ -178,6 +184,18 @@ impl Out {
             human_bytes(s.new_raw_bytes),
             s.new_packs
         ))?;
+        let resumed = o.appends.iter().filter(|a| a.resumed()).count();
+        if !o.appends.is_empty() {
+            self.text(&format!(
+                "append-only files: {resumed} resumed from their old version, {} read in full",
+                o.appends.len() - resumed
+            ))?;
+            for a in o.appends.iter().filter(|a| !a.resumed()) {
+                if let Some(why) = a.fallback {
+                    self.text(&format!("  {}: read in full: {why}", a.path))?;
+                }
+            }
+        }
         self.text(&format!("snapshot {} saved", o.snapshot.short()))
     }
 

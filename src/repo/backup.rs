@@ -4,7 +4,7 @@
 //!
 //! 1. a **reader** thread walks the file list: files whose (size, mtime, ctime, inode) match
 //!    the files cache are taken without being read; the others are read into batches of about
-//!    [`BATCH_BYTES`] and cut into chunks (FastCDC is sequential per stream);
+//!    [`BATCH_BYTES`](pipeline::BATCH_BYTES) and cut into chunks (FastCDC is sequential per stream);
 //! 2. the **workers** (rayon, the calling thread waits on them) hash each batch's chunks, look
 //!    them up in the index and in this session's set, and compress and seal the new ones;
 //! 3. a **pack writer** thread collects sealed blobs into packs and writes them, so disk
@@ -13,23 +13,39 @@
 //! The stages are joined by bounded channels and batch buffers are recycled: memory is a few
 //! batches plus one pack, whatever the input size. Durability order at commit: packs, then the
 //! index file naming them, then the snapshot.
+//!
+//! Per stream, the app chooses the chunking policy (the pipeline takes a chunker per file, not
+//! one per run), compression (already-compressed media does not shrink: zstd's attempt is
+//! time spent before the chunk is stored raw anyway) and append mode (a log that grew by
+//! 1 MiB reads about 1.1 MiB instead of its whole history: `backup/append.rs` gives the
+//! reasoning and the figures). The reader checks a [`CancelToken`] before each file and each
+//! read (512 KiB): a cancelled session writes no snapshot, and the packs it wrote are named by
+//! the next backup's index file and reused, so a cancelled nightly run on a phone loses only
+//! the chunks that were not yet in a written pack.
+//!
+//! Rooms: this file is the session API ([`BackupSession`], [`BackupOutcome`], the `add_*`
+//! methods and `commit`); `backup/pipeline.rs` runs the three stages; `backup/walk.rs` lists
+//! the folders of `add_dir`; `backup/append.rs` resumes streams that grew; `backup/options.rs`
+//! holds the choices.
+
+mod append;
+mod options;
+mod pipeline;
+mod walk;
+
+pub use append::{AppendFallback, AppendOutcome, AppendSource, Sequential};
+pub use options::{ChunkPolicy, CompressionHint, DirOptions, SnapshotInfo, StreamOptions};
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File};
+use std::fs;
 use std::io::Read;
-use std::ops::Range;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use rayon::prelude::*;
-
-use crate::chunker::Chunker;
-use crate::crypto::{random_array, KeySet};
+use crate::crypto::random_array;
 use crate::error::{CacheWarning, Error, Location, Result, ResultExt};
-use crate::format::blob::{self, BlobKind, SealedBlob};
+use crate::format::blob::{self, BlobKind};
 use crate::format::index::IndexFile;
 use crate::format::snapshot::{
     self, valid_name, Node, NodeContent, SnapshotRecord, Summary, Tree, MAX_TREE_DEPTH, MODE_MASK,
@@ -37,22 +53,14 @@ use crate::format::snapshot::{
 use crate::id::{ChunkId, Id, IndexId, SnapshotId, TreeId};
 use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
-use crate::progress::{NoProgress, Progress};
+use crate::progress::{CancelToken, NoProgress, Progress};
 use crate::repo::files_cache::{FilesCache, Stamp};
 use crate::repo::lock::{hostname, LockKind, RepoLock};
 use crate::repo::{now, Repository};
 use crate::store::FileKind;
 
-/// Bytes of input gathered before a batch is hashed and sealed in parallel.
-pub const BATCH_BYTES: usize = 1 << 20;
-/// Bytes asked of a reader per call.
-const READ_BYTES: u64 = 512 << 10;
-/// Batches queued between the reader and the workers.
-const BATCH_QUEUE: usize = 1;
-/// Sealed blobs queued between the workers and the pack writer.
-const BLOB_QUEUE: usize = 16;
-/// Batches being hashed and sealed at once.
-const BATCHES_IN_FLIGHT: u64 = 2;
+use append::ParentTrees;
+use pipeline::{Job, Source};
 
 /// Metadata of a file or directory added to a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,64 +103,10 @@ struct FileRecord {
     cache_key: Option<(Vec<u8>, Stamp)>,
 }
 
-/// Where the bytes of one file come from.
-enum Source<'a> {
-    Path(PathBuf),
-    Reader(Box<dyn Read + Send + 'a>),
-}
-
-struct Job<'a> {
-    file: usize,
-    source: Source<'a>,
-}
-
-#[derive(Default)]
-struct Batch {
-    data: Vec<u8>,
-    chunks: Vec<(usize, Range<usize>)>,
-}
-
-/// What the reader sends to the workers, in file order.
-enum Msg {
-    Batch(Batch),
-    /// All bytes of `file` were read (its chunks are in batches sent before or with this);
-    /// `known` when the files cache had an older version of it.
-    Done {
-        file: usize,
-        size: u64,
-        known: bool,
-    },
-    /// `file` could not be read; chunks already sent for it are ignored.
-    Failed {
-        file: usize,
-        path: PathBuf,
-        error: Error,
-    },
-    /// `file` is unchanged: its chunks come from the files cache.
-    Cached {
-        file: usize,
-        size: u64,
-        chunks: Vec<ChunkId>,
-    },
-}
-
-/// True when every chunk a files-cache entry lists is in the index and their lengths add up to
-/// the file's size. Anything else (a pruned chunk, a damaged or tampered cache) and the file
-/// is read again: a snapshot never records a file its chunks do not make up.
-fn chunks_make_up(index: &crate::index::Index, chunks: &[ChunkId], size: u64) -> bool {
-    let mut total = 0u64;
-    for c in chunks {
-        match index.lookup(&c.0) {
-            Ok(Some(loc)) if loc.kind == BlobKind::Data => total = total.saturating_add(u64::from(loc.raw_len)),
-            _ => return false,
-        }
-    }
-    total == size
-}
-
 /// A backup in progress. Add sources, then [`commit`](BackupSession::commit). Dropping a
-/// session without committing leaves only packs that no index names; a later backup's packs
-/// are written fresh, and prune removes the leftovers.
+/// session without committing (or cancelling it) writes no snapshot and leaves only packs that
+/// no index file names yet: the next backup names them in its index file and reuses their
+/// chunks, and prune removes what no snapshot needs.
 pub struct BackupSession<'r> {
     repo: &'r mut Repository,
     root: BTreeMap<Vec<u8>, Entry>,
@@ -171,8 +125,16 @@ pub struct BackupSession<'r> {
     progress: Arc<dyn Progress>,
     /// Files new, changed and unchanged (see [`BackupOutcome`]).
     counts: (u64, u64, u64),
+    /// What append mode did, per file that asked for it.
+    appends: Vec<AppendOutcome>,
+    /// The snapshot append streams resume from.
+    parent: ParentTrees,
+    /// Stops the session's reading.
+    cancel: CancelToken,
     /// Set when a run failed in a way that loses data already accepted: commit refuses.
-    broken: Option<String>,
+    broken: Option<Broken>,
+    /// Set once the index file naming `written` is durable.
+    indexed: bool,
     /// The shared lock, held until the session is committed or dropped.
     lock: RepoLock,
 }
@@ -196,6 +158,18 @@ pub struct BackupOutcome {
     pub files_changed: u64,
     /// Files taken from the files cache without being read.
     pub files_unchanged: u64,
+    /// What append mode did for each append stream and each append-only file that was read
+    /// (files taken unread from the files cache are not listed): resumed, or read in full and
+    /// why.
+    pub appends: Vec<AppendOutcome>,
+}
+
+/// Why a session cannot commit.
+enum Broken {
+    /// The caller cancelled a run.
+    Cancelled,
+    /// A run failed after accepting data it then lost.
+    Failed(String),
 }
 
 impl Repository {
@@ -241,7 +215,11 @@ impl Repository {
             started: now(),
             progress: Arc::new(NoProgress),
             counts: (0, 0, 0),
+            appends: Vec::new(),
+            parent: ParentTrees::default(),
+            cancel: CancelToken::new(),
             broken: None,
+            indexed: false,
             lock,
         })
     }
@@ -302,6 +280,25 @@ impl BackupSession<'_> {
         self.progress = progress;
     }
 
+    /// Stops the session when `cancel` is cancelled: the `add_*` call reading at that moment
+    /// returns [`Error::Cancelled`] within one read, and the session can no longer commit (no
+    /// snapshot is written). The repository stays valid: packs already written are named by
+    /// the next backup's index file and their chunks are reused.
+    pub fn set_cancel(&mut self, cancel: CancelToken) {
+        self.cancel = cancel;
+    }
+
+    /// Refuses a session that was cancelled or lost data (see [`BackupSession::commit`]).
+    fn check_usable(&self) -> Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some(Broken::Cancelled) => Err(Error::Cancelled),
+            Some(Broken::Failed(why)) => {
+                Err(Error::InvalidArgument(format!("this backup failed earlier and cannot be committed: {why}")))
+            }
+        }
+    }
+
     /// The directory map at `parts` (created with default metadata where missing).
     fn dir_at(&mut self, parts: &[Vec<u8>]) -> Result<&mut BTreeMap<Vec<u8>, Entry>> {
         let mut cur = &mut self.root;
@@ -326,8 +323,20 @@ impl BackupSession<'_> {
     /// Files that cannot be read are skipped and reported in [`BackupOutcome::warnings`].
     ///
     /// # Errors
-    /// [`Error::Io`] when `dir` itself cannot be read; repository write errors.
+    /// [`Error::Io`] when `dir` itself cannot be read; [`Error::Cancelled`]; repository write
+    /// errors.
     pub fn add_dir(&mut self, dir: &Path, at: &str) -> Result<()> {
+        self.add_dir_with(dir, at, &DirOptions::default())
+    }
+
+    /// [`add_dir`](BackupSession::add_dir) with choices: files that only grow (see
+    /// [`DirOptions::append_only`]), compression.
+    ///
+    /// # Errors
+    /// As [`add_dir`](BackupSession::add_dir).
+    pub fn add_dir_with(&mut self, dir: &Path, at: &str, options: &DirOptions) -> Result<()> {
+        self.check_usable()?;
+        self.cancel.check()?;
         let parts = split_path(at)?;
         if parts.len() > MAX_TREE_DEPTH {
             return Err(Error::InvalidArgument(format!("{at:?} nests deeper than {MAX_TREE_DEPTH} folders")));
@@ -350,7 +359,12 @@ impl BackupSession<'_> {
         self.summary.dirs += u64::from(!parts.is_empty());
         let mut jobs = Vec::new();
         let mut total = 0;
-        self.walk(&abs, &parts, &mut jobs, &mut total)?;
+        let walk = walk::WalkOptions {
+            root_depth: parts.len(),
+            append_only: &options.append_only,
+            level: options.compression.level(self.repo.settings.zstd_level),
+        };
+        self.walk(&abs, &parts, &walk, &mut jobs, &mut total)?;
         self.progress.start("backup", total, jobs.len() as u64);
         let result = self.run_jobs(jobs);
         self.progress.finish();
@@ -361,72 +375,45 @@ impl BackupSession<'_> {
         Ok(())
     }
 
-    /// Lists a folder recursively: folders and symlinks go into the tree now, files become jobs.
-    fn walk(&mut self, dir: &Path, at: &[Vec<u8>], jobs: &mut Vec<Job<'static>>, total: &mut u64) -> Result<()> {
-        let mut entries: Vec<(Vec<u8>, PathBuf)> = Vec::new();
-        for e in fs::read_dir(dir).at(|| Location::Path(dir.to_path_buf()))? {
-            let e = e.at(|| Location::Path(dir.to_path_buf()))?;
-            entries.push((e.file_name().as_bytes().to_vec(), e.path()));
-        }
-        entries.sort();
-        for (name, path) in entries {
-            let md = match fs::symlink_metadata(&path) {
-                Ok(md) => md,
-                Err(e) => {
-                    self.warnings.push((path, e.into()));
-                    continue;
-                }
-            };
-            let ft = md.file_type();
-            let meta = FileMeta::from_fs(&md);
-            // The folder's tree would sit one level below `at`.
-            let too_deep = if ft.is_dir() { snapshot::check_tree_level(at.len() + 1).err() } else { None };
-            if let Some(e) = too_deep {
-                self.warnings.push((path, e));
-            } else if ft.is_dir() {
-                self.dir_at(at)?.insert(name.clone(), Entry::Dir { meta, children: BTreeMap::new() });
-                self.summary.dirs += 1;
-                let mut sub = at.to_vec();
-                sub.push(name);
-                if let Err(e) = self.walk(&path, &sub, jobs, total) {
-                    if matches!(e.kind(), crate::ErrorKind::Io) {
-                        self.warnings.push((path, e));
-                    } else {
-                        return Err(e);
-                    }
-                }
-            } else if ft.is_symlink() {
-                match fs::read_link(&path) {
-                    Ok(t) => {
-                        self.dir_at(at)?
-                            .insert(name, Entry::Symlink { meta, target: t.as_os_str().as_bytes().to_vec() });
-                        self.summary.symlinks += 1;
-                    }
-                    Err(e) => self.warnings.push((path, e.into())),
-                }
-            } else if ft.is_file() {
-                let file = self.files.len();
-                let stamp = Stamp::of(&md);
-                self.files.push(FileRecord {
-                    cache_key: Some((path.as_os_str().as_bytes().to_vec(), stamp)),
-                    ..FileRecord::default()
-                });
-                self.dir_at(at)?.insert(name, Entry::File { meta, file });
-                *total += md.len();
-                jobs.push(Job { file, source: Source::Path(path) });
-            } else {
-                self.warnings
-                    .push((path, Error::InvalidArgument("not a regular file, folder or symlink: skipped".into())));
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds a stream as a file at `path` in the snapshot.
+    /// Adds a stream as a file at `path` in the snapshot, read to its end with the default
+    /// [`StreamOptions`].
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a bad path; the reader's errors; repository write errors.
+    /// [`Error::InvalidArgument`] for a bad path; the reader's errors; [`Error::Cancelled`];
+    /// repository write errors.
     pub fn add_stream(&mut self, path: &str, reader: impl Read + Send, meta: FileMeta) -> Result<()> {
+        self.add_stream_with(path, Sequential::new(reader), meta, StreamOptions::default())
+    }
+
+    /// Adds a stream that only grows (a message log) at `path`: if the parent snapshot (see
+    /// [`set_parent`](BackupSession::set_parent)) has a file there whose last chunk the source
+    /// still holds at the same place, its chunks are reused and only that last chunk and the
+    /// new bytes are read; otherwise the stream is read in full. The chunks stored are the
+    /// same either way. [`BackupOutcome::appends`] says which happened, and why.
+    ///
+    /// Only the length and the last chunk are checked: bytes changed in place before the last
+    /// chunk go unnoticed. Use it for data that only grows.
+    ///
+    /// # Errors
+    /// As [`add_stream`](BackupSession::add_stream).
+    pub fn add_append_stream(&mut self, path: &str, source: impl AppendSource, meta: FileMeta) -> Result<()> {
+        self.add_stream_with(path, source, meta, StreamOptions { append: true, ..StreamOptions::default() })
+    }
+
+    /// Adds a stream at `path` with explicit choices: chunking policy, compression, append
+    /// mode. A plain reader that cannot seek is passed as [`Sequential`].
+    ///
+    /// # Errors
+    /// As [`add_stream`](BackupSession::add_stream).
+    pub fn add_stream_with(
+        &mut self,
+        path: &str,
+        source: impl AppendSource,
+        meta: FileMeta,
+        options: StreamOptions,
+    ) -> Result<()> {
+        self.check_usable()?;
+        self.cancel.check()?;
         let parts = split_path(path)?;
         let (name, parents) =
             parts.split_last().ok_or_else(|| Error::InvalidArgument("a stream needs a file name".into()))?;
@@ -434,73 +421,21 @@ impl BackupSession<'_> {
         self.dir_at(parents)?;
         let file = self.files.len();
         self.files.push(FileRecord::default());
-        // The session outlives this call, the reader does not: it is run to completion here.
-        let jobs = vec![Job { file, source: Source::Reader(Box::new(reader)) }];
-        if let Some((_, _, error)) = self.run_jobs(jobs)?.into_iter().next() {
+        let append = options.append.then(|| self.old_version(&parts, None));
+        let job = Job {
+            file,
+            source: Source::Stream(Box::new(source)),
+            name: parts.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>().join("/"),
+            chunking: options.chunking,
+            level: options.compression.level(self.repo.settings.zstd_level),
+            append,
+        };
+        // The session outlives this call, the source does not: it is run to completion here.
+        if let Some((_, _, error)) = self.run_jobs(vec![job])?.into_iter().next() {
             return Err(error.at(Location::SnapshotPath(path.to_string())));
         }
         self.dir_at(parents)?.insert(name.clone(), Entry::File { meta, file });
         Ok(())
-    }
-
-    /// Runs the reader, workers and pack writer over `jobs` until all are done. Returns the
-    /// files that could not be read (they are left out of the snapshot).
-    fn run_jobs(&mut self, jobs: Vec<Job<'_>>) -> Result<Vec<(usize, PathBuf, Error)>> {
-        let repo: &Repository = self.repo;
-        let mut tally = Tally { files: &mut self.files, summary: &mut self.summary, counts: &mut self.counts };
-        let chunker = repo.chunker.clone();
-        let keys = &repo.keys;
-        let index = &repo.index;
-        let store = repo.store.as_ref();
-        let level = repo.settings.zstd_level;
-        let cache = &self.cache;
-        let started = self.started;
-        let progress = self.progress.clone();
-        let seen = Mutex::new(std::mem::take(&mut self.seen));
-        let mut packer = self.data_packs.take().expect("the data pack writer is present between runs");
-
-        let mut failures = Vec::new();
-        let outcome = std::thread::scope(|scope| -> Result<(PackWriter, Vec<WrittenPack>)> {
-            let (msg_tx, msg_rx) = sync_channel::<Msg>(BATCH_QUEUE);
-            let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(BATCH_QUEUE + 2);
-            let (blob_tx, blob_rx) = sync_channel::<SealedBlob>(BLOB_QUEUE);
-            let reader = scope.spawn(move || read_all(jobs, &chunker, cache, index, started, &msg_tx, &recycle_rx));
-            let writer = scope.spawn(move || -> Result<(PackWriter, Vec<WrittenPack>)> {
-                let mut written = Vec::new();
-                for b in blob_rx {
-                    written.extend(packer.add(store, keys, b)?);
-                }
-                Ok((packer, written))
-            });
-            let shared = Shared { keys, index, seen: &seen, level, progress: progress.as_ref() };
-            let worked = tally.work(&shared, &msg_rx, &recycle_tx, &blob_tx, &mut failures);
-            // Stop the other stages whatever happened here, then collect their results.
-            drop(msg_rx);
-            drop(blob_tx);
-            let read =
-                reader.join().unwrap_or_else(|_| Err(Error::InvalidArgument("the reader thread panicked".into())));
-            let wrote =
-                writer.join().unwrap_or_else(|_| Err(Error::InvalidArgument("the pack writer panicked".into())));
-            worked?;
-            read?;
-            wrote
-        });
-        self.seen = seen.into_inner().unwrap_or_else(PoisonError::into_inner);
-        let (packer, written) = match outcome {
-            Ok(x) => x,
-            Err(e) => {
-                // The pack writer's unwritten blobs are lost with it, and files of earlier
-                // calls may refer to them: this session must not commit.
-                self.broken = Some(e.to_string());
-                self.data_packs = Some(PackWriter::new(BlobKind::Data, self.repo.settings.pack_target_size as usize));
-                return Err(e);
-            }
-        };
-        self.data_packs = Some(packer);
-        for w in written {
-            self.record_pack(w);
-        }
-        Ok(failures)
     }
 
     /// Seals one directory's tree (children first) and returns its id.
@@ -574,14 +509,24 @@ impl BackupSession<'_> {
     }
 
     /// Finishes the backup: seals the last chunks and the trees, writes the packs, the index
-    /// file and the snapshot, and updates the local caches.
+    /// file and the snapshot, and updates the local caches. `info` describes the snapshot;
+    /// its `None`s are taken from the environment.
     ///
     /// # Errors
-    /// Repository write errors; nothing is referenced by a snapshot until every pack and the
-    /// index file are durable.
-    pub fn commit(mut self, tags: Vec<String>) -> Result<BackupOutcome> {
-        if let Some(why) = &self.broken {
-            return Err(Error::InvalidArgument(format!("this backup failed earlier and cannot be committed: {why}")));
+    /// [`Error::Cancelled`] when the session was cancelled (nothing is written);
+    /// [`Error::InvalidArgument`] when an earlier call failed in a way that lost data, or for a
+    /// host or user name above 4096 bytes; repository write errors. Nothing is referenced by
+    /// a snapshot until every pack and the index file are durable.
+    pub fn commit(mut self, info: SnapshotInfo) -> Result<BackupOutcome> {
+        self.check_usable()?;
+        self.cancel.check()?;
+        for (what, value) in [("host name", &info.hostname), ("user name", &info.username)] {
+            if value.as_ref().is_some_and(|v| v.len() > snapshot::MAX_SNAPSHOT_STRINGS) {
+                return Err(Error::InvalidArgument(format!(
+                    "the {what} is longer than {} bytes",
+                    snapshot::MAX_SNAPSHOT_STRINGS
+                )));
+            }
         }
         if let Some(mut packer) = self.data_packs.take() {
             if let Some(w) = packer.flush(self.repo.store.as_ref(), &self.repo.keys)? {
@@ -604,6 +549,7 @@ impl BackupSession<'_> {
             let bytes = crate::format::index::encode(repo.keys.meta_key(), &file, &random_array()?);
             let id = IndexId(Id::hash_of(&bytes));
             repo.store.put(FileKind::Index, &id.to_hex(), &bytes)?;
+            self.indexed = true;
             index_id = Some(id);
             // Packs adopted at open are named by a sound index file now.
             repo.adopted.clear();
@@ -618,9 +564,9 @@ impl BackupSession<'_> {
         let record = SnapshotRecord {
             time_secs: now.0,
             time_nanos: now.1,
-            hostname: hostname(),
-            username: std::env::var("USER").unwrap_or_default(),
-            tags,
+            hostname: info.hostname.unwrap_or_else(hostname),
+            username: info.username.unwrap_or_else(|| std::env::var("USER").unwrap_or_default()),
+            tags: info.tags,
             paths: std::mem::take(&mut self.paths),
             root: root_id,
             sequence,
@@ -648,257 +594,24 @@ impl BackupSession<'_> {
             files_new,
             files_changed,
             files_unchanged,
+            appends: std::mem::take(&mut self.appends),
         })
     }
 }
 
-/// A processed batch: each chunk's id, and its sealed blob when it is new.
-type Sealed = Vec<(ChunkId, Option<SealedBlob>)>;
-
-/// The session state the workers update.
-struct Tally<'s> {
-    files: &'s mut Vec<FileRecord>,
-    summary: &'s mut Summary,
-    /// Files new, changed and unchanged since the files cache's backup.
-    counts: &'s mut (u64, u64, u64),
-}
-
-/// What the workers read: keys, the index, this session's set of stored blobs.
-struct Shared<'a> {
-    keys: &'a KeySet,
-    index: &'a Index,
-    seen: &'a Mutex<HashSet<Id>>,
-    level: i32,
-    progress: &'a dyn Progress,
-}
-
-impl Tally<'_> {
-    /// The workers' side: hash, dedup and seal every batch; record chunk lists and failures.
-    fn work(
-        &mut self,
-        sh: &Shared<'_>,
-        msgs: &Receiver<Msg>,
-        recycle: &SyncSender<Vec<u8>>,
-        blobs: &SyncSender<SealedBlob>,
-        failures: &mut Vec<(usize, PathBuf, Error)>,
-    ) -> Result<()> {
-        let Shared { keys, index, seen, level, progress } = *sh;
-        // Hash, look up and seal one batch (on the rayon pool).
-        let process = |batch: &Batch| -> Sealed {
-            batch
-                .chunks
-                .par_iter()
-                .map(|(_, r)| {
-                    let data = &batch.data[r.clone()];
-                    let id = keys.chunk_id(data);
-                    let fresh =
-                        !index.contains(&id.0) && seen.lock().unwrap_or_else(PoisonError::into_inner).insert(id.0);
-                    (id, fresh.then(|| blob::seal(keys, BlobKind::Data, id.0, data, Some(level))))
-                })
-                .collect()
-        };
-        type Done = (u64, Batch, Sealed);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<Done>();
-        rayon::in_place_scope(|scope| -> Result<()> {
-            // Batches run concurrently (no idle cores at the end of each), but their results
-            // are applied in order, since a file's chunks span batches.
-            let (mut issued, mut applied) = (0u64, 0u64);
-            let mut ready: BTreeMap<u64, (Batch, Sealed)> = BTreeMap::new();
-            for msg in msgs {
-                match msg {
-                    Msg::Batch(batch) => {
-                        let (tx, seq) = (done_tx.clone(), issued);
-                        issued += 1;
-                        let process = &process;
-                        scope.spawn(move |_| {
-                            let results = process(&batch);
-                            let _ = tx.send((seq, batch, results));
-                        });
-                        while issued - applied > BATCHES_IN_FLIGHT {
-                            let Ok((seq, batch, results)) = done_rx.recv() else { break };
-                            ready.insert(seq, (batch, results));
-                            if !self.apply_ready(&mut ready, &mut applied, blobs, recycle, progress) {
-                                // The pack writer stopped: its error is reported by the caller.
-                                return Ok(());
-                            }
-                        }
-                    }
-                    Msg::Done { file, size, known } => {
-                        self.summary.bytes_read += size;
-                        *if known { &mut self.counts.1 } else { &mut self.counts.0 } += 1;
-                        self.finish_file(file, size);
-                        progress.advance(0, 1);
-                    }
-                    Msg::Cached { file, size, chunks } => {
-                        self.summary.chunks += chunks.len() as u64;
-                        self.files[file].chunks = chunks;
-                        self.counts.2 += 1;
-                        self.finish_file(file, size);
-                        progress.advance(size, 1);
-                    }
-                    Msg::Failed { file, path, error } => {
-                        let rec = &mut self.files[file];
-                        rec.failed = true;
-                        rec.chunks.clear();
-                        failures.push((file, path, error));
-                        progress.advance(0, 1);
-                    }
-                }
-            }
-            while applied < issued {
-                let Ok((seq, batch, results)) = done_rx.recv() else { break };
-                ready.insert(seq, (batch, results));
-                if !self.apply_ready(&mut ready, &mut applied, blobs, recycle, progress) {
-                    return Ok(());
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// Applies the processed batches that are next in order; false when the pack writer has
-    /// stopped.
-    fn apply_ready(
-        &mut self,
-        ready: &mut BTreeMap<u64, (Batch, Sealed)>,
-        applied: &mut u64,
-        blobs: &SyncSender<SealedBlob>,
-        recycle: &SyncSender<Vec<u8>>,
-        progress: &dyn Progress,
-    ) -> bool {
-        while let Some((mut batch, results)) = ready.remove(applied) {
-            *applied += 1;
-            if !self.apply_batch(&batch, results, blobs) {
-                return false;
-            }
-            progress.advance(batch.data.len() as u64, 0);
-            batch.data.clear();
-            let _ = recycle.try_send(std::mem::take(&mut batch.data));
+impl Drop for BackupSession<'_> {
+    /// A session that ends without its index file (dropped, cancelled, or failed) leaves its
+    /// packs in the store and their chunks in this handle's index: the handle remembers them
+    /// as adopted, so the next backup's index file names them before any snapshot relies on
+    /// their chunks.
+    fn drop(&mut self) {
+        if self.indexed {
+            return;
         }
-        true
-    }
-
-    /// Records a processed batch's chunk ids and sends its new blobs, in id order, to the pack
-    /// writer. False when the pack writer has stopped.
-    fn apply_batch(&mut self, batch: &Batch, results: Sealed, blobs: &SyncSender<SealedBlob>) -> bool {
-        let mut fresh = Vec::new();
-        for ((file, _), (id, sealed)) in batch.chunks.iter().zip(results) {
-            self.files[*file].chunks.push(id);
-            self.summary.chunks += 1;
-            if let Some(s) = sealed {
-                self.summary.new_data_blobs += 1;
-                self.summary.new_raw_bytes += u64::from(s.raw_len);
-                self.summary.new_stored_bytes += s.bytes.len() as u64;
-                fresh.push(s);
+        for w in std::mem::take(&mut self.written) {
+            if !self.repo.adopted.iter().any(|a| a.info.id == w.info.id) {
+                self.repo.adopted.push(w);
             }
         }
-        // In id order, not input order, inside each batch.
-        fresh.sort_unstable_by_key(|s| s.id);
-        fresh.into_iter().all(|s| blobs.send(s).is_ok())
-    }
-
-    fn finish_file(&mut self, file: usize, size: u64) {
-        self.files[file].size = size;
-        self.summary.files += 1;
-        self.summary.total_bytes += size;
-    }
-}
-
-/// The reader stage: files cache lookups, then reading and cutting into batches.
-fn read_all(
-    jobs: Vec<Job<'_>>,
-    chunker: &Chunker,
-    cache: &FilesCache,
-    index: &Index,
-    started: (i64, u32),
-    out: &SyncSender<Msg>,
-    recycled: &Receiver<Vec<u8>>,
-) -> Result<()> {
-    let mut batch = Batch { data: Vec::with_capacity(BATCH_BYTES + (READ_BYTES as usize)), chunks: Vec::new() };
-    let send = |m: Msg| out.send(m).map_err(|_| Error::InvalidArgument("backup stopped".into()));
-    for job in jobs {
-        let (mut reader, path): (Box<dyn Read + Send + '_>, PathBuf) = match job.source {
-            Source::Reader(r) => (r, PathBuf::new()),
-            Source::Path(path) => {
-                let opened = File::open(&path).and_then(|f| {
-                    let md = f.metadata()?;
-                    Ok((f, md))
-                });
-                let (f, md) = match opened {
-                    Ok(x) => x,
-                    Err(e) => {
-                        send(Msg::Failed { file: job.file, path, error: e.into() })?;
-                        continue;
-                    }
-                };
-                let stamp = Stamp::of(&md);
-                let hit = cache
-                    .get(path.as_os_str().as_bytes(), &stamp)
-                    .filter(|chunks| !stamp.is_racy(started) && chunks_make_up(index, chunks, stamp.size));
-                if let Some(chunks) = hit {
-                    send(Msg::Cached { file: job.file, size: stamp.size, chunks: chunks.to_vec() })?;
-                    continue;
-                }
-                (Box::new(f), path)
-            }
-        };
-        let known = !path.as_os_str().is_empty() && cache.knows(path.as_os_str().as_bytes());
-        match read_file(job.file, &mut reader, chunker, &mut batch, out, recycled) {
-            Ok(size) => send(Msg::Done { file: job.file, size, known })?,
-            Err(e) => send(Msg::Failed { file: job.file, path, error: e })?,
-        }
-    }
-    if !batch.chunks.is_empty() {
-        send(Msg::Batch(batch))?;
-    }
-    Ok(())
-}
-
-/// Reads one file into the current batch, cutting chunks and sending full batches on.
-fn read_file(
-    file: usize,
-    reader: &mut dyn Read,
-    chunker: &Chunker,
-    batch: &mut Batch,
-    out: &SyncSender<Msg>,
-    recycled: &Receiver<Vec<u8>>,
-) -> Result<u64> {
-    let mut pos = batch.data.len();
-    let mut eof = false;
-    let mut total = 0u64;
-    loop {
-        while let Some(len) = chunker.next_cut(&batch.data[pos..], eof) {
-            if len == 0 {
-                break;
-            }
-            batch.chunks.push((file, pos..pos + len));
-            pos += len;
-        }
-        if eof {
-            return Ok(total);
-        }
-        if batch.data.len() >= BATCH_BYTES && !batch.chunks.is_empty() {
-            // Hand the full batch on; the uncut tail starts the next one.
-            let mut next =
-                recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES + READ_BYTES as usize));
-            next.clear();
-            next.extend_from_slice(&batch.data[pos..]);
-            let full = std::mem::replace(batch, Batch { data: next, chunks: Vec::new() });
-            out.send(Msg::Batch(full)).map_err(|_| Error::InvalidArgument("backup stopped".into()))?;
-            pos = 0;
-        }
-        let before = batch.data.len();
-        let n = loop {
-            match reader.take(READ_BYTES).read_to_end(&mut batch.data) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    batch.data.truncate(before);
-                    return Err(e.into());
-                }
-            }
-        };
-        total += n as u64;
-        eof = (n as u64) < READ_BYTES;
     }
 }

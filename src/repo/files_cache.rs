@@ -10,7 +10,7 @@
 //! chunks) and checked against its MAC before use: one that fails — forged, damaged, or
 //! written by an older version, which had no MAC — is ignored (every file is read again) and
 //! reported, never trusted. Even a sound entry is used only when its chunks are in the index
-//! and add up to the file's size (`backup::chunks_make_up`).
+//! and add up to the file's size (`backup::pipeline::chunks_make_up`).
 
 use std::collections::HashMap;
 use std::fs;
@@ -132,6 +132,12 @@ impl FilesCache {
     /// The chunks of `path` if its stamp is unchanged.
     pub(crate) fn get(&self, path: &[u8], stamp: &Stamp) -> Option<&[ChunkId]> {
         self.entries.get(path).filter(|(s, _)| s == stamp).map(|(_, c)| c.as_slice())
+    }
+
+    /// The size and chunks `path` had at the cached backup, whatever its stamp now (the old
+    /// version an append-only file resumes from).
+    pub(crate) fn old_version(&self, path: &[u8]) -> Option<(u64, &[ChunkId])> {
+        self.entries.get(path).map(|(s, c)| (s.size, c.as_slice()))
     }
 
     /// True when the cache has an entry for `path` (whatever its stamp).

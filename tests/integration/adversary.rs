@@ -51,7 +51,7 @@ fn backup(repo: &mut Repository, text: &str) -> packvault::SnapshotId {
     let meta = FileMeta { mode: 0o600, mtime_secs: 0, mtime_nanos: 0 };
     let mut b = repo.backup().unwrap();
     b.add_stream("chat.txt", text.as_bytes(), meta).unwrap();
-    b.commit(vec![]).unwrap().snapshot
+    b.commit(packvault::SnapshotInfo::default()).unwrap().snapshot
 }
 
 /// Makes `store` hold exactly `files` (the provider serving another copy at the same place).

@@ -84,7 +84,7 @@ fn fixture() -> Fixture {
                 files.insert(path, data);
             }
         }
-        record = Some(b.commit(vec![]).unwrap().record);
+        record = Some(b.commit(packvault::SnapshotInfo::default()).unwrap().record);
     }
     Fixture { _tmp: tmp, dir, local, store, repo, record: record.unwrap(), files }
 }
@@ -289,7 +289,7 @@ fn restore_to_gives_what_a_folder_restore_gives() {
     let mut repo = Repository::init(store, &Credentials::passphrase(PASS), fast_init(None)).unwrap();
     let mut b = repo.backup().unwrap();
     b.add_dir(&src, "").unwrap();
-    let record = b.commit(vec![]).unwrap().record;
+    let record = b.commit(packvault::SnapshotInfo::default()).unwrap().record;
 
     let target = tmp.path().join("restored");
     let folder_paths = Arc::new(Paths::default());

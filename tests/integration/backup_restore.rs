@@ -23,7 +23,7 @@ fn message_history_round_trips_bit_exact_over_three_days() {
         write_day(&src, &p, day).unwrap();
         let mut s = repo.backup().unwrap();
         s.add_dir(&src, "").unwrap();
-        let out = s.commit(vec![format!("day{day}")]).unwrap();
+        let out = s.commit(packvault::SnapshotInfo::tagged([format!("day{day}")])).unwrap();
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
         assert_eq!(out.record.summary.total_bytes, dir_size(&src));
         assert_eq!(out.record.sequence, u64::from(day));
@@ -83,12 +83,12 @@ fn unchanged_second_backup_adds_under_one_percent_and_changes_upload_only_new_ch
 
     let mut s = repo.backup().unwrap();
     s.add_dir(&day1, "").unwrap();
-    s.commit(vec![]).unwrap();
+    s.commit(packvault::SnapshotInfo::default()).unwrap();
     let after_first = repo_size();
 
     let mut s = repo.backup().unwrap();
     s.add_dir(&day1, "").unwrap();
-    let second = s.commit(vec![]).unwrap();
+    let second = s.commit(packvault::SnapshotInfo::default()).unwrap();
     let growth = repo_size() - after_first;
     assert!(growth * 100 < input, "unchanged backup grew the repository by {growth} bytes for {input} bytes of input");
     assert_eq!(second.record.summary.new_data_blobs, 0);
@@ -101,7 +101,7 @@ fn unchanged_second_backup_adds_under_one_percent_and_changes_upload_only_new_ch
     let before = repo_size();
     let mut s = repo.backup().unwrap();
     s.add_dir(&day2, "").unwrap();
-    let third = s.commit(vec![]).unwrap();
+    let third = s.commit(packvault::SnapshotInfo::default()).unwrap();
     let sum = &third.record.summary;
     assert!(
         sum.new_raw_bytes < dir_size(&day2) / 2,
@@ -163,7 +163,7 @@ fn memory_store_streams_subtree_restore_and_odd_names() {
     s.add_stream("empty", &b""[..], meta).unwrap();
     assert!(s.add_stream("a/big.bin/x", &b""[..], meta).is_err(), "a file cannot be a folder");
     assert!(s.add_stream("../escape", &b""[..], meta).is_err(), "`..` is refused");
-    let out = s.commit(vec![]).unwrap();
+    let out = s.commit(packvault::SnapshotInfo::default()).unwrap();
     assert_eq!(out.record.summary.files, 3);
 
     let tmp = tempfile::tempdir().unwrap();
@@ -214,7 +214,7 @@ fn memory_store_streams_subtree_restore_and_odd_names() {
     fs::write(src.join("-dash"), b"").unwrap();
     let mut s = repo.backup().unwrap();
     s.add_dir(&src, "").unwrap();
-    let out = s.commit(vec![]).unwrap();
+    let out = s.commit(packvault::SnapshotInfo::default()).unwrap();
     let back = tmp.path().join("back");
     assert!(repo
         .restore(&out.record, &RestoreOptions { target: back.clone(), ..Default::default() })
@@ -235,7 +235,7 @@ fn files_cache_skips_unchanged_files_and_rereads_changed_ones() {
 
     let mut b = repo.backup().unwrap();
     b.add_dir(&src, "").unwrap();
-    let second = b.commit(vec![]).unwrap();
+    let second = b.commit(packvault::SnapshotInfo::default()).unwrap();
     assert_eq!(second.files_unchanged, first.record.summary.files, "every file comes from the cache");
     assert_eq!(second.record.summary.bytes_read, 0, "nothing is read");
     assert_eq!(second.record.root, first.record.root, "the same tree");
@@ -252,7 +252,7 @@ fn files_cache_skips_unchanged_files_and_rereads_changed_ones() {
     let mut repo = crate::reopen(store, Some(&tmp.path().join("cache")));
     let mut b = repo.backup().unwrap();
     b.add_dir(&src, "").unwrap();
-    let third = b.commit(vec![]).unwrap();
+    let third = b.commit(packvault::SnapshotInfo::default()).unwrap();
     assert_eq!(third.files_unchanged, first.record.summary.files - 1);
     assert_eq!(third.record.summary.bytes_read, data.len() as u64);
     let target = tmp.path().join("restore");
@@ -294,7 +294,7 @@ fn a_files_cache_entry_that_does_not_add_up_is_not_trusted() {
     let mut repo = crate::reopen(store, Some(&tmp.path().join("cache")));
     let mut b = repo.backup().unwrap();
     b.add_dir(&src, "").unwrap();
-    let second = b.commit(vec![]).unwrap();
+    let second = b.commit(packvault::SnapshotInfo::default()).unwrap();
     assert_eq!(second.files_unchanged, 0, "the changed cache is refused as a whole");
     assert_eq!(second.record.summary.bytes_read, big.len() as u64 + 5, "both files are read again");
     assert_eq!(second.record.root, first.record.root, "the same tree as before the damage");
@@ -311,7 +311,7 @@ fn back_up_settled(repo: &mut Repository, src: &std::path::Path) -> packvault::B
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let mut b = repo.backup().unwrap();
     b.add_dir(src, "").unwrap();
-    b.commit(vec![]).unwrap()
+    b.commit(packvault::SnapshotInfo::default()).unwrap()
 }
 
 fn set_mtimes(dir: &std::path::Path, t: std::time::SystemTime) {
@@ -339,7 +339,7 @@ fn folders_nested_past_the_limit_are_skipped_with_a_warning() {
     fs::write(deepest_kept.join("d/lost.txt"), b"below it").unwrap();
     let mut s = repo.backup().unwrap();
     s.add_dir(&src, "").unwrap();
-    let out = s.commit(vec![]).unwrap();
+    let out = s.commit(packvault::SnapshotInfo::default()).unwrap();
     assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
     assert_eq!(out.warnings[0].0, deepest_kept.join("d"));
     assert!(out.warnings[0].1.to_string().contains("folder nesting is 1025"), "{}", out.warnings[0].1);
@@ -377,7 +377,7 @@ fn times_before_1970_round_trip() {
     let (_store, mut repo) = new_local_repo(tmp.path());
     let mut b = repo.backup().unwrap();
     b.add_dir(&src, "").unwrap();
-    let out = b.commit(vec![]).unwrap();
+    let out = b.commit(packvault::SnapshotInfo::default()).unwrap();
     let node = repo.list(&out.record, "old.txt", false).unwrap().remove(0).1;
     assert_eq!((node.mtime_secs, node.mtime_nanos), (-2, 500_000_000));
     let target = tmp.path().join("out");

@@ -40,7 +40,7 @@ fn back_up_settled(repo: &mut Repository, src: &Path) -> packvault::BackupOutcom
 fn back_up(repo: &mut Repository, src: &Path) -> packvault::BackupOutcome {
     let mut b = repo.backup().unwrap();
     b.add_dir(src, "").unwrap();
-    let out = b.commit(vec![]).unwrap();
+    let out = b.commit(packvault::SnapshotInfo::default()).unwrap();
     assert!(out.warnings.is_empty(), "{:?}", out.warnings);
     out
 }

@@ -29,7 +29,7 @@ fn fixture() -> Fixture {
     write_day(&src, &HistoryParams::default(), 1).unwrap();
     let mut s = repo.backup().unwrap();
     s.add_dir(&src, "").unwrap();
-    let snap = s.commit(vec![]).unwrap().snapshot;
+    let snap = s.commit(packvault::SnapshotInfo::default()).unwrap().snapshot;
     Fixture { _tmp: tmp, dir, store, repo, snap, src }
 }
 
@@ -147,7 +147,7 @@ fn a_damaged_snapshot_file_hides_only_that_snapshot() {
     let mut b = repo.backup().unwrap();
     b.add_stream("later.txt", &b"later"[..], packvault::FileMeta { mode: 0o600, mtime_secs: 5, mtime_nanos: 0 })
         .unwrap();
-    let second = b.commit(vec![]).unwrap();
+    let second = b.commit(packvault::SnapshotInfo::default()).unwrap();
     drop(repo);
     let path = f.store.root().join("snapshots").join(f.snap.to_hex());
     let mut bytes = fs::read(&path).unwrap();

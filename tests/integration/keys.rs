@@ -176,11 +176,11 @@ fn a_repository_rolled_back_to_an_older_snapshot_set_is_refused() {
     let meta = packvault::FileMeta { mode: 0o600, mtime_secs: 0, mtime_nanos: 0 };
     let mut b = repo.backup().unwrap();
     b.add_stream("a", &b"day one"[..], meta).unwrap();
-    b.commit(vec![]).unwrap();
+    b.commit(packvault::SnapshotInfo::default()).unwrap();
     let day_one: Vec<(String, Vec<u8>)> = store.snapshot_files().into_iter().collect();
     let mut b = repo.backup().unwrap();
     b.add_stream("a", &b"day two"[..], meta).unwrap();
-    b.commit(vec![]).unwrap();
+    b.commit(packvault::SnapshotInfo::default()).unwrap();
     drop(repo);
     Repository::open(store.clone(), &Credentials::passphrase(PASS), &options).unwrap();
 

@@ -368,7 +368,7 @@ fn a_snapshot_of_a_newer_version_is_listed_as_unsupported_not_damaged() {
     let meta = packvault::FileMeta { mode: 0o600, mtime_secs: 5, mtime_nanos: 0 };
     let mut b = repo.backup().unwrap();
     b.add_stream("a.txt", &b"a"[..], meta).unwrap();
-    let first = b.commit(vec![]).unwrap().snapshot;
+    let first = b.commit(packvault::SnapshotInfo::default()).unwrap().snapshot;
     // What a newer packvault could have written beside it: a sound name, version 2.
     let newer = version_2(&store.get(FileKind::Snapshot, &first.to_hex()).unwrap(), 6);
     let newer_id = Id::hash_of(&newer);

@@ -201,7 +201,7 @@ proptest! {
         for (p, data) in &files {
             b.add_stream(p, &data[..], meta).unwrap();
         }
-        let out = b.commit(vec![]).unwrap();
+        let out = b.commit(packvault::SnapshotInfo::default()).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let r = repo.restore(&out.record, &RestoreOptions { target: tmp.path().to_path_buf(), ..Default::default() }).unwrap();
         prop_assert!(r.is_complete(), "{:?}", r.failed);

@@ -38,7 +38,7 @@ fn fuzz_restore_lost_folder_tree_is_reported_as_the_folder() {
     let mut b = repo.backup().unwrap();
     b.add_stream("media/IMG-1.jpg", &[7u8; 3000][..], meta).unwrap();
     b.add_stream("chats/a.json", &b"{}"[..], meta).unwrap();
-    let out = b.commit(vec![]).unwrap();
+    let out = b.commit(packvault::SnapshotInfo::default()).unwrap();
 
     // Damage the tree blob of `media` inside its pack.
     let root = repo.load_tree(&out.record.root).unwrap();

@@ -68,7 +68,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn backup(repo: &mut Repository, src: &Path) -> packvault::Result<SnapshotId> {
     let mut s = repo.backup()?;
     s.add_dir(src, "")?;
-    Ok(s.commit(vec![])?.snapshot)
+    Ok(s.commit(packvault::SnapshotInfo::default())?.snapshot)
 }
 
 /// Restores `snap` into a fresh folder under `scratch` and compares it with `src`.
@@ -184,7 +184,7 @@ fn fault_every_backup_operation(
                     let packs_before = repo.store().list(FileKind::Pack).unwrap().len();
                     let mut s = repo.backup().unwrap();
                     s.add_dir(src, "").unwrap();
-                    let out = s.commit(vec![]).unwrap();
+                    let out = s.commit(packvault::SnapshotInfo::default()).unwrap();
                     if out.record.summary.new_data_blobs == 0 && packs_before > 1 {
                         resumed_without_new_data += 1;
                     }
@@ -228,7 +228,7 @@ fn a_resumed_backup_does_not_upload_written_packs_again() {
     assert!(report.is_ok());
     let mut s = repo.backup().unwrap();
     s.add_dir(&d.srcs[0], "").unwrap();
-    let out = s.commit(vec![]).unwrap();
+    let out = s.commit(packvault::SnapshotInfo::default()).unwrap();
     assert_eq!(out.record.summary.new_data_blobs, 0, "no data chunk is sealed and uploaded again");
     assert!(store.list(FileKind::Pack).unwrap().len() <= stray + 1, "at most one new (tree) pack");
     assert!(repo.check(CheckOptions::default()).unwrap().unreferenced_packs.is_empty(), "adopted packs are indexed");
@@ -693,7 +693,10 @@ fn duplicate_packs_from_concurrent_sessions_are_deduplicated_by_prune() {
     let mut sb = b.backup().unwrap();
     sa.add_dir(&d.srcs[0], "").unwrap();
     sb.add_dir(&d.srcs[0], "").unwrap();
-    let (oa, ob) = (sa.commit(vec![]).unwrap(), sb.commit(vec![]).unwrap());
+    let (oa, ob) = (
+        sa.commit(packvault::SnapshotInfo::default()).unwrap(),
+        sb.commit(packvault::SnapshotInfo::default()).unwrap(),
+    );
     assert_eq!(oa.record.root, ob.record.root, "same content, same tree");
     let mut c = open_at(store.clone(), &dir.join("cc"));
     assert_check_ok(&c, "duplicates are not damage");

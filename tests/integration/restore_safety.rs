@@ -138,7 +138,7 @@ impl Setup {
         let modes = write_source(&src);
         let mut s = repo.backup().unwrap();
         s.add_dir(&src, "").unwrap();
-        let record = s.commit(vec![]).unwrap().record;
+        let record = s.commit(packvault::SnapshotInfo::default()).unwrap().record;
         Setup { cache: root.join("cache"), root, store, record, modes, _tmp: tmp }
     }
 
@@ -343,7 +343,7 @@ fn special_bits_are_dropped_unless_asked_for() {
     chmod(&src.join("shared"), 0o3775);
     let mut s = repo.backup().unwrap();
     s.add_dir(&src, "").unwrap();
-    let record = s.commit(vec![]).unwrap().record;
+    let record = s.commit(packvault::SnapshotInfo::default()).unwrap().record;
     let mode = |p: PathBuf| fs::symlink_metadata(p).unwrap().mode() & 0o7777;
     for (keep, expect) in [(false, [0o755, 0o750, 0o775]), (true, [0o4755, 0o2750, 0o3775])] {
         let target = tmp.path().join(format!("keep-{keep}"));
@@ -362,7 +362,7 @@ fn world_writable_target_gives_a_warning() {
     let mut s = repo.backup().unwrap();
     let meta = packvault::FileMeta { mode: 0o600, mtime_secs: 0, mtime_nanos: 0 };
     s.add_stream("a.txt", &b"hello"[..], meta).unwrap();
-    let record = s.commit(vec![]).unwrap().record;
+    let record = s.commit(packvault::SnapshotInfo::default()).unwrap().record;
     let restore = |target: &Path| {
         let report =
             repo.restore(&record, &RestoreOptions { target: target.to_path_buf(), ..Default::default() }).unwrap();

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 #[path = "noise.rs"]
-mod noise;
+pub mod noise;
 
 use packvault::format::blob::{BlobKind, Codec, SealedBlob};
 use packvault::format::config::{ChunkerParams, ConfigFile, Settings};

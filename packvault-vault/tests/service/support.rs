@@ -201,7 +201,7 @@ impl Fixture {
         let mut backup = repo.backup().unwrap();
         let meta = FileMeta { mode: 0o600, mtime_secs: 1_700_000_000, mtime_nanos: 0 };
         backup.add_stream("chats/alice.json", CHAT, meta).unwrap();
-        backup.commit(vec![]).unwrap();
+        backup.commit(packvault::SnapshotInfo::default()).unwrap();
         Fixture { dir, store }
     }
 

@@ -29,7 +29,7 @@ fn with_hosts(snaps: &[(&str, i64)]) -> (Repository, Vec<SnapshotId>) {
     let mut b = repo.backup().unwrap();
     let meta = crate::FileMeta { mode: 0o600, mtime_secs: 0, mtime_nanos: 0 };
     b.add_stream("a.txt", &b"hello"[..], meta).unwrap();
-    let base = b.commit(vec![]).unwrap();
+    let base = b.commit(crate::SnapshotInfo::default()).unwrap();
     repo.store.delete(FileKind::Snapshot, &base.snapshot.to_hex()).unwrap();
     let mut ids = Vec::new();
     for (i, (host, day)) in snaps.iter().enumerate() {

@@ -74,7 +74,7 @@ fn restore_without_spare_descriptors_gives_the_same_tree() {
         Repository::init(Arc::new(MemoryStore::new()), &Credentials::passphrase("restore unit test"), options).unwrap();
     let mut s = repo.backup().unwrap();
     s.add_dir(&src, "").unwrap();
-    let record = s.commit(vec![]).unwrap().record;
+    let record = s.commit(crate::SnapshotInfo::default()).unwrap().record;
     // No folder held (each reopened from the target), no file handle kept between two writes
     // (each reopened and checked), one of each, and plenty.
     for (i, budget) in [(0, 0), (1, 1), (1000, 1000)].into_iter().enumerate() {

@@ -1,0 +1,107 @@
+//! What an archiver chooses per stream, per folder and per snapshot.
+//!
+//! A messaging app's backup holds very different data side by side: a message database that
+//! changes pages in place, per-conversation logs that only grow, and media that is already
+//! compressed. One repository-wide choice fits none of them well, so these are chosen per
+//! stream ([`StreamOptions`]) and per folder ([`DirOptions`]); the snapshot's description is
+//! the app's to give ([`SnapshotInfo`]), not the environment's.
+//!
+//! None of these choices is recorded in the repository: a chunk is a chunk whatever cut it or
+//! however it was compressed (the blob records its codec, format-spec.md §5.4), so restore and
+//! check never need to know them.
+
+/// How a stream is cut into chunks.
+///
+/// New policies arrive as new variants (a frozen algorithm is never changed in place: that
+/// would change every repository's dedup). The pipeline takes the chunker per stream, so a
+/// backup may mix policies. Append mode resumes at the start of the old last chunk with the
+/// policy it is given: a policy whose cuts depend only on the bytes before them (content-
+/// defined or page-aligned cuts do) keeps the promise that resumed streams store the chunks
+/// of a full read; the same stream must keep its policy from day to day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ChunkPolicy {
+    /// Keyed FastCDC 2020 with the repository's parameters (format-spec.md §5.3): content
+    /// defined, so an insertion moves only the chunks around it.
+    #[default]
+    Default,
+}
+
+/// Whether a stream's chunks are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CompressionHint {
+    /// zstd at the repository's level; a chunk that does not shrink is stored raw.
+    #[default]
+    Auto,
+    /// No compression: the chunks are sealed raw. For data that is already compressed (media,
+    /// archives), where zstd costs time and gains nothing. A chunk that is already stored
+    /// (compressed or not) is not stored again.
+    Store,
+}
+
+impl CompressionHint {
+    /// The zstd level to seal with (`None`: raw), given the repository's level.
+    pub(crate) fn level(self, repo_level: i32) -> Option<i32> {
+        match self {
+            CompressionHint::Auto => Some(repo_level),
+            CompressionHint::Store => None,
+        }
+    }
+}
+
+/// Choices for one stream (see [`BackupSession::add_stream_with`](crate::BackupSession::add_stream_with)).
+/// Build with `..Default::default()`: the defaults are what
+/// [`add_stream`](crate::BackupSession::add_stream) does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// How the stream is cut into chunks.
+    pub chunking: ChunkPolicy,
+    /// Whether its chunks are compressed.
+    pub compression: CompressionHint,
+    /// The stream only grows (a message log): its old version in the parent snapshot is
+    /// checked cheaply and reused, and only its last chunk and the new bytes are read (see
+    /// [`AppendSource`](crate::AppendSource)). The source must be able to seek; if it cannot,
+    /// or the old version does not match, the stream is read in full and the outcome says why
+    /// ([`BackupOutcome::appends`](crate::BackupOutcome::appends)).
+    pub append: bool,
+}
+
+/// Choices for a folder added with
+/// [`BackupSession::add_dir_with`](crate::BackupSession::add_dir_with).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirOptions {
+    /// Globs naming files that only grow, matched against the path relative to the folder
+    /// (`*` and `?` stop at `/`, `**` crosses it: `**/*.log` is every log at any depth). A
+    /// matching file that changed since the last backup is treated as an append stream: its
+    /// old version comes from the files cache, or else from the parent snapshot.
+    pub append_only: Vec<String>,
+    /// Whether the folder's chunks are compressed.
+    pub compression: CompressionHint,
+}
+
+/// How the snapshot describes itself (see [`BackupSession::commit`](crate::BackupSession::commit)).
+///
+/// The snapshot record has no free-form label (format-spec.md §5.9): a tag serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// Free-form tags (at most 4096 together with the source paths, each at most 4096 bytes).
+    pub tags: Vec<String>,
+    /// The device's name as the app knows it (e.g. "alice-phone"); `None` takes the machine's
+    /// host name. At most 4096 bytes.
+    pub hostname: Option<String>,
+    /// The user's name as the app knows it; `None` takes `$USER`. At most 4096 bytes.
+    pub username: Option<String>,
+}
+
+impl SnapshotInfo {
+    /// A description with these tags and the rest from the environment.
+    #[must_use]
+    pub fn tagged<I, S>(tags: I) -> SnapshotInfo
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        SnapshotInfo { tags: tags.into_iter().map(Into::into).collect(), ..SnapshotInfo::default() }
+    }
+}
