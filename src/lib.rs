@@ -8,15 +8,45 @@
 //! AES-256-GCM-SIV sealing → immutable packs plus an index → snapshots. The byte layouts are
 //! specified in `format-spec.md`; the types in [`format`](mod@format) implement them.
 //!
-//! Principal types:
+//! # An archiver's day
+//!
+//! An app hands packvault named byte streams, not a folder tree: its message database, one
+//! append-only log per conversation, attachments. Each night it opens the repository, starts a
+//! [`BackupSession`], adds what it has and commits a snapshot:
+//!
+//! - [`add_stream`](BackupSession::add_stream) reads a stream whole (the database);
+//!   [`add_stream_with`](BackupSession::add_stream_with) chooses per stream how it is chunked
+//!   and compressed ([`StreamOptions`]);
+//! - [`add_append_stream`](BackupSession::add_append_stream) is for data that only grows (a
+//!   conversation's log): the library finds the previous version in the parent snapshot,
+//!   checks its length and last chunk, and reads only the new bytes (and that chunk again);
+//! - [`add_dir`](BackupSession::add_dir) adds a local folder; the files cache skips files whose
+//!   size and times did not change, without opening them;
+//! - [`commit`](BackupSession::commit) takes a [`SnapshotInfo`]: the app, not the environment,
+//!   names the device. [`set_cancel`](BackupSession::set_cancel) and
+//!   [`set_progress`](BackupSession::set_progress) stop and follow long runs.
+//!
+//! On a new phone the app reads back without a folder:
+//! [`restore_to`](Repository::restore_to) hands files as streams to a [`RestoreSink`] (the app's
+//! database; [`MemorySink`] for small restores), reading only the packs the chosen paths need;
+//! [`open_file`](Repository::open_file) gives one file as `Read + Seek`, fetching only the
+//! chunks a read touches. [`restore`](Repository::restore) writes a folder.
+//!
+//! `examples/chat_backup.rs` does all of this on a real SQLite message store over three
+//! simulated days (`cargo run --release --example chat_backup`).
+//!
+//! # Principal types
 //! - [`Repository`]: [`init`](Repository::init), [`open`](Repository::open),
 //!   [`backup`](Repository::backup) (a [`BackupSession`]), [`snapshots`](Repository::snapshots),
-//!   [`list`](Repository::list), [`restore`](Repository::restore), [`check`](Repository::check),
-//!   [`forget`](Repository::forget) and [`prune`](Repository::prune), [`keys`](Repository::keys)
-//!   (a [`KeyManager`]).
+//!   [`list`](Repository::list), [`restore_to`](Repository::restore_to),
+//!   [`open_file`](Repository::open_file), [`restore`](Repository::restore),
+//!   [`check`](Repository::check), [`forget`](Repository::forget) and
+//!   [`prune`](Repository::prune), [`keys`](Repository::keys) (a [`KeyManager`]).
 //! - [`Store`]: where repository files live — [`LocalStore`] (a folder) or [`MemoryStore`].
 //! - [`Credentials`]: what opens a repository — a passphrase, a [`RecoveryCode`], a PIN held by
 //!   a [`PinVault`], or this device's key.
+//! - [`ClientState`]: where this device keeps what it has seen of each repository (pins against
+//!   a swapped or rolled-back repository); an app passes its own folder.
 //! - [`Error`]: one error type; [`Error::kind`] gives its class, [`Error::is_retryable`] says
 //!   whether trying again later may help.
 //! - Ids: [`SnapshotId`], [`TreeId`], [`ChunkId`], [`PackId`], [`IndexId`] (32-byte hashes),
@@ -25,37 +55,53 @@
 //! # Example
 //!
 //! ```
+//! use std::io::{Cursor, Read, Seek, SeekFrom};
 //! use std::sync::Arc;
-//! use packvault::{
-//!     ClientState, Credentials, FileMeta, InitOptions, LocalStore, Repository, RestoreOptions, SnapshotInfo,
-//! };
 //! use packvault::format::keyslot::Argon2Params;
+//! use packvault::{
+//!     ClientState, Credentials, FileMeta, InitOptions, MemorySink, MemoryStore, OpenOptions, Repository,
+//!     SinkOptions, SnapshotInfo,
+//! };
 //!
 //! # fn main() -> packvault::Result<()> {
-//! let dir = tempfile::tempdir()?;
-//! let store = Arc::new(LocalStore::create(dir.path().join("repo"))?);
+//! let store = Arc::new(MemoryStore::new());
 //! let creds = Credentials::passphrase("correct horse battery staple");
+//! // An app keeps this device's pins in its own folder (the default is the platform's state
+//! // folder); a memory store is pinned under a name unique to it.
+//! let dir = tempfile::tempdir()?;
+//! let state = ClientState::Dir(dir.path().join("state"));
 //! // Cheap KDF settings for the example; the default is Argon2id with 256 MiB and 3 passes.
-//! let options = InitOptions {
-//!     kdf: Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 },
-//!     // This client's pins (trust on first use, history seen) go here; the default is the
-//!     // platform's state folder.
-//!     state: ClientState::Dir(dir.path().join("state")),
-//!     ..InitOptions::default()
-//! };
-//! let mut repo = Repository::init(store, &creds, options)?;
-//!
-//! let mut backup = repo.backup()?;
+//! let kdf = Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 };
+//! let mut repo = Repository::init(store.clone(), &creds, InitOptions { kdf, state: state.clone(), ..Default::default() })?;
 //! let meta = FileMeta { mode: 0o600, mtime_secs: 1_700_000_000, mtime_nanos: 0 };
-//! backup.add_stream("chats/alice.json", &b"[{\"text\":\"hi\"}]"[..], meta)?;
-//! let outcome = backup.commit(SnapshotInfo::tagged(["daily"]))?;
 //!
-//! let snapshots = repo.snapshots()?;
-//! assert_eq!(snapshots.len(), 1);
-//! let target = dir.path().join("restored");
-//! let report = repo.restore(&outcome.record, &RestoreOptions { target: target.clone(), ..Default::default() })?;
-//! assert!(report.is_complete());
-//! assert_eq!(std::fs::read(target.join("chats/alice.json"))?, b"[{\"text\":\"hi\"}]");
+//! // Night 1: a conversation's log and an attachment.
+//! let mut log = b"{\"from\":\"ana\",\"text\":\"hi\"}\n".to_vec();
+//! let mut backup = repo.backup()?;
+//! backup.add_append_stream("chats/ana/log.jsonl", Cursor::new(log.clone()), meta)?;
+//! backup.add_stream("chats/ana/photo.jpg", &[0xff, 0xd8, 0xff, 0xe0][..], meta)?;
+//! backup.commit(SnapshotInfo { hostname: Some("ana-phone".into()), ..SnapshotInfo::default() })?;
+//!
+//! // Night 2: the log grew; only the new bytes (and its last chunk) are read.
+//! log.extend_from_slice(b"{\"from\":\"me\",\"text\":\"hello!\"}\n");
+//! let mut backup = repo.backup()?;
+//! backup.add_append_stream("chats/ana/log.jsonl", Cursor::new(log.clone()), meta)?;
+//! let night2 = backup.commit(SnapshotInfo::default())?;
+//! assert!(night2.appends[0].resumed());
+//!
+//! // A new phone: one conversation into memory, then one file read at an offset.
+//! let phone = OpenOptions { state, ..OpenOptions::default() };
+//! let repo = Repository::open(store, &creds, &phone)?;
+//! let (_, latest) = repo.find_snapshot("latest")?;
+//! let mut sink = MemorySink::default();
+//! let only = SinkOptions { include: vec!["chats/ana".into()], ..SinkOptions::default() };
+//! assert!(repo.restore_to(&latest, &only, &mut sink)?.is_complete());
+//! assert_eq!(sink.files["chats/ana/log.jsonl"], log);
+//! let mut file = repo.open_file(&latest, "chats/ana/log.jsonl")?;
+//! file.seek(SeekFrom::End(-7))?;
+//! let mut tail = String::new();
+//! file.read_to_string(&mut tail)?;
+//! assert_eq!(tail, "llo!\"}\n");
 //! # Ok(())
 //! # }
 //! ```
