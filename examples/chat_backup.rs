@@ -29,7 +29,8 @@ use std::time::Instant;
 
 use packvault::format::keyslot::Argon2Params;
 use packvault::{
-    ClientState, Credentials, FileMeta, InitOptions, LocalStore, MemorySink, OpenOptions, Repository, SinkOptions, SnapshotInfo,
+    ClientState, Credentials, FileMeta, InitOptions, LocalStore, MemorySink, OpenOptions, Repository, SinkOptions,
+    SnapshotInfo,
 };
 
 const WORDS: &[&str] = &[
@@ -102,7 +103,11 @@ impl ChatStore {
         let mut logs: BTreeMap<usize, String> = BTreeMap::new();
         for i in 0..messages {
             // Conversations are not equally busy: a third of them get most of the traffic.
-            let t = if self.rng.below(3) == 0 { self.rng.below(self.threads) } else { self.rng.below(self.threads / 3 + 1) };
+            let t = if self.rng.below(3) == 0 {
+                self.rng.below(self.threads)
+            } else {
+                self.rng.below(self.threads / 3 + 1)
+            };
             let id = self.next_id;
             self.next_id += 1;
             let sender = NAMES[self.rng.below(NAMES.len())];
@@ -176,9 +181,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut p = Params { days: 3, threads: 24, first_day_messages: 60_000, messages_per_day: 3_000, media_per_day: 30 };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut value = || -> Result<usize, Box<dyn std::error::Error>> {
-            Ok(args.next().ok_or("a value is missing")?.parse()?)
-        };
+        let mut value =
+            || -> Result<usize, Box<dyn std::error::Error>> { Ok(args.next().ok_or("a value is missing")?.parse()?) };
         match a.as_str() {
             "--days" => p.days = u32::try_from(value()?)?,
             "--threads" => p.threads = value()?.max(1),
@@ -188,7 +192,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 p.messages_per_day *= s;
                 p.media_per_day *= s;
             }
-            _ => return Err(format!("unknown argument {a}; usage: chat_backup [--days N] [--threads N] [--scale N]").into()),
+            _ => {
+                return Err(
+                    format!("unknown argument {a}; usage: chat_backup [--days N] [--threads N] [--scale N]").into()
+                )
+            }
         }
     }
 
@@ -211,7 +219,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     drop(Repository::init(store.clone(), &creds, init)?);
 
-    println!("day  messages   app size  read: database      logs     media  repo grew  logs resumed  media unchanged   time");
+    println!(
+        "day  messages   app size  read: database      logs     media  repo grew  logs resumed  media unchanged   time"
+    );
     let mut last = None;
     for day in 1..=p.days {
         let messages = if day == 1 { p.first_day_messages } else { p.messages_per_day };
@@ -238,7 +248,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 backup.add_dir(&dir.join("media"), &format!("threads/{t:04}/media"))?;
             }
         }
-        let info = SnapshotInfo { hostname: Some("alice-phone".into()), tags: vec!["nightly".into()], ..SnapshotInfo::default() };
+        let info = SnapshotInfo {
+            hostname: Some("alice-phone".into()),
+            tags: vec!["nightly".into()],
+            ..SnapshotInfo::default()
+        };
         let outcome = backup.commit(info)?;
         let elapsed = started.elapsed();
         let logs_read: u64 = outcome.appends.iter().map(|a| a.bytes_read).sum();
@@ -275,7 +289,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut restored = 0u64;
     for (path, bytes) in &sink.files {
         let original = fs::read(app.join(path))?;
-        if &original[..] != &bytes[..] {
+        if original[..] != bytes[..] {
             return Err(format!("{path} differs from the app's copy").into());
         }
         restored += bytes.len() as u64;
@@ -296,6 +310,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     file.read_to_end(&mut tail)?;
     let original = fs::read(app.join(&path))?;
     assert_eq!(&original[original.len() - tail.len()..], &tail[..]);
-    println!("read the last {} bytes of {path} without restoring it: {:?}…", tail.len(), String::from_utf8_lossy(&tail[tail.len().saturating_sub(60)..]));
+    println!(
+        "read the last {} bytes of {path} without restoring it: {:?}…",
+        tail.len(),
+        String::from_utf8_lossy(&tail[tail.len().saturating_sub(60)..])
+    );
     Ok(())
 }
