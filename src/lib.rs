@@ -121,6 +121,8 @@
 //! - `deterministic-for-tests` (off): adds a hidden `testmode::install` that makes the
 //!   calling process's randomness and time deterministic, for golden CLI tests. Nothing turns it
 //!   on but an explicit call: no environment variable, no file.
+//! - `s3` (off; `packtool` turns it on): [`S3Store`], repositories on S3-compatible object
+//!   stores (AWS, Garage, MinIO, Ceph RGW) through OpenDAL on a private tokio runtime.
 //!
 //! The format is versioned (`format-spec.md` §6); the API is pre-1.0 and may change in minor
 //! releases.
@@ -170,4 +172,6 @@ pub use repo::{
     StreamOptions,
 };
 pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
+#[cfg(feature = "s3")]
+pub use store::{S3Credentials, S3Options, S3Store};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

@@ -11,9 +11,13 @@
 
 mod local;
 mod memory;
+#[cfg(feature = "s3")]
+mod s3;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "s3")]
+pub use s3::{S3Credentials, S3Options, S3Store};
 
 use std::path::PathBuf;
 
@@ -189,6 +193,34 @@ pub trait Store: Send + Sync {
     /// path, a normalized URL). By default [`Store::describe`].
     fn location(&self) -> String {
         self.describe()
+    }
+
+    /// Whether the store itself refuses a `put` to a name that is taken, atomically
+    /// (`Some(true)`: a local folder's hard link, S3's `If-None-Match: *` where the server
+    /// honours it), does not (`Some(false)`: the store can only look before it writes, so two
+    /// writers of one name may both succeed), or has not found out yet (`None`, the default).
+    /// Correctness never depends on it: repository files are named by their content, except
+    /// the config (written once by `init`) and lock files (random names).
+    fn create_only(&self) -> Option<bool> {
+        None
+    }
+
+    /// Finds out [`Store::create_only`] where it is unknown, by writing one probe object
+    /// twice (and removing it), and remembers the answer for this handle. By default, what
+    /// [`Store::create_only`] says.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the probe cannot be written.
+    fn probe_create_only(&self) -> Result<Option<bool>> {
+        Ok(self.create_only())
+    }
+
+    /// How long a lock file may take to appear in [`Store::list`] for other clients after
+    /// its `put` returned (format-spec.md §5.14): a client waits this long after writing its
+    /// lock before it looks for conflicting ones. Zero (the default) for stores whose listing
+    /// shows every completed write at once.
+    fn lock_settle(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
     }
 }
 

@@ -412,6 +412,11 @@ impl Store for LocalStore {
         Ok((count, bytes))
     }
 
+    /// Hard links never replace a name.
+    fn create_only(&self) -> Option<bool> {
+        Some(true)
+    }
+
     fn local_path(&self, kind: FileKind, name: &str) -> Option<PathBuf> {
         self.full(kind, name).ok()
     }

@@ -101,6 +101,11 @@ impl Store for MemoryStore {
         self.lock().remove(&kind.path(name)).map(|_| ()).ok_or_else(|| not_found(kind, name))
     }
 
+    /// The map is checked and written under one lock.
+    fn create_only(&self) -> Option<bool> {
+        Some(true)
+    }
+
     fn describe(&self) -> String {
         "memory store".into()
     }
