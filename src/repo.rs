@@ -200,6 +200,9 @@ impl Repository {
                 ))
             }
         };
+        // The first write: finds out whether the store refuses writes to taken names by itself
+        // (`check` reports it; locks wait for listings to settle where it does not).
+        store.probe_create_only()?;
         // A new repository at this location replaces whatever this client pinned here.
         trust::forget_pin(&options.state, &store.location())?;
         keys::write_slot(store.as_ref(), &repo_id, &master, first, &options.label)?;

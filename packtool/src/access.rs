@@ -18,6 +18,38 @@ pub(crate) fn repo_path(g: &Global) -> anyhow::Result<&Path> {
     g.repo.as_deref().ok_or_else(|| anyhow!("no repository given: use --repo PATH or set PACKTOOL_REPO"))
 }
 
+/// The `s3:` URL that --repo names, if it names one.
+pub(crate) fn s3_url(g: &Global) -> anyhow::Result<Option<&str>> {
+    Ok(repo_path(g)?.to_str().filter(|s| s.starts_with("s3:")))
+}
+
+/// The store --repo names: a folder that exists, or an S3 bucket and prefix (`create`: for
+/// `init`, which makes the folder).
+pub(crate) fn store(g: &Global, create: bool) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = s3_url(g)? {
+        return s3_store(g, url);
+    }
+    let path = repo_path(g)?;
+    if create {
+        let store = LocalStore::create(path)
+            .map_err(explain)
+            .with_context(|| format!("cannot create repository at {}", path.display()))?;
+        return Ok(Arc::new(store));
+    }
+    Ok(Arc::new(LocalStore::open(path).map_err(explain)?))
+}
+
+#[cfg(feature = "s3")]
+fn s3_store(g: &Global, url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let options = packvault::S3Options { connections: usize::from(g.s3_connections), ..Default::default() };
+    Ok(Arc::new(packvault::S3Store::open(url, options).map_err(explain)?))
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3_store(_: &Global, _: &str) -> anyhow::Result<Arc<dyn Store>> {
+    bail!("this packtool was built without S3 support (cargo feature `s3`)")
+}
+
 pub(crate) fn cache_dir(g: &Global) -> Option<PathBuf> {
     if g.no_cache {
         return None;
@@ -151,7 +183,7 @@ fn credential_given(g: &Global) -> bool {
 /// what the history check found.
 pub(crate) fn open(g: &Global) -> anyhow::Result<Repository> {
     let path = repo_path(g)?;
-    let store: Arc<dyn Store> = Arc::new(LocalStore::open(path).map_err(explain)?);
+    let store = store(g, false)?;
     let options = open_options(g);
     let device = packvault::has_device_key(&options.state, &store.location()).map_err(explain)?;
     let opened = if device {

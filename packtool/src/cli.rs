@@ -12,7 +12,11 @@ Credentials (the first one given is used; otherwise a passphrase prompt on a ter
   --vault PATH (a file-backed TEST vault)
 
 Environment:
-  PACKTOOL_REPO             repository folder (instead of --repo)
+  PACKTOOL_REPO             repository folder or s3: URL (instead of --repo)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE
+                            S3 credentials (else ~/.aws/credentials)
+  AWS_ENDPOINT_URL, AWS_REGION
+                            S3 endpoint (for s3://BUCKET/PREFIX) and region
   PACKTOOL_CACHE_DIR        local cache folder (default: $XDG_CACHE_HOME/packvault or ~/.cache/packvault)
   PACKTOOL_STATE_DIR        local state folder for rollback detection
                             (default: $XDG_STATE_HOME/packvault or ~/.local/state/packvault)
@@ -40,9 +44,13 @@ pub(crate) struct Cli {
 
 #[derive(Args, Debug)]
 pub(crate) struct Global {
-    /// Repository folder.
+    /// Repository folder, or an S3 URL: s3:http(s)://HOST[:PORT]/BUCKET/PREFIX, or
+    /// s3://BUCKET/PREFIX with the endpoint in AWS_ENDPOINT_URL (AWS when unset).
     #[arg(short = 'r', long, global = true, env = "PACKTOOL_REPO", value_name = "PATH")]
     pub(crate) repo: Option<PathBuf>,
+    /// S3 requests in flight at once, at most (for an s3: repository).
+    #[arg(long, global = true, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) s3_connections: u16,
     /// Read the passphrase from the first line of this file.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) passphrase_file: Option<PathBuf>,

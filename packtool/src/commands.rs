@@ -1,18 +1,19 @@
 //! What each subcommand does: open the repository, call the library, print.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use packvault::format::config::ChunkerParams;
 use packvault::format::keyslot::Argon2Params;
 use packvault::{
-    CheckOptions, Credentials, DataSubset, ErrorKind, ForgetPolicy, InitOptions, LocalStore, PruneOptions, Repository,
+    CheckOptions, Credentials, DataSubset, ErrorKind, ForgetPolicy, InitOptions, PruneOptions, Repository,
     RestoreOptions,
 };
 use packvault::{DirOptions, SnapshotInfo};
 
-use crate::access::{cache_dir, client_state, explain, new_repo_passphrase, new_secret, open, repo_path, vault};
+use crate::access::{
+    cache_dir, client_state, explain, new_repo_passphrase, new_secret, open, repo_path, s3_url, store, vault,
+};
 use crate::cli::{Cli, Command, Global, InitArgs, KeyCommand, RepairCommand};
 use crate::inspect;
 use crate::output::Out;
@@ -188,11 +189,13 @@ pub(crate) fn cmd_init(g: &Global, a: &InitArgs, out: &Out) -> anyhow::Result<u8
         packvault::check_passphrase_strength(p).map_err(explain)?;
     }
     let existed = path.exists();
-    let store = LocalStore::create(path)
-        .map_err(explain)
-        .with_context(|| format!("cannot create repository at {}", path.display()))?;
-    let repo = match Repository::init(Arc::new(store), &creds, options) {
+    let s3 = s3_url(g)?.is_some();
+    let store = store(g, true)?;
+    let repo = match Repository::init(store, &creds, options) {
         Ok(r) => r,
+        Err(e) if s3 => {
+            return Err(explain(e)).with_context(|| format!("cannot create repository at {}", path.display()))
+        }
         Err(e) => {
             // Leave no half-made repository behind: remove what init created.
             if existed {
@@ -322,8 +325,7 @@ pub(crate) fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u
 
 fn cmd_trust(g: &Global, forget: bool, out: &Out) -> anyhow::Result<u8> {
     let path = repo_path(g)?;
-    let store = LocalStore::open(path).map_err(explain)?;
-    let location = packvault::Store::location(&store);
+    let location = store(g, false)?.location();
     let state = client_state(g);
     if forget {
         let had = packvault::forget_pin(&state, &location).map_err(explain)?;

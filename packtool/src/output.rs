@@ -13,6 +13,9 @@ use packvault::{
 use serde_json::{json, Value};
 
 /// Where results go: text or JSON on stdout, nothing with `--quiet`.
+/// Said by `init` and `check` on a store that does not refuse writes to taken names itself.
+const CREATE_ONLY_NOTE: &str = "note: this S3 server ignores create-only writes (If-None-Match: *): packvault looks before each write instead, and takes locks with a settle delay (format-spec.md §5.14); nothing else depends on it";
+
 pub struct Out {
     json: bool,
     quiet: bool,
@@ -139,6 +142,9 @@ impl Out {
             "fingerprint {} (a new device can check it with --expect-fingerprint)",
             repo.fingerprint()
         ))?;
+        if repo.store().create_only() == Some(false) {
+            self.text(CREATE_ONLY_NOTE)?;
+        }
         self.text("keep the passphrase safe: without it the data cannot be recovered")
     }
 
@@ -342,6 +348,9 @@ impl Out {
                 "{} packs are named by no index (left by an interrupted backup)",
                 r.unreferenced_packs.len()
             ))?;
+        }
+        if r.create_only == Some(false) {
+            self.text(CREATE_ONLY_NOTE)?;
         }
         if r.stale_temporaries > 0 {
             self.text(&format!(

@@ -140,6 +140,10 @@ pub struct CheckReport {
     /// Temporary files that writes killed mid-way left, idle for longer than
     /// an hour (prune removes them). Not a problem.
     pub stale_temporaries: u64,
+    /// Whether the store refuses a write to a taken name by itself (`Some(false)`: an S3
+    /// server that ignores `If-None-Match`, where the store looks before it writes). Asked
+    /// with a probe object unless `no_lock`. Not a problem.
+    pub create_only: Option<bool>,
     /// Problems, each with what it affects.
     pub problems: Vec<Problem>,
 }
@@ -270,6 +274,7 @@ impl Repository {
         report.unreferenced_packs.sort();
         // Counted only: check never removes anything.
         report.stale_temporaries = self.store.sweep_temporaries(crate::repo::TEMPORARY_IDLE, true)?.0;
+        report.create_only = if options.no_lock { self.store.create_only() } else { self.store.probe_create_only()? };
         for p in &indexed {
             if !in_store.contains(&p.id.0) {
                 let n = damage.add(

@@ -6,7 +6,10 @@
 //! clients may have written at the same moment: then both back off and retry). A held lock is
 //! refreshed every [`REFRESH`] by writing a new file and deleting the old one; a lock older
 //! than [`STALE_AFTER`], or left by a process of this host that no longer runs, is stale and
-//! ignored. Dropping a [`RepoLock`] removes its file.
+//! ignored. Dropping a [`RepoLock`] removes its file. On a store whose listings may lag behind
+//! its writes ([`Store::lock_settle`]: S3 servers not known to be strongly consistent), a
+//! client waits that long after writing its lock before it looks again, and a refresh keeps the
+//! old file until the new one has had that long to show.
 
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -170,6 +173,8 @@ fn refresher(
                 let written = Instant::now();
                 // A failed refresh keeps the old file: it goes stale later, nothing breaks now.
                 if let Ok(new) = write_lock(store.as_ref(), &keys, &record) {
+                    // The old file goes only once the new one shows in listings.
+                    std::thread::sleep(store.lock_settle());
                     let old =
                         std::mem::replace(&mut *current.lock().unwrap_or_else(PoisonError::into_inner), (new, written));
                     let _ = store.delete(FileKind::Lock, &old.0.to_hex());
@@ -270,6 +275,9 @@ impl Repository {
                 let written = Instant::now();
                 let mine =
                     write_lock(self.store.as_ref(), &self.keys, &record).at(|| Location::RepoFile("locks".into()))?;
+                // On a store whose listings may lag behind writes, wait until ours shows to
+                // everyone (format-spec.md §5.14).
+                std::thread::sleep(self.store.lock_settle());
                 // Someone may have written a conflicting lock at the same moment: look again.
                 let second = self.conflict(kind, Some(mine));
                 if second.is_err() {
