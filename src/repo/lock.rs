@@ -476,6 +476,82 @@ mod tests {
         assert!(matches!(e, Error::Locked(_)) && e.to_string().contains("could not be refreshed"), "{e}");
     }
 
+    /// A store whose listing of locks lags: a lock file shows only `lag` after its write.
+    struct Lagging {
+        inner: MemoryStore,
+        written: Mutex<std::collections::HashMap<String, Instant>>,
+        lag: Duration,
+        settle: Duration,
+    }
+
+    impl Store for Lagging {
+        fn put(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<()> {
+            self.written.lock().unwrap().insert(name.to_string(), Instant::now());
+            self.inner.put(kind, name, data)
+        }
+        fn get(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+            self.inner.get(kind, name)
+        }
+        fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+            self.inner.get_range(kind, name, offset, len)
+        }
+        fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+            self.inner.size(kind, name)
+        }
+        fn list(&self, kind: FileKind) -> Result<Vec<String>> {
+            let written = self.written.lock().unwrap();
+            let mut names = self.inner.list(kind)?;
+            if kind == FileKind::Lock {
+                names.retain(|n| written.get(n).is_none_or(|t| t.elapsed() >= self.lag));
+            }
+            Ok(names)
+        }
+        fn delete(&self, kind: FileKind, name: &str) -> Result<()> {
+            self.inner.delete(kind, name)
+        }
+        fn describe(&self) -> String {
+            "lagging".into()
+        }
+        fn lock_settle(&self) -> Duration {
+            self.settle
+        }
+    }
+
+    /// Two clients take a shared and an exclusive lock at the same moment on a store whose
+    /// listings lag: how many of them get it.
+    fn race(settle: Duration) -> usize {
+        let lag = Duration::from_millis(300);
+        let store = Arc::new(Lagging { inner: MemoryStore::new(), written: Mutex::default(), lag, settle });
+        let options = crate::InitOptions {
+            kdf: crate::format::keyslot::Argon2Params { m_kib: 8192, t: 1, p: 1 },
+            ..Default::default()
+        };
+        let creds = Credentials::passphrase("lock test passphrase");
+        drop(Repository::init(store.clone(), &creds, options).unwrap());
+        std::thread::sleep(lag);
+        let open = || Repository::open(store.clone(), &creds, &crate::OpenOptions::default()).unwrap();
+        let (backup, prune) = (open(), open());
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                barrier.wait();
+                backup.lock(LockKind::Shared, "backup").ok()
+            });
+            let b = s.spawn(|| {
+                barrier.wait();
+                prune.lock(LockKind::Exclusive, "prune").ok()
+            });
+            let held = [a.join().unwrap(), b.join().unwrap()];
+            held.iter().filter(|l| l.is_some()).count()
+        })
+    }
+
+    #[test]
+    fn a_settle_delay_keeps_a_prune_from_running_beside_a_backup_on_a_lagging_store() {
+        assert_eq!(race(Duration::ZERO), 2, "without the delay, both clients miss each other's lock");
+        assert!(race(Duration::from_millis(500)) <= 1, "with a delay above the lag, they cannot both hold");
+    }
+
     #[test]
     fn a_held_lock_is_refreshed() {
         let store = Arc::new(MemoryStore::new());
