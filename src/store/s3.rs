@@ -48,8 +48,9 @@ use std::time::{Duration, SystemTime};
 
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions, WriteOptions};
-use opendal::raw::BytesRange;
-use opendal::{Buffer, ErrorKind as Dal, Operator};
+use opendal::BytesRange;
+use opendal::{Buffer, ErrorKind as Dal, HttpTransporter, OperationContext, Operator};
+use opendal_http_transport_reqwest::ReqwestTransport;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -284,8 +285,18 @@ impl S3Store {
         }
         let op = {
             let _in_runtime = runtime.enter();
+            // This store's own client: its pooled connections belong to this runtime.
+            let client = reqwest::Client::builder()
+                .connect_timeout(options.timeout.min(Duration::from_secs(30)))
+                .pool_max_idle_per_host(options.connections)
+                .build()
+                .map_err(|e| {
+                    Error::Io(std::io::Error::other(format!("S3 store {}: HTTP client: {e}", url.location())))
+                })?;
+            let transport = HttpTransporter::new(ReqwestTransport::new(client));
             Operator::new(builder)
                 .map_err(|e| Error::InvalidArgument(format!("S3 store {}: {}", url.location(), e.message())))?
+                .with_context(OperationContext::new().with_http_transport(transport))
                 .layer(TimeoutLayer::new().with_timeout(options.timeout).with_io_timeout(options.io_timeout))
                 .layer(
                     RetryLayer::new()
@@ -295,7 +306,6 @@ impl S3Store {
                         .with_factor(2.0)
                         .with_jitter(),
                 )
-                .finish()
         };
         let inner = Inner {
             op,
