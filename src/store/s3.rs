@@ -404,7 +404,8 @@ impl Inner {
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Buffer> {
         let path = key(kind, name)?;
         let Some(end) = offset.checked_add(len as u64) else {
-            return Err(check_range(kind, name, u64::MAX, offset, len).err().unwrap_or_else(|| Error::NotFound(path)));
+            let detail = format!("{path}: range of {len} bytes at {offset} runs past the end");
+            return Err(Error::malformed("repository file", Some(offset), detail));
         };
         if len == 0 {
             check_range(kind, name, self.stat(&path)?.content_length(), offset, len)?;

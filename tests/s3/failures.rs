@@ -180,7 +180,7 @@ fn a_server_killed_mid_backup_gives_a_clear_error_and_a_retry_completes() {
         r
     });
     let killed_at = killed_at.lock().unwrap().expect("the server was killed during the backup");
-    let e = result.err().expect("a backup whose server died fails");
+    let Err(e) = result else { panic!("a backup whose server died fails") };
     let took = killed_at.elapsed();
     eprintln!("backup with the server killed: failed {took:?} after the kill: {e}");
     assert!(e.is_retryable(), "a dead server is transient: {e}");
