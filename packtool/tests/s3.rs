@@ -1,7 +1,7 @@
 //! `packtool` end to end on an S3 repository (`-r s3:http://HOST:PORT/BUCKET/PREFIX`): init,
 //! two backups, snapshots, a restore, a check that reads every pack; then the same repository
 //! through `PACKTOOL_REPO=s3://BUCKET/PREFIX` with the endpoint in `AWS_ENDPOINT_URL`, and the
-//! errors a wrong secret and a bad URL give.
+//! errors a wrong secret, missing credentials and a bad URL give.
 //!
 //! Needs the S3 server that `tests/s3/start-garage.sh` starts (see the root `tests/s3.rs`);
 //! without one each test says how to run it and passes, unless `PACKVAULT_S3_REQUIRED=1`.
@@ -91,6 +91,18 @@ fn a_wrong_secret_and_a_bad_url_give_one_clear_line() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("access key") && !err.contains(secret), "{err}");
+
+    // No key anywhere: not in the environment, no profile file.
+    let out = env
+        .cmd(&["-r", &url, "snapshots"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("HOME", &env.dir)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no S3 credentials"), "{err}");
 
     let out = env.run(&["-r", "s3:http://127.0.0.1:1/Bad_Bucket", "snapshots"]);
     let err = stderr(&out);

@@ -54,6 +54,7 @@ use opendal::options::{ListOptions, ReadOptions, WriteOptions};
 use opendal::BytesRange;
 use opendal::{Buffer, ErrorKind as Dal, HttpTransporter, OperationContext, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::id::hex_encode;
@@ -74,7 +75,7 @@ struct Inner {
     location: String,
     options: S3Options,
     /// Secrets to cut out of error messages.
-    secrets: Vec<String>,
+    secrets: Vec<Zeroizing<String>>,
     /// What [`Store::probe_create_only`] found.
     probed: OnceLock<bool>,
 }
@@ -168,13 +169,14 @@ impl S3Store {
         if options.virtual_host_style.unwrap_or(url.endpoint.is_none()) {
             builder = builder.enable_virtual_host_style();
         }
-        let mut secrets: Vec<String> = env_nonempty("AWS_SECRET_ACCESS_KEY").into_iter().collect();
+        let mut secrets: Vec<Zeroizing<String>> =
+            env_nonempty("AWS_SECRET_ACCESS_KEY").into_iter().map(Zeroizing::new).collect();
         if let Some(c) = &options.credentials {
             builder = builder.access_key_id(&c.access_key_id).secret_access_key(&c.secret_access_key);
             if let Some(t) = &c.session_token {
                 builder = builder.session_token(t);
             }
-            secrets.push(c.secret_access_key.to_string());
+            secrets.push(c.secret_access_key.clone());
         }
         let op = {
             let _in_runtime = runtime.enter();

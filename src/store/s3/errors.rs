@@ -17,12 +17,14 @@ use std::io;
 
 use opendal::ErrorKind as Dal;
 
+use zeroize::Zeroizing;
+
 use crate::error::Error;
 
 /// Maps an OpenDAL error of operation `op` (e.g. "PUT") on repository file `path` of the
 /// store at `location`. I/O errors name the object (`location/path`); callers add the
 /// repository file's name as they do for every store.
-pub(super) fn map(e: &opendal::Error, op: &str, path: &str, location: &str, secrets: &[String]) -> Error {
+pub(super) fn map(e: &opendal::Error, op: &str, path: &str, location: &str, secrets: &[Zeroizing<String>]) -> Error {
     let place = if path.is_empty() { location.to_string() } else { format!("{location}/{path}") };
     let detail = scrub(&describe(e), secrets);
     let io_err = |kind: io::ErrorKind, what: String| Error::Io(io::Error::new(kind, what));
@@ -38,6 +40,13 @@ pub(super) fn map(e: &opendal::Error, op: &str, path: &str, location: &str, secr
         Dal::ConfigInvalid if detail.contains("NoSuchBucket") => {
             io_err(io::ErrorKind::NotFound, format!("{place}: the bucket does not exist ({detail})"))
         }
+        // No key in the options, the environment or a profile (the signer's own words).
+        _ if detail.contains("signing credential") => io_err(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{place}: no S3 credentials to sign {op} with: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials ({detail})"
+            ),
+        ),
         Dal::RateLimited => io_err(io::ErrorKind::ResourceBusy, format!("{place}: the service throttled {op} ({detail})")),
         _ if e.is_temporary() || e.is_persistent() => {
             let kind = io_kind_in_sources(e).unwrap_or(if detail.to_ascii_lowercase().contains("timeout") {
@@ -87,7 +96,7 @@ fn io_kind_in_sources(e: &opendal::Error) -> Option<io::ErrorKind> {
 }
 
 /// `text` with every secret replaced.
-pub(super) fn scrub(text: &str, secrets: &[String]) -> String {
+pub(super) fn scrub(text: &str, secrets: &[Zeroizing<String>]) -> String {
     let mut out = text.to_string();
     for s in secrets.iter().filter(|s| s.len() >= 4) {
         out = out.replace(s.as_str(), "[redacted]");
@@ -125,12 +134,15 @@ mod tests {
         let mapped = m(refused);
         assert!(mapped.is_retryable() && mapped.to_string().contains("connection refused"), "{mapped}");
         assert!(!m(dal(Dal::Unexpected, "bad xml")).is_retryable());
+        let unsigned =
+            m(dal(Dal::Unexpected, "signing http request: failed to load signing credential").set_persistent());
+        assert!(!unsigned.is_retryable() && unsigned.to_string().contains("AWS_ACCESS_KEY_ID"), "{unsigned}");
     }
 
     #[test]
     fn secrets_are_cut_out() {
         let e = dal(Dal::PermissionDenied, "signature for wJalrXUtnFEMI/K7MDENG does not match");
-        let mapped = map(&e, "PUT", "config", "s3:http://h/b", &["wJalrXUtnFEMI/K7MDENG".to_string()]);
+        let mapped = map(&e, "PUT", "config", "s3:http://h/b", &[Zeroizing::new("wJalrXUtnFEMI/K7MDENG".to_string())]);
         assert!(!mapped.to_string().contains("wJalrXUtnFEMI"), "{mapped}");
         assert!(!format!("{mapped:?}").contains("wJalrXUtnFEMI"), "{mapped:?}");
     }
