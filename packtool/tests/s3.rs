@@ -21,7 +21,14 @@ fn server(test: &str) -> Option<(String, String)> {
         (Some(e), Some(b), Some(_)) => Some((e, b)),
         _ => {
             assert_ne!(var("PACKVAULT_S3_REQUIRED").as_deref(), Some("1"), "{test}: no S3 server in the environment");
-            eprintln!("{test}: skipped, no S3 server: eval \"$(tests/s3/start-garage.sh)\" and run again");
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "packtool S3 tests skipped: no S3 server in the environment; run eval \"$(tests/s3/start-garage.sh)\" first"
+                );
+            });
             None
         }
     }

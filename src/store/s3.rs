@@ -515,7 +515,11 @@ mod tests {
         let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
         let (Some(endpoint), Some(bucket)) = (var("AWS_ENDPOINT_URL"), var("S3_BUCKET")) else {
             assert_ne!(var("PACKVAULT_S3_REQUIRED").as_deref(), Some("1"), "no S3 server in the environment");
-            eprintln!("contract_on_a_real_server: skipped, no S3 server: eval \"$(tests/s3/start-garage.sh)\" first");
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "store::s3 contract_on_a_real_server skipped: no S3 server; run eval \"$(tests/s3/start-garage.sh)\" first"
+            );
             return;
         };
         let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
