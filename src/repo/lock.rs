@@ -7,7 +7,7 @@
 //! refreshed every [`REFRESH`] by writing a new file and deleting the old one; a lock older
 //! than [`STALE_AFTER`], or left by a process of this host that no longer runs, is stale and
 //! ignored. Dropping a [`RepoLock`] removes its file. On a store whose listings may lag behind
-//! its writes ([`Store::lock_settle`]: S3 servers not known to be strongly consistent), a
+//! its writes ([`Store::lock_settle`]: S3 servers that ignore create-only writes), a
 //! client waits that long after writing its lock before it looks again, and a refresh keeps the
 //! old file until the new one has had that long to show.
 

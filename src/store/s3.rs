@@ -477,10 +477,15 @@ impl Store for S3Store {
         Ok(Some(honoured))
     }
 
-    /// Zero on a server known to honour create-only writes (AWS, MinIO: they list
-    /// consistently), else [`S3Options::lock_settle`].
+    /// Zero on a server that honours create-only writes (AWS, MinIO: they list consistently),
+    /// else [`S3Options::lock_settle`]. Probes the server first when that is unknown (four
+    /// small requests instead of a wait at every lock).
     fn lock_settle(&self) -> Duration {
-        if self.inner.create_only() == Some(true) {
+        let honoured = match self.inner.create_only() {
+            Some(known) => Some(known),
+            None => self.probe_create_only().ok().flatten(),
+        };
+        if honoured == Some(true) {
             Duration::ZERO
         } else {
             self.inner.options.lock_settle
