@@ -16,7 +16,9 @@
 //! the store knows that the server honours it ([`S3Options::create_only`], or
 //! [`Store::probe_create_only`] found out), a `put` first asks (`HEAD`) whether the name is
 //! taken and then reports [`Error::AlreadyExists`]. Two writers of one name can still both
-//! write on such a server; nothing depends on it (see [`Store::create_only`]).
+//! write on such a server; nothing depends on it (see [`Store::create_only`]). Where the server
+//! refuses with 412, a `PUT` (up to the multipart threshold) that finds exactly its own bytes
+//! under the name succeeds: that is a retry whose first attempt landed after a timeout.
 //!
 //! **Writes.** A `put` is one `PUT` up to [`S3Options::multipart_threshold`] (32 MiB by
 //! default, so a pack of the default 16 MiB target is one request), else a multipart upload in
@@ -280,7 +282,17 @@ impl Inner {
         if self.create_only() != Some(true) && self.exists(path)? {
             return Err(Error::AlreadyExists(path.to_string()));
         }
-        self.put_unchecked(path, data)
+        match self.put_unchecked(path, data.clone()) {
+            // A `PUT` retried after a timeout whose first attempt landed meets its own object
+            // (412 from a server that honours `If-None-Match`): the same bytes are no conflict.
+            Err(Error::AlreadyExists(p)) if data.len() <= self.options.multipart_threshold => {
+                match self.run(self.op.read(path)) {
+                    Ok(found) if found.to_bytes() == data.to_bytes() => Ok(()),
+                    _ => Err(Error::AlreadyExists(p)),
+                }
+            }
+            r => r,
+        }
     }
 
     /// A `PUT` with `If-None-Match: *` and no look first.
