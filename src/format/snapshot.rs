@@ -33,6 +33,9 @@ pub const MODE_MASK: u32 = 0o7777;
 /// level below its parent's.
 pub const MAX_TREE_DEPTH: usize = 1024;
 
+/// What [`check_tree_level`]'s [`Error::LimitExceeded`] names.
+pub(crate) const FOLDER_NESTING: &str = "folder nesting";
+
 /// Refuses to go into the tree of the folder at `path` (`/`-separated inside the snapshot,
 /// "" for the root) when that tree lies deeper than [`MAX_TREE_DEPTH`]. Readers walk trees
 /// recursively: this bounds their stack whatever a snapshot holds.
@@ -50,7 +53,7 @@ pub fn check_tree_depth(path: &str) -> Result<()> {
 /// [`Error::LimitExceeded`].
 pub fn check_tree_level(level: usize) -> Result<()> {
     if level > MAX_TREE_DEPTH {
-        return Err(Error::LimitExceeded { what: "folder nesting", found: level as u64, limit: MAX_TREE_DEPTH as u64 });
+        return Err(Error::LimitExceeded { what: FOLDER_NESTING, found: level as u64, limit: MAX_TREE_DEPTH as u64 });
     }
     Ok(())
 }
