@@ -18,9 +18,10 @@ use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::{BlobKind, SealedBlob};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::snapshot::NodeContent;
-use crate::id::{Id, IndexId, PackId, TreeId};
+use crate::id::{Id, IndexId, PackId};
 use crate::pack::{BlobLocation, PackReader, PackWriter, WrittenPack};
 use crate::repo::lock::{LockKind, RepoLock};
+use crate::repo::walk::Step;
 use crate::repo::Repository;
 use crate::store::{list_ids, FileKind};
 
@@ -88,7 +89,10 @@ struct Sources {
 }
 
 impl Repository {
-    /// Every blob the snapshots need (data and trees), walking each tree once.
+    /// Every blob the snapshots need (data and trees), walking each tree once: a folder whose
+    /// tree was walked already (in this snapshot or an earlier one) is skipped. Folders nested
+    /// past the limit are refused, as every reader refuses them; errors name the snapshot and
+    /// the folder.
     fn reachable(&self) -> Result<HashSet<Id>> {
         let mut blobs = HashSet::new();
         let (snaps, damaged) = self.snapshots_with_errors()?;
@@ -100,16 +104,20 @@ impl Repository {
                 id.to_hex()
             )));
         }
-        let mut stack: Vec<TreeId> = snaps.into_iter().map(|(_, r)| r.root).collect();
-        while let Some(t) = stack.pop() {
-            if !blobs.insert(t.0) {
+        for (sid, rec) in snaps {
+            if !blobs.insert(rec.root.0) {
                 continue;
             }
-            let tree = self.load_tree(&t).at(|| Location::Blob(t.0))?;
-            for n in &tree.nodes {
-                match &n.content {
+            let mut walk = self.walk(rec.root, "");
+            while let Some(step) = walk.next() {
+                let Step::Node { node, .. } = step.at(|| Location::Snapshot(sid))? else { continue };
+                match node.content {
                     NodeContent::File { chunks, .. } => blobs.extend(chunks.iter().map(|c| c.0)),
-                    NodeContent::Dir { tree } => stack.push(*tree),
+                    NodeContent::Dir { tree } => {
+                        if !blobs.insert(tree.0) {
+                            walk.skip_subtree();
+                        }
+                    }
                     NodeContent::Symlink { .. } => {}
                 }
             }
