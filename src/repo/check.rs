@@ -357,7 +357,7 @@ impl Repository {
                 Ok(_) => {}
                 Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
                 Err(e) => {
-                    damage.add(format!("{e} (run `repair index`)"), None, None);
+                    damage.add(format!("{e} (repair the index)"), None, None);
                 }
             }
         }
@@ -377,7 +377,7 @@ impl Repository {
         for p in &indexed {
             if !in_store.contains(&p.id.0) {
                 let n = damage.add(
-                    format!("pack {} is missing (`repair index`, then `repair snapshots`, drop what it held)", p.id),
+                    format!("pack {} is missing (repair the index, then the snapshots, to drop what it held)", p.id),
                     Some(p.id),
                     None,
                 );

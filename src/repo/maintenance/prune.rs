@@ -99,7 +99,7 @@ impl Repository {
         if let Some((id, e)) = damaged.first() {
             // Its data cannot be told apart from garbage: deleting could lose it.
             return Err(Error::Integrity(format!(
-                "snapshot {} cannot be read ({e}); prune would not know which data it needs. Restore the file, or remove it with `forget {}`, then prune",
+                "snapshot {} cannot be read ({e}); prune would not know which data it needs. Restore the file, or forget snapshot {}, then prune",
                 id.short(),
                 id.to_hex()
             )));
@@ -127,7 +127,8 @@ impl Repository {
 
     /// Removes data no snapshot needs: deletes unused packs, rewrites the least used ones,
     /// replaces every index file by one. Refuses to run when a snapshot's tree cannot be read
-    /// (deleting would then lose data): run `check`, then `repair snapshots`.
+    /// (deleting would then lose data): [`check`](Repository::check), then
+    /// [`repair_snapshots`](Repository::repair_snapshots).
     ///
     /// With `dry_run`, computes the plan ([`PruneReport::plan`]) and changes nothing.
     ///
@@ -232,14 +233,14 @@ impl Repository {
             let whole = || Location::Pack { pack: *pid, offset: None };
             if size > u64::from(p.pack_len) {
                 return Err(Error::Integrity(format!(
-                    "pack is larger than the {} bytes the index says ({size} bytes): run `check --read-data`",
+                    "pack is larger than the {} bytes the index says ({size} bytes): check with read_data",
                     p.pack_len
                 ))
                 .at(whole()));
             }
             if size < u64::from(p.pack_len) {
                 return Err(Error::Integrity(format!(
-                    "pack is {size} bytes, the index says {}: run `check --read-data`",
+                    "pack is {size} bytes, the index says {}: check with read_data",
                     p.pack_len
                 ))
                 .at(whole()));

@@ -96,7 +96,7 @@ impl Repository {
         self.sync_index()?;
         if !self.adopted.is_empty() {
             return Err(Error::Integrity(
-                "an index file is damaged, so data looks lost that is not: run `repair index` first".into(),
+                "an index file is damaged, so data looks lost that is not: repair the index first".into(),
             ));
         }
         let mut report = RepairReport::default();
