@@ -209,8 +209,7 @@ impl<'r> CheckedTrees<'r> {
         let here = |path: &str| format!("{}:{}", snap.short(), if path.is_empty() { "/" } else { path });
         // The folder whose tree the walk reads next (an error is about it) and that tree.
         let (mut folder, mut tree) = (String::new(), root);
-        let mut walk = TreeWalk::new(self, root, "");
-        while let Some(step) = walk.next() {
+        for step in TreeWalk::new(self, root, "") {
             match step {
                 Ok(Step::Node { path, node }) => match node.content {
                     NodeContent::Dir { tree: t } => (folder, tree) = (path, t),

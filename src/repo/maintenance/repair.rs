@@ -194,8 +194,7 @@ impl Repository {
         let mut open: Vec<(Node, Rebuild)> = Vec::new();
         // The folder whose tree the walk reads next: an error is about it.
         let mut entered = String::new();
-        let mut walk = self.walk(root, "");
-        while let Some(step) = walk.next() {
+        for step in self.walk(root, "") {
             let here = open.last_mut().map_or(&mut top, |(_, r)| r);
             match step {
                 Ok(Step::Node { path, node }) => match &node.content {
