@@ -346,7 +346,7 @@ impl Error {
             Error::FingerprintMismatch { expected, found } => {
                 Error::FingerprintMismatch { expected: expected.clone(), found: found.clone() }
             }
-            Error::KeyslotRevoked(m) => Error::KeyslotRevoked(m.clone()),
+            Error::KeyslotRevoked(m) => Error::KeyslotRevoked(*m),
             Error::NotARepository(m) => Error::NotARepository(m.clone()),
             Error::NotFound(m) => Error::NotFound(m.clone()),
             Error::AlreadyExists(m) => Error::AlreadyExists(m.clone()),
