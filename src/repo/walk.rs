@@ -420,6 +420,27 @@ mod tests {
     }
 
     #[test]
+    fn the_depth_refusal_is_told_from_a_tree_that_does_not_read() {
+        let mut t = Trees::default();
+        let leaf = t.add(vec![]);
+        let past = vec!["d"; MAX_TREE_DEPTH + 1].join("/");
+        let deep = TreeWalk::new(&t, leaf, &past).next().unwrap().unwrap_err();
+        assert!(is_too_deep(&deep) && is_too_deep(&deep.duplicate().at(Location::SnapshotPath("x".into()))));
+        let lost = TreeWalk::new(&t, TreeId(Id([0xee; 32])), "a").next().unwrap().unwrap_err();
+        assert!(!is_too_deep(&lost));
+        let big = Error::LimitExceeded { what: "blob size", found: 2, limit: 1 };
+        assert!(!is_too_deep(&big));
+        // unplaced takes off the folder's path, and nothing else.
+        assert_eq!(
+            unplaced(deep).to_string(),
+            format!("folder nesting is {}, above the limit of {MAX_TREE_DEPTH}", MAX_TREE_DEPTH + 1)
+        );
+        assert_eq!(unplaced(lost).to_string(), format!("not found: tree {}", TreeId(Id([0xee; 32])).short()));
+        let elsewhere = Error::NotFound("x".into()).at(Location::Blob(Id([1; 32])));
+        assert!(matches!(unplaced(elsewhere), Error::At { at: Location::Blob(_), .. }));
+    }
+
+    #[test]
     fn the_limit_counts_from_where_the_walk_starts() {
         let mut t = Trees::default();
         let leaf = t.add(vec![file("x")]);
