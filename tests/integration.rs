@@ -48,6 +48,8 @@ mod regression;
 mod reliability;
 #[path = "integration/restore_safety.rs"]
 mod restore_safety;
+#[path = "integration/tree_walks.rs"]
+mod tree_walks;
 #[path = "integration/vault.rs"]
 mod vault;
 

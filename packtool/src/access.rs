@@ -189,7 +189,8 @@ pub(crate) fn open(g: &Global) -> anyhow::Result<Repository> {
     Ok(repo)
 }
 
-/// Library errors pass through unchanged; this names the common ones more plainly.
+/// Library errors pass through unchanged; this names the common ones more plainly and adds the
+/// packtool commands that help (library errors never name them).
 pub(crate) fn explain(e: packvault::Error) -> anyhow::Error {
     match e.kind() {
         ErrorKind::WrongPassphrase => anyhow!("wrong passphrase: no keyslot of this repository opens with it"),
@@ -200,6 +201,10 @@ pub(crate) fn explain(e: packvault::Error) -> anyhow::Error {
         ),
         ErrorKind::RepositoryReplaced => anyhow::Error::new(e)
             .context("refusing the repository; if you replaced it yourself, run `packtool trust --forget` and open it again"),
+        // The library says what is wrong; what to run about it is ours to say.
+        ErrorKind::Integrity => anyhow::Error::new(e).context(
+            "repository data is damaged or missing: `packtool check --read-data` names it and what it affects; `packtool repair index`, then `packtool repair snapshots`, drop what is lost",
+        ),
         _ if e.is_retryable() => anyhow::Error::new(e).context("a transient failure: running the command again may succeed"),
         _ => anyhow::Error::new(e),
     }
