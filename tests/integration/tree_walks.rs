@@ -29,7 +29,7 @@ fn shared_trees() -> (Arc<CountingStore>, Repository) {
             b.add_stream(&format!("{prefix}chats/a.json"), &b"{\"messages\": []}"[..], meta).unwrap();
             b.add_stream(&format!("{prefix}chats/media/p.jpg"), &[7u8; 5000][..], meta).unwrap();
         }
-        b.commit(vec![]).unwrap();
+        b.commit(packvault::SnapshotInfo::default()).unwrap();
     }
     (store, repo)
 }
