@@ -438,12 +438,29 @@ impl BackupSession<'_> {
         Ok(())
     }
 
-    /// Seals one directory's tree (children first) and returns its id.
-    fn store_tree(&mut self, children: BTreeMap<Vec<u8>, Entry>, path: &str) -> Result<TreeId> {
-        let mut nodes = Vec::with_capacity(children.len());
-        for (name, entry) in children {
-            let (meta, content) = match entry {
-                Entry::File { meta, file } => {
+    /// Seals the tree of `root` and of every folder below it (children first) and returns the
+    /// root's id. Iterative, with a stack of folders being built: a tree nested to the format's
+    /// limit must not exhaust the thread's stack.
+    fn store_tree(&mut self, root: BTreeMap<Vec<u8>, Entry>, path: &str) -> Result<TreeId> {
+        struct Frame {
+            path: String,
+            children: std::collections::btree_map::IntoIter<Vec<u8>, Entry>,
+            nodes: Vec<Node>,
+            /// The folder's name and metadata in its parent (none for the root).
+            own: Option<(Vec<u8>, FileMeta)>,
+        }
+        let node = |name, meta: FileMeta, content| Node {
+            name,
+            mode: meta.mode,
+            mtime_secs: meta.mtime_secs,
+            mtime_nanos: meta.mtime_nanos,
+            content,
+        };
+        let mut stack =
+            vec![Frame { path: path.to_string(), children: root.into_iter(), nodes: Vec::new(), own: None }];
+        while let Some(top) = stack.last_mut() {
+            match top.children.next() {
+                Some((name, Entry::File { meta, file })) => {
                     let rec = std::mem::take(&mut self.files[file]);
                     if rec.failed {
                         continue;
@@ -455,22 +472,37 @@ impl BackupSession<'_> {
                             self.new_cache.insert(path, stamp, rec.chunks.clone());
                         }
                     }
-                    (meta, NodeContent::File { size: rec.size, chunks: rec.chunks })
+                    top.nodes.push(node(name, meta, NodeContent::File { size: rec.size, chunks: rec.chunks }));
                 }
-                Entry::Dir { meta, children } => {
-                    let sub = crate::repo::join(path, &String::from_utf8_lossy(&name));
-                    (meta, NodeContent::Dir { tree: self.store_tree(children, &sub)? })
+                Some((name, Entry::Symlink { meta, target })) => {
+                    top.nodes.push(node(name, meta, NodeContent::Symlink { target }));
                 }
-                Entry::Symlink { meta, target } => (meta, NodeContent::Symlink { target }),
-            };
-            nodes.push(Node {
-                name,
-                mode: meta.mode,
-                mtime_secs: meta.mtime_secs,
-                mtime_nanos: meta.mtime_nanos,
-                content,
-            });
+                Some((name, Entry::Dir { meta, children })) => {
+                    let sub = crate::repo::join(&top.path, &String::from_utf8_lossy(&name));
+                    stack.push(Frame {
+                        path: sub,
+                        children: children.into_iter(),
+                        nodes: Vec::new(),
+                        own: Some((name, meta)),
+                    });
+                }
+                None => {
+                    let done = stack.pop().expect("the loop holds the top frame");
+                    let tree = self.seal_tree(done.nodes, &done.path)?;
+                    match (done.own, stack.last_mut()) {
+                        (Some((name, meta)), Some(parent)) => {
+                            parent.nodes.push(node(name, meta, NodeContent::Dir { tree }));
+                        }
+                        _ => return Ok(tree),
+                    }
+                }
+            }
         }
+        unreachable!("the root frame returns when it is complete")
+    }
+
+    /// Encodes and seals one folder's tree (its nodes in name order) and returns its id.
+    fn seal_tree(&mut self, nodes: Vec<Node>, path: &str) -> Result<TreeId> {
         let bytes = Tree { nodes }.encode()?;
         if bytes.len() > blob::MAX_BLOB_RAW as usize {
             // A folder with about a million entries, or a file of millions of chunks: refused
