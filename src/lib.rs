@@ -164,6 +164,8 @@ pub use repo::{
     RestoreOptions, RestoreReport, RestoreWarning, Stats, MAX_SLOTS_TRIED,
 };
 pub use repo::{FileReader, MemorySink, PackAction, PackPlan, PrunePlan, RestoreSink, SinkOptions};
+// Copying snapshots between repositories (same key domain or another).
+pub use repo::{CopiedSnapshot, CopyOptions, CopyReport};
 // The backup session's choices: per-stream options, append streams, snapshot info.
 pub use repo::{
     AppendFallback, AppendOutcome, AppendSource, ChunkPolicy, CompressionHint, DirOptions, Sequential, SnapshotInfo,

@@ -3,6 +3,7 @@
 
 mod backup;
 mod check;
+mod copy;
 mod files_cache;
 mod history;
 mod inspect;
@@ -19,6 +20,7 @@ pub use backup::{
 };
 pub use backup::{BackupOutcome, BackupSession, FileMeta};
 pub use check::{CheckOptions, CheckReport, DataSubset, Problem};
+pub use copy::{CopiedSnapshot, CopyOptions, CopyReport};
 pub use history::HistoryReport;
 pub use inspect::{Bucket, Change, DiffEntry, Stats};
 pub use keys::{

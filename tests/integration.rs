@@ -32,6 +32,8 @@ mod archiver_read;
 mod backup_restore;
 #[path = "integration/caches.rs"]
 mod caches;
+#[path = "integration/copy.rs"]
+mod copy;
 #[path = "integration/damage.rs"]
 mod damage;
 #[path = "integration/keys.rs"]
