@@ -201,6 +201,9 @@ pub(crate) enum Command {
         #[arg(long)]
         forget: bool,
     },
+    /// Copy snapshots from another repository (--from) into this one (--to, or --repo):
+    /// as they are when both share the master key, else sealed again under this one's key.
+    Copy(crate::copy::CopyArgs),
     /// Manage keyslots: the passphrases, recovery codes and PINs that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),

@@ -75,6 +75,7 @@ pub(crate) fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             out.restore(&id, target, &report)?;
             Ok(if report.is_complete() { 0 } else { 3 })
         }
+        Command::Copy(a) => crate::copy::cmd_copy(g, a, out),
         Command::Key(k) => cmd_key(g, k, out),
         Command::Trust { forget } => cmd_trust(g, *forget, out),
         Command::Find { pattern } => inspect::find(&open(g)?, pattern, out),

@@ -10,6 +10,7 @@
 mod access;
 mod cli;
 mod commands;
+mod copy;
 mod inspect;
 mod output;
 mod progress;
