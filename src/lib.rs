@@ -166,6 +166,8 @@ pub use repo::{
 pub use repo::{FileReader, MemorySink, PackAction, PackPlan, PrunePlan, RestoreSink, SinkOptions};
 // Copying snapshots between repositories (same key domain or another).
 pub use repo::{CopiedSnapshot, CopyOptions, CopyReport};
+// Key rotation: a fresh key domain at the same location.
+pub use repo::{Retired, RotateOptions, RotateReport};
 // The backup session's choices: per-stream options, append streams, snapshot info.
 pub use repo::{
     AppendFallback, AppendOutcome, AppendSource, ChunkPolicy, CompressionHint, DirOptions, Sequential, SnapshotInfo,

@@ -50,6 +50,8 @@ mod regression;
 mod reliability;
 #[path = "integration/restore_safety.rs"]
 mod restore_safety;
+#[path = "integration/rotate.rs"]
+mod rotate;
 #[path = "integration/vault.rs"]
 mod vault;
 
