@@ -292,3 +292,35 @@ fn a_cancelled_copy_leaves_the_destination_valid_and_the_next_one_finishes() {
         }
     }
 }
+
+#[test]
+fn cross_domain_copy_of_folders_nested_to_the_limit_needs_no_deep_stack() {
+    let limit = packvault::format::snapshot::MAX_TREE_DEPTH;
+    let deep = format!("{}/f", vec!["d"; limit].join("/"));
+    let src_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut src = repo_in(&src_store, None);
+    // The backup's own tree writer recurses: it gets a big stack; the copy runs on the test
+    // thread's (2 MiB, without optimizations: frames are large).
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn_scoped(s, || {
+                let mut b = src.backup().unwrap();
+                let meta = packvault::FileMeta { mode: 0o644, mtime_secs: 1, mtime_nanos: 0 };
+                b.add_stream(&deep, &b"at the limit"[..], meta).unwrap();
+                b.commit(SnapshotInfo::default()).unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    });
+    let dest_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut dest = repo_in(&dest_store, None);
+    let r = src.copy_to(&mut dest, &[], CopyOptions::default()).unwrap();
+    assert_eq!(r.copied.len(), 1);
+    assert_eq!(r.blobs_written, 1 + limit as u64 + 1, "one chunk and every folder's tree");
+    let mut file = dest.open_file(&r.copied[0].record, &deep).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+    assert_eq!(text, "at the limit");
+}

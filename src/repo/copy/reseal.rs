@@ -29,11 +29,11 @@ use super::{CopiedSnapshot, CopyReport, IdentityKey, Run};
 use crate::crypto::random_array;
 use crate::error::{Error, Location, Result};
 use crate::format::blob::{self, BlobKind, Codec, SealedBlob};
-use crate::format::snapshot::{self, NodeContent, SnapshotRecord, Tree};
+use crate::format::snapshot::{self, Node, NodeContent, SnapshotRecord, Tree};
 use crate::id::{ChunkId, Id, PackId, SnapshotId, TreeId};
 use crate::pack::{BlobLocation, PackReader, PackWriter, ReadRange, WrittenPack};
-use crate::repo::walk::{enter, Step};
-use crate::repo::{join, Repository};
+use crate::repo::walk::Step;
+use crate::repo::Repository;
 
 /// Sealed bytes read (and held, sealed again) per batch.
 const BATCH_BYTES: u64 = 32 << 20;
@@ -144,7 +144,7 @@ impl Reseal<'_, '_> {
         for (sid, rec) in todo {
             run.cancel.check()?;
             self.move_chunks(sid, rec.root, run, report)?;
-            let root = self.rewrite_tree(rec.root, "", 0, run, report).map_err(|e| in_snapshot(e, sid))?;
+            let root = self.rewrite_trees(rec.root, run, report).map_err(|e| in_snapshot(e, sid))?;
             roots.push(root);
         }
         for kind in [BlobKind::Data, BlobKind::Tree] {
@@ -226,40 +226,69 @@ impl Reseal<'_, '_> {
         Ok(())
     }
 
-    /// Step 3: the tree `old` (of the folder at `path`, at `level`) with every chunk and
-    /// subtree id replaced by its new one, stored unless the destination holds it.
-    fn rewrite_tree(
-        &mut self,
-        old: TreeId,
-        path: &str,
-        level: usize,
-        run: &Run<'_>,
-        report: &mut CopyReport,
-    ) -> Result<TreeId> {
-        if let Some(new) = self.trees.get(&old) {
+    /// Step 3: the snapshot's trees below `root`, each with every chunk and subtree id replaced
+    /// by its new one and stored unless the destination holds it; returns the new root.
+    /// Bottom-up without recursion: the walk's `Leave` step closes a folder, whose children
+    /// are all rewritten by then (trees nest up to 1024 levels).
+    fn rewrite_trees(&mut self, root: TreeId, run: &Run<'_>, report: &mut CopyReport) -> Result<TreeId> {
+        if let Some(new) = self.trees.get(&root) {
             return Ok(*new);
         }
-        run.cancel.check()?;
-        let mut tree = enter(self.src, &old, path, level)?;
-        for node in &mut tree.nodes {
-            let here = join(path, &node.name_lossy());
-            match &mut node.content {
-                NodeContent::File { chunks, .. } => {
-                    for c in chunks.iter_mut() {
-                        // Every chunk was moved by step 2, which walked these trees.
-                        *c = *self.chunks.get(&c.0).ok_or_else(|| {
-                            Error::NotFound(format!("chunk {} was not copied", c.short()))
-                                .at(Location::SnapshotPath(here.clone()))
-                        })?;
+        /// A folder being rewritten: its old tree, its node in the parent (none for the
+        /// root), the children rewritten so far.
+        struct Open {
+            old: TreeId,
+            node: Option<Node>,
+            children: Vec<Node>,
+        }
+        let mut open = vec![Open { old: root, node: None, children: Vec::new() }];
+        let mut walk = self.src.walk(root, "");
+        while let Some(step) = walk.next() {
+            match step? {
+                Step::Node { path, mut node } => {
+                    match &mut node.content {
+                        NodeContent::File { chunks, .. } => {
+                            for c in chunks.iter_mut() {
+                                // Every chunk was moved by step 2, which walked these trees.
+                                *c = *self.chunks.get(&c.0).ok_or_else(|| {
+                                    Error::NotFound(format!("chunk {} was not copied", c.short()))
+                                        .at(Location::SnapshotPath(path.clone()))
+                                })?;
+                            }
+                        }
+                        NodeContent::Dir { tree } => {
+                            if let Some(new) = self.trees.get(tree) {
+                                *tree = *new;
+                                walk.skip_subtree();
+                            } else {
+                                let old = *tree;
+                                open.push(Open { old, node: Some(node), children: Vec::new() });
+                                continue;
+                            }
+                        }
+                        NodeContent::Symlink { .. } => {}
                     }
+                    open.last_mut().expect("the root stays open").children.push(node);
                 }
-                NodeContent::Dir { tree: sub } => {
-                    *sub = self.rewrite_tree(*sub, &here, level + 1, run, report)?;
+                Step::Leave { .. } => {
+                    let done = open.pop().expect("a folder was entered");
+                    let new = self.store_tree(done.old, done.children, run, report)?;
+                    let mut node = done.node.expect("only entered folders are left");
+                    node.content = NodeContent::Dir { tree: new };
+                    open.last_mut().expect("the root stays open").children.push(node);
                 }
-                NodeContent::Symlink { .. } => {}
             }
         }
-        let bytes = Tree { nodes: tree.nodes }.encode()?;
+        let root_folder = open.pop().expect("the root");
+        debug_assert!(open.is_empty());
+        self.store_tree(root_folder.old, root_folder.children, run, report)
+    }
+
+    /// Encodes a rewritten tree, stores it unless the destination holds it, and maps `old`
+    /// to its new id.
+    fn store_tree(&mut self, old: TreeId, nodes: Vec<Node>, run: &Run<'_>, report: &mut CopyReport) -> Result<TreeId> {
+        run.cancel.check()?;
+        let bytes = Tree { nodes }.encode()?;
         let new = self.dest.keys.tree_id(&bytes);
         if self.dest.index.contains(&new.0) || self.trees_stored.contains(&new) {
             report.blobs_present += 1;
