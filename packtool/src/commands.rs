@@ -253,6 +253,9 @@ pub(crate) fn kdf(memory_mib: u32, iterations: u32) -> anyhow::Result<Argon2Para
 }
 
 pub(crate) fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u8> {
+    if let KeyCommand::Rotate { kdf_memory, kdf_iterations, label } = k {
+        return crate::rotate::cmd_rotate(g, *kdf_memory, *kdf_iterations, label.clone(), out);
+    }
     let repo = open(g)?;
     let keys = repo.keys();
     match k {
@@ -317,6 +320,7 @@ pub(crate) fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u
                 }
             }
         }
+        KeyCommand::Rotate { .. } => unreachable!("handled above"),
     }
     Ok(0)
 }

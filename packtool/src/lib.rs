@@ -14,6 +14,7 @@ mod copy;
 mod inspect;
 mod output;
 mod progress;
+mod rotate;
 
 use std::process::ExitCode;
 

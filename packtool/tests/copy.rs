@@ -91,3 +91,48 @@ fn copy_into_another_key_restores_and_is_idempotent() {
     let help = env.ok(&["copy", "--help"]);
     assert!(help.contains("PACKTOOL_FROM_PASSPHRASE") && help.contains("no re-chunking"), "{help}");
 }
+
+#[test]
+fn key_rotate_moves_to_a_new_key_and_other_devices_must_trust_it_again() {
+    let env = Env::new(PASS);
+    env.init_with(&[]);
+    let src = write_source(&env.dir, 1);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    env.ok(&["key", "add", "--recovery-code"]);
+    // A second device (its own state folder) knows the repository.
+    let other_state = env.dir.join("other-state");
+    let other = |args: &[&str]| env.cmd(args).env("PACKTOOL_STATE_DIR", &other_state).output().unwrap();
+    assert!(other(&["snapshots"]).status.success());
+    let before = env.json(&["trust"]);
+
+    let r = env.json(&["key", "rotate", "--kdf-memory", "8", "--kdf-iterations", "1"]);
+    assert_eq!(r["snapshots_copied"], 1);
+    assert_eq!(r["retired"]["keyslots"], 2);
+    assert_eq!(r["old_slots"].as_array().unwrap().len(), 2);
+    assert!(r["old_packs"].as_u64().unwrap() > 0);
+    let new_fp = r["new_fingerprint"].as_str().unwrap().to_string();
+    assert_ne!(Some(new_fp.as_str()), before["fingerprint"].as_str());
+
+    // This device follows: same passphrase, one keyslot, the snapshot restores.
+    assert_eq!(env.json(&["trust"])["fingerprint"], new_fp.as_str());
+    let keys = env.json(&["key", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    let target = env.dir.join("restored");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    same_tree(&src, &target);
+    // prune deletes the old key's packs; check reads every byte.
+    env.ok(&["prune"]);
+    let check = env.json(&["check", "--read-data"]);
+    assert_eq!(check["unreferenced_packs"].as_array().map_or(0, Vec::len), 0, "{check}");
+
+    // The other device refuses, says what to do, and trusts the new fingerprint on purpose.
+    let refused = other(&["snapshots"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("trust --forget") && err.contains(&new_fp), "{err}");
+    assert!(other(&["trust", "--forget"]).status.success());
+    assert!(other(&["--expect-fingerprint", &new_fp, "snapshots"]).status.success());
+
+    let help = env.ok(&["key", "rotate", "--help"]);
+    assert!(help.contains("trust --forget") && help.contains("prune"), "{help}");
+}
