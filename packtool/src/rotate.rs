@@ -101,7 +101,10 @@ fn print_report(out: &Out, r: &RotateReport) -> std::io::Result<()> {
         out.line(&format!("the new key opens with one keyslot, {slot}"))?;
     }
     for k in &r.old_slots {
-        out.line(&format!("  removed: {} keyslot {} {:?}: add it again if still wanted", k.kind, k.id, k.label))?;
+        out.line(&format!("  removed the old key's {} keyslot {} ({:?})", k.kind, k.id, k.label))?;
+    }
+    if r.old_slots.iter().any(|k| k.kind != "passphrase") {
+        out.line("add recovery codes, PINs and device keys again for the new key (`packtool key add`)")?;
     }
     out.line(&format!(
         "other devices: run `packtool trust --forget` there, then open with --expect-fingerprint {}",

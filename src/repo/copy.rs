@@ -38,6 +38,13 @@
 //! Cross-domain copies keep memory bounded by what is in flight (a batch of blobs, one pack per
 //! kind), plus two maps that make each blob and tree be read once per run: old id → new id, 64
 //! bytes and a hash-table slot per distinct chunk and tree (about 100 MB for ten million chunks).
+//!
+//! Measured on this project's 2-core machine, local folders, release build, 264 MB of history
+//! (150 MB random media, 114 MB JSON log): its backup 0.84 s; a copy into another key domain
+//! 0.9–1.5 s (opening, decompressing, recompressing and sealing every chunk), peak RSS 92 MB
+//! (645 MB of history: 2.9 s, 128 MB, of which about 25 MB is the allocator keeping freed batch
+//! buffers: 102 MB with a fixed `MALLOC_MMAP_THRESHOLD_`); a same-domain copy of a snapshot that
+//! adds 100 MB of packs 0.49 s, 25 MB; copying again, 0.04 s (every snapshot skipped).
 
 mod reseal;
 mod verbatim;
