@@ -43,8 +43,9 @@
 //! Interrupted before step 6, the old repository is whole and opens as before (with the old
 //! credentials; the new slot belongs to another repository id and is never tried); calling
 //! `rotate_master` again with the same credentials resumes into the same new domain (its slot
-//! opens; the copy skips what is there), with other credentials it starts a fresh one (the
-//! abandoned domain's files go at step 9, its packs with the next prune). Interrupted after
+//! opens; the copy skips what is there); other credentials are refused, naming the interrupted
+//! rotation (its snapshot and index files are sealed under a key only its credentials unwrap:
+//! they could be neither carried over nor told from damaged files). Interrupted after
 //! step 6, the new repository opens (with the credentials given to the rotation) and holds
 //! every snapshot; calling `rotate_master` again finishes steps 8 to 10.
 //!
@@ -84,7 +85,7 @@ use crate::progress::{CancelToken, Progress};
 use crate::repo::copy::{CopyOptions, CopyReport, Locking};
 use crate::repo::keys::{self, Credentials, KeyslotInfo, NewCredential};
 use crate::repo::lock::LockKind;
-use crate::repo::{history, OpenOptions, Repository, TrustInputs};
+use crate::repo::{history, trust, OpenOptions, Repository, TrustInputs};
 use crate::store::FileKind;
 
 /// How to rotate (see [`Repository::rotate_master`]).
@@ -151,8 +152,9 @@ impl Repository {
     /// After an interruption, call it again (with the same credentials) to resume or finish.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for device-key credentials, a weak passphrase, or a snapshot
-    /// that does not read (a rotation would lose it: repair or forget it first);
+    /// [`Error::InvalidArgument`] for device-key credentials, a weak passphrase, a snapshot
+    /// that does not read (a rotation would lose it: repair or forget it first), or an
+    /// interrupted rotation whose keyslot `credentials` do not open (finish it with its own);
     /// [`Error::Locked`]; [`Error::Cancelled`] (before the switch only); copy and store errors.
     pub fn rotate_master(&mut self, credentials: &Credentials, options: RotateOptions) -> Result<RotateReport> {
         if matches!(credentials, Credentials::DeviceKey) {
@@ -281,21 +283,35 @@ impl Repository {
     }
 
     /// The key, repository id and slot of an interrupted rotation whose keyslot `credentials`
-    /// open (keyslots of another repository id in this store).
+    /// open (keyslots of another repository id in this store), or none when there is no such
+    /// keyslot at all.
+    ///
+    /// An interrupted rotation whose keyslot the credentials do not open is refused: its files
+    /// (snapshots, index files under a key this client does not have) cannot be told from
+    /// damaged ones, so a second rotation could neither carry nor safely delete them.
     fn pending_domain(&self, credentials: &Credentials) -> Result<Option<(MasterKey, [u8; 16], String)>> {
-        let others: HashSet<[u8; 16]> = keys::load_slots_any_repo(self.store.as_ref())?
-            .into_iter()
-            .map(|s| s.repo_id)
-            .filter(|r| *r != self.repo_id)
-            .collect();
-        for repo_id in others {
-            match keys::unlock(self.store.as_ref(), &repo_id, credentials, &keys::SlotFilter::default()) {
-                Ok((master, slot)) => return Ok(Some((master, repo_id, slot))),
+        let pending: Vec<crate::format::keyslot::Keyslot> =
+            keys::load_slots_any_repo(self.store.as_ref())?.into_iter().filter(|s| s.repo_id != self.repo_id).collect();
+        let others: HashSet<[u8; 16]> = pending.iter().map(|s| s.repo_id).collect();
+        for repo_id in &others {
+            match keys::unlock(self.store.as_ref(), repo_id, credentials, &keys::SlotFilter::default()) {
+                Ok((master, slot)) => return Ok(Some((master, *repo_id, slot))),
                 Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
                 Err(_) => {}
             }
         }
-        Ok(None)
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        let fingerprints: std::collections::BTreeSet<String> =
+            pending.iter().map(|s| trust::fingerprint_of(&s.repo_id, &s.master_id)).collect();
+        let names: Vec<String> = pending.iter().map(|s| format!("keys/{}", s.id_hex())).collect();
+        Err(Error::InvalidArgument(format!(
+            "a key rotation to fingerprint {} was interrupted, and these credentials do not open its keyslot ({}): \
+             run it again with the credentials it was started with",
+            fingerprints.into_iter().collect::<Vec<_>>().join(", "),
+            names.join(", ")
+        )))
     }
 
     /// The Argon2 parameters of the slot this repository was opened with (its check tag

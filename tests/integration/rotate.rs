@@ -282,3 +282,29 @@ fn the_pin_of_the_rotating_client_follows_a_switch_it_did_not_see() {
     // A client without that note is refused.
     assert_eq!(open(store, &other).unwrap_err().kind(), ErrorKind::RepositoryReplaced);
 }
+
+#[test]
+fn an_interrupted_rotation_resumes_only_with_its_own_credentials() {
+    let (mem, _) = base(&ClientState::Disabled, 1);
+    let store: Arc<dyn Store> = Arc::new(mem.clone());
+    // Stopped right after the new keyslot (the next mutating operation fails).
+    let probe = FaultyStore::new(Arc::new(clone_store(&mem)), None, Mode::Crash);
+    open(probe.clone(), &ClientState::Disabled)
+        .unwrap()
+        .rotate_master(&Credentials::passphrase(PASS), rotate_options())
+        .unwrap();
+    let after_slot = probe.log().iter().position(|l| l.starts_with("put keys/")).unwrap() as u64 + 2;
+    let faulty = FaultyStore::new(store.clone(), Some(after_slot), Mode::Crash);
+    let mut repo = open(faulty, &ClientState::Disabled).unwrap();
+    assert!(repo.rotate_master(&Credentials::passphrase(PASS), rotate_options()).is_err());
+
+    let mut repo = open(store.clone(), &ClientState::Disabled).unwrap();
+    repo.unlock(true).unwrap();
+    let other = Credentials::passphrase("another passphrase, quite long");
+    let e = repo.rotate_master(&other, rotate_options()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("interrupted") && e.to_string().contains("keys/"), "{e}");
+    let done = repo.rotate_master(&Credentials::passphrase(PASS), rotate_options()).unwrap();
+    assert!(done.resumed);
+    assert_all_restore(&open(store, &ClientState::Disabled).unwrap(), 1);
+}
