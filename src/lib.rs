@@ -41,7 +41,9 @@
 //!   [`list`](Repository::list), [`restore_to`](Repository::restore_to),
 //!   [`open_file`](Repository::open_file), [`restore`](Repository::restore),
 //!   [`check`](Repository::check), [`forget`](Repository::forget) and
-//!   [`prune`](Repository::prune), [`keys`](Repository::keys) (a [`KeyManager`]).
+//!   [`prune`](Repository::prune), [`keys`](Repository::keys) (a [`KeyManager`]),
+//!   [`copy_to`](Repository::copy_to) (snapshots into another repository, [`CopyReport`]) and
+//!   [`rotate_master`](Repository::rotate_master) (a new key domain in place, [`RotateReport`]).
 //! - [`Store`]: where repository files live — [`LocalStore`] (a folder) or [`MemoryStore`].
 //! - [`Credentials`]: what opens a repository — a passphrase, a [`RecoveryCode`], a PIN held by
 //!   a [`PinVault`], or this device's key.
@@ -166,6 +168,10 @@ pub use repo::{
     RestoreOptions, RestoreReport, RestoreWarning, Stats, MAX_SLOTS_TRIED,
 };
 pub use repo::{FileReader, MemorySink, PackAction, PackPlan, PrunePlan, RestoreSink, SinkOptions};
+// Copying snapshots between repositories (same key domain or another).
+pub use repo::{CopiedSnapshot, CopyOptions, CopyReport};
+// Key rotation: a fresh key domain at the same location.
+pub use repo::{Retired, RotateOptions, RotateReport};
 // The backup session's choices: per-stream options, append streams, snapshot info.
 pub use repo::{
     AppendFallback, AppendOutcome, AppendSource, ChunkPolicy, CompressionHint, DirOptions, Sequential, SnapshotInfo,

@@ -3,6 +3,7 @@
 
 mod backup;
 mod check;
+mod copy;
 mod files_cache;
 mod history;
 mod inspect;
@@ -10,6 +11,7 @@ mod keys;
 mod lock;
 mod maintenance;
 mod restore;
+mod rotate;
 mod trust;
 mod walk;
 
@@ -19,6 +21,7 @@ pub use backup::{
 };
 pub use backup::{BackupOutcome, BackupSession, FileMeta};
 pub use check::{CheckOptions, CheckReport, DataSubset, Problem};
+pub use copy::{CopiedSnapshot, CopyOptions, CopyReport};
 pub use history::HistoryReport;
 pub use inspect::{Bucket, Change, DiffEntry, Stats};
 pub use keys::{
@@ -30,6 +33,7 @@ pub use maintenance::{
     TEMPORARY_IDLE,
 };
 pub use restore::{FileReader, MemorySink, RestoreOptions, RestoreReport, RestoreSink, RestoreWarning, SinkOptions};
+pub use rotate::{Retired, RotateOptions, RotateReport};
 pub use trust::{fingerprint, forget_pin, has_device_key, pinned_fingerprint, ClientState};
 pub(crate) use walk::join;
 
@@ -178,7 +182,7 @@ impl Repository {
         credentials: &Credentials,
         options: InitOptions,
     ) -> Result<Repository> {
-        if !store.list(FileKind::Config)?.is_empty() {
+        if !store.list(FileKind::Config)?.is_empty() || store.size(FileKind::Key, config::NEXT_CONFIG).is_ok() {
             return Err(Error::AlreadyExists(format!("a repository in {}", store.describe())));
         }
         let keys = KeySet::derive(&master);
@@ -244,19 +248,24 @@ impl Repository {
         };
         let mut filter = keys::SlotFilter::default();
         if let Some(pin) = &pin {
-            if pin.repo_id != repo_id {
+            // A key rotation this client started moved the repository to `rotating`: that
+            // one is trusted in place of the pin (this client made its key).
+            let (pinned_repo, pinned_master) =
+                pin.rotating.filter(|r| r.0 == repo_id).unwrap_or((pin.repo_id, pin.master_id));
+            let pinned = trust::fingerprint_of(&pinned_repo, &pinned_master);
+            if pinned_repo != repo_id {
                 return Err(Error::RepositoryReplaced {
                     location: store.describe(),
-                    pinned: pin.fingerprint(),
+                    pinned,
                     found: keys::fingerprints_of_slots(store.as_ref(), &repo_id),
                 });
             }
             if let Some(expected) = &options.expect_fingerprint {
-                if !trust::same_fingerprint(expected, &pin.fingerprint()) {
-                    return Err(Error::FingerprintMismatch { expected: expected.clone(), found: pin.fingerprint() });
+                if !trust::same_fingerprint(expected, &pinned) {
+                    return Err(Error::FingerprintMismatch { expected: expected.clone(), found: pinned });
                 }
             }
-            filter.master_id = Some(pin.master_id);
+            filter.master_id = Some(pinned_master);
             filter.prefer.clone_from(&pin.slot);
             filter.revoked.clone_from(&pin.revoked_slots);
             filter.device.clone_from(&pin.device);
@@ -543,17 +552,19 @@ struct TrustInputs {
     tombs: history::Tombstones,
 }
 
-/// Reads the config file (bounded); a store without one holds no repository.
+/// Reads the config file (bounded); a store without one holds no repository. While a key
+/// rotation switches domains, `config` is briefly absent and `keys/next-config` stands in for
+/// it (format-spec.md §8, "Key rotation").
 fn read_config(store: &dyn Store) -> Result<Vec<u8>> {
-    match crate::store::get_bounded(
-        store,
-        FileKind::Config,
-        "config",
-        config::MAX_CONFIG_FILE as u64,
-        "config file length",
-    ) {
-        Ok(b) => Ok(b),
-        Err(Error::NotFound(_)) => Err(Error::NotARepository(format!("{} has no config file", store.describe()))),
-        Err(e) => Err(e.at(Location::RepoFile("config".into()))),
+    let read = |kind, name: &str| {
+        crate::store::get_bounded(store, kind, name, config::MAX_CONFIG_FILE as u64, "config file length")
+            .map_err(|e| if matches!(e, Error::NotFound(_)) { e } else { e.at(Location::RepoFile(kind.path(name))) })
+    };
+    match read(FileKind::Config, "config") {
+        Err(Error::NotFound(_)) => match read(FileKind::Key, config::NEXT_CONFIG) {
+            Err(Error::NotFound(_)) => Err(Error::NotARepository(format!("{} has no config file", store.describe()))),
+            other => other,
+        },
+        other => other,
     }
 }

@@ -32,6 +32,8 @@ mod archiver_read;
 mod backup_restore;
 #[path = "integration/caches.rs"]
 mod caches;
+#[path = "integration/copy.rs"]
+mod copy;
 #[path = "integration/damage.rs"]
 mod damage;
 #[path = "integration/keys.rs"]
@@ -48,6 +50,10 @@ mod regression;
 mod reliability;
 #[path = "integration/restore_safety.rs"]
 mod restore_safety;
+#[path = "integration/rotate.rs"]
+mod rotate;
+#[path = "integration/tree_walks.rs"]
+mod tree_walks;
 #[path = "integration/vault.rs"]
 mod vault;
 

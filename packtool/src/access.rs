@@ -20,23 +20,31 @@ pub(crate) fn repo_path(g: &Global) -> anyhow::Result<&Path> {
 
 /// The `s3:` URL that --repo names, if it names one.
 pub(crate) fn s3_url(g: &Global) -> anyhow::Result<Option<&str>> {
-    Ok(repo_path(g)?.to_str().filter(|s| s.starts_with("s3:")))
+    Ok(as_s3_url(repo_path(g)?))
+}
+
+fn as_s3_url(location: &Path) -> Option<&str> {
+    location.to_str().filter(|s| s.starts_with("s3:"))
 }
 
 /// The store --repo names: a folder that exists, or an S3 bucket and prefix (`create`: for
 /// `init`, which makes the folder).
 pub(crate) fn store(g: &Global, create: bool) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(url) = s3_url(g)? {
+    store_at(g, repo_path(g)?, create)
+}
+
+/// The store at `location`, a folder or an `s3:` URL (the S3 options from `g`).
+pub(crate) fn store_at(g: &Global, location: &Path, create: bool) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = as_s3_url(location) {
         return s3_store(g, url);
     }
-    let path = repo_path(g)?;
     if create {
-        let store = LocalStore::create(path)
+        let store = LocalStore::create(location)
             .map_err(explain)
-            .with_context(|| format!("cannot create repository at {}", path.display()))?;
+            .with_context(|| format!("cannot create repository at {}", location.display()))?;
         return Ok(Arc::new(store));
     }
-    Ok(Arc::new(LocalStore::open(path).map_err(explain)?))
+    Ok(Arc::new(LocalStore::open(location).map_err(explain)?))
 }
 
 #[cfg(feature = "s3")]
@@ -221,7 +229,8 @@ pub(crate) fn open(g: &Global) -> anyhow::Result<Repository> {
     Ok(repo)
 }
 
-/// Library errors pass through unchanged; this names the common ones more plainly.
+/// Library errors pass through unchanged; this names the common ones more plainly and adds the
+/// packtool commands that help (library errors never name them).
 pub(crate) fn explain(e: packvault::Error) -> anyhow::Error {
     match e.kind() {
         ErrorKind::WrongPassphrase => anyhow!("wrong passphrase: no keyslot of this repository opens with it"),
@@ -232,6 +241,10 @@ pub(crate) fn explain(e: packvault::Error) -> anyhow::Error {
         ),
         ErrorKind::RepositoryReplaced => anyhow::Error::new(e)
             .context("refusing the repository; if you replaced it yourself, run `packtool trust --forget` and open it again"),
+        // The library says what is wrong; what to run about it is ours to say.
+        ErrorKind::Integrity => anyhow::Error::new(e).context(
+            "repository data is damaged or missing: `packtool check --read-data` names it and what it affects; `packtool repair index`, then `packtool repair snapshots`, drop what is lost",
+        ),
         _ if e.is_retryable() => anyhow::Error::new(e).context("a transient failure: running the command again may succeed"),
         _ => anyhow::Error::new(e),
     }

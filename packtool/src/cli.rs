@@ -20,7 +20,8 @@ Environment:
   PACKTOOL_CACHE_DIR        local cache folder (default: $XDG_CACHE_HOME/packvault or ~/.cache/packvault)
   PACKTOOL_STATE_DIR        local state folder for rollback detection
                             (default: $XDG_STATE_HOME/packvault or ~/.local/state/packvault)
-  PACKTOOL_NEW_PASSPHRASE   new passphrase for `key add --passphrase` and `key passwd`
+  PACKTOOL_NEW_PASSPHRASE   new passphrase for `key add --passphrase`, `key passwd` and `key rotate`
+  PACKTOOL_FROM_PASSPHRASE  passphrase of the source of `copy` (or PACKTOOL_FROM_RECOVERY_CODE)
   PACKTOOL_NEW_PIN          new PIN for `key add --pin` and `key passwd`
   PACKTOOL_VAULT_URL        PIN vault server (instead of --vault-url)
   PACKTOOL_VAULT_KEY        its public key (instead of --vault-key)
@@ -209,6 +210,9 @@ pub(crate) enum Command {
         #[arg(long)]
         forget: bool,
     },
+    /// Copy snapshots from another repository (--from) into this one (--to, or --repo):
+    /// as they are when both share the master key, else sealed again under this one's key.
+    Copy(crate::copy::CopyArgs),
     /// Manage keyslots: the passphrases, recovery codes and PINs that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -290,6 +294,22 @@ pub(crate) enum KeyCommand {
     Remove {
         /// Slot id or unique prefix.
         id: String,
+    },
+    /// Move everything to a new master key at the same location and retire the old key: the
+    /// way to revoke a leaked key, recovery code or device for good. The new key gets one
+    /// keyslot, for the passphrase you open with (or PACKTOOL_NEW_PASSPHRASE); other slots
+    /// must be added again. Interrupted, run it again with the same passphrase to finish.
+    #[command(after_help = crate::rotate::ROTATE_HELP)]
+    Rotate {
+        /// Argon2id memory in MiB for the new slot (default: the current slot's, at least 256).
+        #[arg(long, value_name = "MIB")]
+        kdf_memory: Option<u32>,
+        /// Argon2id passes for the new slot (default: the current slot's, at least 3).
+        #[arg(long, value_name = "N")]
+        kdf_iterations: Option<u32>,
+        /// Label of the new slot (default: the current slot's).
+        #[arg(long)]
+        label: Option<String>,
     },
     /// Change a slot's passphrase or PIN, or issue a new recovery code (the old one stops
     /// working).

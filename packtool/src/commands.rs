@@ -76,6 +76,7 @@ pub(crate) fn run(cli: &Cli, out: &Out) -> anyhow::Result<u8> {
             out.restore(&id, target, &report)?;
             Ok(if report.is_complete() { 0 } else { 3 })
         }
+        Command::Copy(a) => crate::copy::cmd_copy(g, a, out),
         Command::Key(k) => cmd_key(g, k, out),
         Command::Trust { forget } => cmd_trust(g, *forget, out),
         Command::Find { pattern } => inspect::find(&open(g)?, pattern, out),
@@ -255,6 +256,9 @@ pub(crate) fn kdf(memory_mib: u32, iterations: u32) -> anyhow::Result<Argon2Para
 }
 
 pub(crate) fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u8> {
+    if let KeyCommand::Rotate { kdf_memory, kdf_iterations, label } = k {
+        return crate::rotate::cmd_rotate(g, *kdf_memory, *kdf_iterations, label.clone(), out);
+    }
     let repo = open(g)?;
     let keys = repo.keys();
     match k {
@@ -319,6 +323,7 @@ pub(crate) fn cmd_key(g: &Global, k: &KeyCommand, out: &Out) -> anyhow::Result<u
                 }
             }
         }
+        KeyCommand::Rotate { .. } => unreachable!("handled above"),
     }
     Ok(0)
 }

@@ -10,9 +10,11 @@
 mod access;
 mod cli;
 mod commands;
+mod copy;
 mod inspect;
 mod output;
 mod progress;
+mod rotate;
 
 use std::process::ExitCode;
 

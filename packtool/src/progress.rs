@@ -31,7 +31,11 @@ impl Bar {
 
     fn message(&self) -> String {
         let what = self.what.lock().map(|w| w.clone()).unwrap_or_default();
-        let unit = if what == "check" { "packs" } else { "files" };
+        let unit = match what.as_str() {
+            "check" => "packs",
+            "copy" => "snapshots",
+            _ => "files",
+        };
         format!("{what} {}/{} {unit}", self.items.load(Ordering::Relaxed), self.total_items.load(Ordering::Relaxed))
     }
 }

@@ -394,6 +394,21 @@ fn forget_prune_and_repair_through_the_cli() {
     let e = env.run(&["check", "--read-data-subset", "3/2"]);
     assert_eq!(e.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&e.stderr).contains("N/M"));
+
+    // Lose the largest pack (data): prune refuses to run over data the snapshots need, and the
+    // CLI, not the library, says what to run.
+    let mut packs: Vec<(u64, std::path::PathBuf)> = Vec::new();
+    for shard in fs::read_dir(env.dir.join("repo/packs")).unwrap() {
+        for f in fs::read_dir(shard.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            packs.push((f.metadata().unwrap().len(), f.path()));
+        }
+    }
+    fs::remove_file(&packs.iter().max().unwrap().1).unwrap();
+    let out = env.run(&["prune"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("repair the index") && err.contains("`packtool repair index`"), "{err}");
 }
 
 #[test]

@@ -17,6 +17,10 @@ use crate::id::Id;
 pub const PREFIX_LEN: usize = HEADER_LEN + 16;
 /// Largest config file a reader accepts.
 pub const MAX_CONFIG_FILE: usize = 64 << 10;
+/// Name, in the `keys/` folder, of the config a key rotation switches to (format-spec.md §4,
+/// §8 "Key rotation"): the same layout as `config`, read only while `config` is absent.
+/// Keyslot readers skip it (its name is not 32 hex digits).
+pub const NEXT_CONFIG: &str = "next-config";
 
 /// Chunker algorithm 1: FastCDC 2020 with a keyed gear table (format-spec.md §5.3).
 pub const CHUNKER_FASTCDC_2020: u8 = 1;

@@ -33,24 +33,18 @@ pub const MODE_MASK: u32 = 0o7777;
 /// level below its parent's.
 pub const MAX_TREE_DEPTH: usize = 1024;
 
-/// Refuses to go into the tree of the folder at `path` (`/`-separated inside the snapshot,
-/// "" for the root) when that tree lies deeper than [`MAX_TREE_DEPTH`]. Readers walk trees
-/// recursively: this bounds their stack whatever a snapshot holds.
-///
-/// # Errors
-/// [`Error::LimitExceeded`].
-pub fn check_tree_depth(path: &str) -> Result<()> {
-    // Names hold no `/`, so the components of the path are the folder's level.
-    check_tree_level(if path.is_empty() { 0 } else { path.split('/').count() })
-}
+/// What [`check_tree_level`]'s [`Error::LimitExceeded`] names.
+pub(crate) const FOLDER_NESTING: &str = "folder nesting";
 
-/// Refuses a tree at `level` (the root tree is 0) deeper than [`MAX_TREE_DEPTH`].
+/// Refuses a tree at `level` (the root tree is 0) deeper than [`MAX_TREE_DEPTH`]. Snapshot
+/// readers go through the repository's one tree walker, which applies it; backup applies it
+/// to the folders it reads from disk.
 ///
 /// # Errors
 /// [`Error::LimitExceeded`].
 pub fn check_tree_level(level: usize) -> Result<()> {
     if level > MAX_TREE_DEPTH {
-        return Err(Error::LimitExceeded { what: "folder nesting", found: level as u64, limit: MAX_TREE_DEPTH as u64 });
+        return Err(Error::LimitExceeded { what: FOLDER_NESTING, found: level as u64, limit: MAX_TREE_DEPTH as u64 });
     }
     Ok(())
 }

@@ -23,6 +23,8 @@ use crate::store::{FileKind, Store};
 
 /// Planned reads start and end on multiples of this (or the pack's end).
 pub(crate) const READ_ALIGN: u64 = 64 << 10;
+/// Piece size of [`PackReader::stream_whole`] (a multiple of [`READ_ALIGN`]).
+pub(crate) const STREAM_PIECE: u64 = 8 << 20;
 
 /// A blob a caller wants read: its id and where it lies.
 pub(crate) trait Wanted {
@@ -214,6 +216,27 @@ impl<'a> PackReader<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Streams the `len` bytes of a pack to `each`, [`STREAM_PIECE`] at a time (memory stays at
+    /// one piece whatever the pack's size), and returns whether they hash to the pack's name.
+    /// `copy` moves packs between repositories of one key domain this way: the bytes are
+    /// handed on as stored, and the caller keeps them only if the hash matches.
+    ///
+    /// # Errors
+    /// Store errors, naming the pack and the offset; `each`'s errors.
+    pub fn stream_whole(&mut self, pack: &PackId, len: u64, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        let mut hasher = blake3::Hasher::new();
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(STREAM_PIECE);
+            // Whole pieces of the whole pack: nothing here follows blob boundaries.
+            self.fetch(pack, Purpose::Directory, at, at + n, Some(len))?;
+            hasher.update(&self.read);
+            each(&self.read)?;
+            at += n;
+        }
+        Ok(Id(*hasher.finalize().as_bytes()) == pack.0)
     }
 
     /// Reads a whole pack (at most [`MAX_PACK_LEN`](pack_format::MAX_PACK_LEN) bytes), checks

@@ -25,12 +25,14 @@
 //!
 //! Rooms: this file is the session API ([`BackupSession`], [`BackupOutcome`], the `add_*`
 //! methods and `commit`); `backup/pipeline.rs` runs the three stages; `backup/walk.rs` lists
-//! the folders of `add_dir`; `backup/append.rs` resumes streams that grew; `backup/options.rs`
+//! the folders of `add_dir`; `backup/trees.rs` seals the folders into trees at commit;
+//! `backup/append.rs` resumes streams that grew; `backup/options.rs`
 //! holds the choices.
 
 mod append;
 mod options;
 mod pipeline;
+mod trees;
 mod walk;
 
 pub use append::{AppendFallback, AppendOutcome, AppendSource, Sequential};
@@ -45,12 +47,10 @@ use std::sync::Arc;
 
 use crate::crypto::random_array;
 use crate::error::{CacheWarning, Error, Location, Result, ResultExt};
-use crate::format::blob::{self, BlobKind};
+use crate::format::blob::BlobKind;
 use crate::format::index::IndexFile;
-use crate::format::snapshot::{
-    self, valid_name, Node, NodeContent, SnapshotRecord, Summary, Tree, MAX_TREE_DEPTH, MODE_MASK,
-};
-use crate::id::{ChunkId, Id, IndexId, SnapshotId, TreeId};
+use crate::format::snapshot::{self, valid_name, SnapshotRecord, Summary, MAX_TREE_DEPTH, MODE_MASK};
+use crate::id::{ChunkId, Id, IndexId, SnapshotId};
 use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
 use crate::progress::{CancelToken, NoProgress, Progress};
@@ -435,70 +435,6 @@ impl BackupSession<'_> {
             return Err(error.at(Location::SnapshotPath(path.to_string())));
         }
         self.dir_at(parents)?.insert(name.clone(), Entry::File { meta, file });
-        Ok(())
-    }
-
-    /// Seals one directory's tree (children first) and returns its id.
-    fn store_tree(&mut self, children: BTreeMap<Vec<u8>, Entry>, path: &str) -> Result<TreeId> {
-        let mut nodes = Vec::with_capacity(children.len());
-        for (name, entry) in children {
-            let (meta, content) = match entry {
-                Entry::File { meta, file } => {
-                    let rec = std::mem::take(&mut self.files[file]);
-                    if rec.failed {
-                        continue;
-                    }
-                    if let Some((path, stamp)) = rec.cache_key {
-                        // Remembered for the next backup only when the file read as big as
-                        // its stamp says and was not modified around this backup's start.
-                        if stamp.size == rec.size && !stamp.is_racy(self.started) {
-                            self.new_cache.insert(path, stamp, rec.chunks.clone());
-                        }
-                    }
-                    (meta, NodeContent::File { size: rec.size, chunks: rec.chunks })
-                }
-                Entry::Dir { meta, children } => {
-                    let sub = crate::repo::join(path, &String::from_utf8_lossy(&name));
-                    (meta, NodeContent::Dir { tree: self.store_tree(children, &sub)? })
-                }
-                Entry::Symlink { meta, target } => (meta, NodeContent::Symlink { target }),
-            };
-            nodes.push(Node {
-                name,
-                mode: meta.mode,
-                mtime_secs: meta.mtime_secs,
-                mtime_nanos: meta.mtime_nanos,
-                content,
-            });
-        }
-        let bytes = Tree { nodes }.encode()?;
-        if bytes.len() > blob::MAX_BLOB_RAW as usize {
-            // A folder with about a million entries, or a file of millions of chunks: refused
-            // here rather than written as a blob no reader accepts.
-            return Err(Error::LimitExceeded {
-                what: "encoded folder size",
-                found: bytes.len() as u64,
-                limit: u64::from(blob::MAX_BLOB_RAW),
-            }
-            .at(Location::SnapshotPath(if path.is_empty() { "/".into() } else { path.to_string() })));
-        }
-        let id = self.repo.keys.tree_id(&bytes);
-        if !self.repo.index.contains(&id.0) && self.seen.insert(id.0) {
-            let s = blob::seal(&self.repo.keys, BlobKind::Tree, id.0, &bytes, Some(self.repo.settings.zstd_level));
-            self.summary.new_tree_blobs += 1;
-            self.summary.new_raw_bytes += u64::from(s.raw_len);
-            self.summary.new_stored_bytes += s.bytes.len() as u64;
-            if let Some(w) = self.tree_packs.add(self.repo.store.as_ref(), &self.repo.keys, s)? {
-                self.record_pack(w);
-            }
-        }
-        Ok(id)
-    }
-
-    fn flush_tree_pack(&mut self) -> Result<()> {
-        if let Some(w) = self.tree_packs.flush(self.repo.store.as_ref(), &self.repo.keys)? {
-            self.record_pack(w);
-        }
         Ok(())
     }
 

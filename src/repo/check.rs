@@ -3,6 +3,7 @@
 //! its directory decrypts and matches the index, every blob opens). Each problem names the
 //! snapshots and paths it affects.
 
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rayon::prelude::*;
@@ -10,10 +11,11 @@ use rayon::prelude::*;
 use crate::error::Location;
 use crate::format::blob::BlobKind;
 use crate::format::snapshot::{NodeContent, Tree};
-use crate::id::{Id, IndexId, PackId, SnapshotId, TreeId};
+use crate::id::{ChunkId, Id, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack::{BlobLocation, PackInfo, PackReader};
 use crate::repo::lock::LockKind;
-use crate::repo::{join, Repository};
+use crate::repo::walk::{self, Step, TreeSource, TreeWalk};
+use crate::repo::Repository;
 use crate::store::{list_ids, FileKind};
 use crate::Result;
 
@@ -156,6 +158,85 @@ impl CheckReport {
     }
 }
 
+/// The trees check walks, read through a memo: a tree that many snapshots (or folders) share
+/// is read once, and one whose blob is already known damaged, or that failed before, is not
+/// read again. The walk itself still goes through every occurrence, so each problem lists
+/// every snapshot path it affects.
+struct CheckedTrees<'r> {
+    repo: &'r Repository,
+    /// What check found so far; the walk adds to it (between the walk's steps, so the borrows
+    /// never overlap).
+    damage: RefCell<Damage>,
+    /// Every tree met: `Some` when it read, `None` when it did not (its problem reported).
+    memo: RefCell<HashMap<TreeId, Option<Tree>>>,
+    /// Set by a read refused with nothing new to report, taken at the walk's next error:
+    /// `Some(n)` when the tree's blob suffers problem `n` (found reading packs), `None` when
+    /// the tree failed before.
+    known: Cell<Option<Option<usize>>>,
+}
+
+impl TreeSource for CheckedTrees<'_> {
+    fn tree(&self, id: &TreeId) -> Result<Tree> {
+        // Stands for a refusal `known` explains; never shown.
+        let refused = || crate::Error::NotFound(format!("tree {}", id.short()));
+        if let Some(seen) = self.memo.borrow().get(id) {
+            return seen.clone().ok_or_else(|| {
+                self.known.set(Some(None));
+                refused()
+            });
+        }
+        let loaded = match self.repo.index.lookup(&id.0) {
+            Ok(Some(loc)) if loc.kind == BlobKind::Tree => {
+                if let Some(n) = self.damage.borrow().for_blob(&id.0, &loc) {
+                    self.memo.borrow_mut().insert(*id, None);
+                    self.known.set(Some(Some(n)));
+                    return Err(refused());
+                }
+                self.repo.load_tree(id)
+            }
+            Ok(_) => Err(crate::Error::NotFound(format!("tree {} is in no index", id.short()))),
+            Err(e) => Err(e),
+        };
+        self.memo.borrow_mut().insert(*id, loaded.as_ref().ok().cloned());
+        loaded
+    }
+}
+
+impl<'r> CheckedTrees<'r> {
+    fn new(repo: &'r Repository, damage: Damage) -> Self {
+        CheckedTrees { repo, damage: RefCell::new(damage), memo: RefCell::new(HashMap::new()), known: Cell::new(None) }
+    }
+
+    /// Walks the snapshot `snap` from its root tree: every folder's tree must read (and lie
+    /// within the nesting limit), every file's chunks resolve to a sound blob.
+    fn check_snapshot(&self, snap: &SnapshotId, root: TreeId) {
+        let here = |path: &str| format!("{}:{}", snap.short(), if path.is_empty() { "/" } else { path });
+        // The folder whose tree the walk reads next (an error is about it) and that tree.
+        let (mut folder, mut tree) = (String::new(), root);
+        for step in TreeWalk::new(self, root, "") {
+            match step {
+                Ok(Step::Node { path, node }) => match node.content {
+                    NodeContent::Dir { tree: t } => (folder, tree) = (path, t),
+                    NodeContent::File { chunks, .. } => {
+                        self.damage.borrow_mut().check_chunks(&self.repo.index, &chunks, || here(&path))
+                    }
+                    NodeContent::Symlink { .. } => {}
+                },
+                Ok(Step::Leave { .. }) => {}
+                Err(e) => {
+                    let mut damage = self.damage.borrow_mut();
+                    let n = match self.known.take() {
+                        Some(None) => continue,
+                        Some(Some(n)) => n,
+                        None => damage.add(format!("tree {}: {}", tree.short(), walk::unplaced(e)), None, None),
+                    };
+                    damage.affect(n, here(&folder));
+                }
+            }
+        }
+    }
+}
+
 /// What reading one pack found: (pack, [(damaged blob and its offset, message)], blobs opened).
 type PackFindings = (PackId, Vec<(Option<(Id, u64)>, String)>, usize);
 
@@ -177,6 +258,28 @@ impl Damage {
     /// The problem a blob at `loc` suffers from, if any.
     fn for_blob(&self, id: &Id, loc: &BlobLocation) -> Option<usize> {
         self.by_blob.get(id).or_else(|| self.by_pack.get(&loc.pack)).copied()
+    }
+
+    /// Every chunk of a file must be in the index as data, in a blob no problem affects;
+    /// `here` names the file (`snapshot-short:path`) in the problems it is affected by.
+    fn check_chunks(&mut self, index: &crate::Index, chunks: &[ChunkId], here: impl Fn() -> String) {
+        for c in chunks {
+            let problem = match index.lookup(&c.0) {
+                Ok(Some(loc)) if loc.kind == BlobKind::Data => self.for_blob(&c.0, &loc),
+                _ => Some(*self.missing_chunks.entry(c.0).or_insert_with(|| {
+                    self.problems.push(Problem {
+                        message: format!("chunk {} is in no index", c.short()),
+                        pack: None,
+                        offset: None,
+                        affected: Vec::new(),
+                    });
+                    self.problems.len() - 1
+                })),
+            };
+            if let Some(n) = problem {
+                self.affect(n, here());
+            }
+        }
     }
 
     fn affect(&mut self, problem: usize, what: String) {
@@ -257,7 +360,7 @@ impl Repository {
                 Ok(_) => {}
                 Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
                 Err(e) => {
-                    damage.add(format!("{e} (run `repair index`)"), None, None);
+                    damage.add(format!("{e} (repair the index)"), None, None);
                 }
             }
         }
@@ -278,7 +381,7 @@ impl Repository {
         for p in &indexed {
             if !in_store.contains(&p.id.0) {
                 let n = damage.add(
-                    format!("pack {} is missing (`repair index`, then `repair snapshots`, drop what it held)", p.id),
+                    format!("pack {} is missing (repair the index, then the snapshots, to drop what it held)", p.id),
                     Some(p.id),
                     None,
                 );
@@ -315,91 +418,22 @@ impl Repository {
         }
 
         // Snapshots and trees: every file's chunks must resolve to a sound blob.
-        let mut trees: HashMap<TreeId, Option<Tree>> = HashMap::new();
+        let trees = CheckedTrees::new(self, damage);
         for id in list_ids(self.store.as_ref(), FileKind::Snapshot)? {
             let sid = SnapshotId(id);
             match self.load_snapshot(&sid) {
                 Ok(rec) => {
                     report.snapshots += 1;
-                    self.check_tree(&sid, "", rec.root, &mut trees, &mut damage);
+                    trees.check_snapshot(&sid, rec.root);
                 }
                 Err(e) => {
-                    damage.add(format!("snapshot {}: {e}", sid.short()), None, None);
+                    trees.damage.borrow_mut().add(format!("snapshot {}: {e}", sid.short()), None, None);
                 }
             }
         }
-        report.trees = trees.len();
-        report.problems = damage.problems;
+        report.trees = trees.memo.into_inner().len();
+        report.problems = trees.damage.into_inner().problems;
         Ok(report)
-    }
-
-    fn check_tree(
-        &self,
-        snap: &SnapshotId,
-        path: &str,
-        id: TreeId,
-        trees: &mut HashMap<TreeId, Option<Tree>>,
-        damage: &mut Damage,
-    ) {
-        let here = || format!("{}:{}", snap.short(), if path.is_empty() { "/" } else { path });
-        if let Err(e) = crate::format::snapshot::check_tree_depth(path) {
-            let n = damage.add(format!("tree {}: {e}", id.short()), None, None);
-            damage.affect(n, here());
-            return;
-        }
-        if !trees.contains_key(&id) {
-            let loaded = match self.index.lookup(&id.0) {
-                Ok(Some(loc)) if loc.kind == BlobKind::Tree => {
-                    if let Some(n) = damage.for_blob(&id.0, &loc) {
-                        damage.affect(n, here());
-                        trees.insert(id, None);
-                        return;
-                    }
-                    self.load_tree(&id)
-                }
-                Ok(_) => Err(crate::Error::NotFound(format!("tree {} is in no index", id.short()))),
-                Err(e) => Err(e),
-            };
-            match loaded {
-                Ok(t) => {
-                    trees.insert(id, Some(t));
-                }
-                Err(e) => {
-                    let n = damage.add(format!("tree {}: {e}", id.short()), None, None);
-                    damage.affect(n, here());
-                    trees.insert(id, None);
-                }
-            }
-        }
-        let Some(Some(tree)) = trees.get(&id).cloned() else {
-            return;
-        };
-        for node in &tree.nodes {
-            let p = join(path, &node.name_lossy());
-            match &node.content {
-                NodeContent::Dir { tree } => self.check_tree(snap, &p, *tree, trees, damage),
-                NodeContent::File { chunks, .. } => {
-                    for c in chunks {
-                        let problem = match self.index.lookup(&c.0) {
-                            Ok(Some(loc)) if loc.kind == BlobKind::Data => damage.for_blob(&c.0, &loc),
-                            _ => Some(*damage.missing_chunks.entry(c.0).or_insert_with(|| {
-                                damage.problems.push(Problem {
-                                    message: format!("chunk {} is in no index", c.short()),
-                                    pack: None,
-                                    offset: None,
-                                    affected: Vec::new(),
-                                });
-                                damage.problems.len() - 1
-                            })),
-                        };
-                        if let Some(n) = problem {
-                            damage.affect(n, format!("{}:{p}", snap.short()));
-                        }
-                    }
-                }
-                NodeContent::Symlink { .. } => {}
-            }
-        }
     }
 
     /// Reads every pack: hash, directory, and every blob the index places in it.

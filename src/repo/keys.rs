@@ -256,6 +256,24 @@ pub(crate) fn load_slots_each(store: &dyn Store, repo_id: &[u8; 16]) -> Result<V
     Ok(out)
 }
 
+/// Every keyslot file that decodes, whatever repository id it names (a key rotation's
+/// slots name the repository id it switches to), with its file name.
+pub(crate) fn load_slots_any_repo(store: &dyn Store) -> Result<Vec<Keyslot>> {
+    let mut out = Vec::new();
+    for name in slot_names(store)? {
+        let bytes =
+            crate::store::get_bounded(store, FileKind::Key, &name, keyslot::MAX_KEYSLOT_FILE as u64, "keyslot length");
+        match bytes.and_then(|b| keyslot::decode(&b)) {
+            Ok(s) if s.id_hex() == name => out.push(s),
+            Err(e) if e.kind() == crate::ErrorKind::Io => {
+                return Err(e.at(Location::RepoFile(FileKind::Key.path(&name))))
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Which keyslots an open may try, from what this client trusts (its pin, an expected
 /// fingerprint). Slots outside it are never given to a key derivation.
 #[derive(Default)]
@@ -679,7 +697,7 @@ impl KeyManager<'_> {
 }
 
 /// `params`, raised field by field to at least [`Argon2Params::default`].
-fn at_least_default(params: Argon2Params) -> Argon2Params {
+pub(crate) fn at_least_default(params: Argon2Params) -> Argon2Params {
     let d = Argon2Params::default();
     Argon2Params { m_kib: params.m_kib.max(d.m_kib), t: params.t.max(d.t), p: params.p.max(d.p) }
 }

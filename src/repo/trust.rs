@@ -23,6 +23,8 @@
 //! forgotten <sequence> <64 hex>    every snapshot a tombstone this client saw names
 //! known-slot <32 hex>              keyslots present at the last open
 //! revoked-slot <32 hex>            keyslots removed (by this client, or seen gone)
+//! rotating <32 hex> <64 hex>       repository and master a key rotation of this client
+//!                                  moves to (optional; see `repo::rotate`)
 //! ```
 //!
 //! [`OpenOptions::expect_fingerprint`]: crate::OpenOptions::expect_fingerprint
@@ -121,6 +123,9 @@ pub(crate) struct Pin {
     pub forgotten: BTreeMap<SnapshotId, u64>,
     pub known_slots: BTreeSet<String>,
     pub revoked_slots: BTreeSet<String>,
+    /// The repository id and master id a key rotation started by this client switches to:
+    /// trusted in place of `repo_id` and `master_id` once the location shows them.
+    pub rotating: Option<([u8; 16], Id)>,
 }
 
 impl Pin {
@@ -156,6 +161,9 @@ impl Pin {
         }
         for k in &self.revoked_slots {
             let _ = writeln!(s, "revoked-slot {k}");
+        }
+        if let Some((repo, master)) = &self.rotating {
+            let _ = writeln!(s, "rotating {} {master}", hex_encode(repo));
         }
         s
     }
@@ -215,6 +223,12 @@ impl Pin {
                 }
                 ["revoked-slot", v] => {
                     pin.revoked_slots.insert(slot_id(v).map_err(bad)?);
+                }
+                ["rotating", repo, master] => {
+                    let r = crate::id::hex_decode(repo).and_then(|b| <[u8; 16]>::try_from(b).ok());
+                    let r = r.ok_or_else(|| bad(format!("{repo:?} is not a repository id")))?;
+                    let m = Id::from_hex(master).map_err(|_| bad(format!("{master:?} is not a master id")))?;
+                    pin.rotating = Some((r, m));
                 }
                 _ => return Err(bad(format!("unknown line {:?}", line.chars().take(40).collect::<String>()))),
             }
@@ -344,10 +358,18 @@ impl Repository {
         // The pin as loaded: an open that learns nothing new writes nothing (read-only
         // commands stay read-only locally, and no open pays an fsync it does not need).
         let before = pin.encode();
+        // The key rotation this client started has switched the location to the new key
+        // domain: the pin moves to it, as at a first contact (nothing of the old domain's
+        // history, slots or device key applies to the new one).
+        let followed =
+            !self.first_contact && pin.repo_id != self.repo_id && pin.rotating == Some((self.repo_id, master_id));
+        if followed {
+            *pin = Pin { repo_id: self.repo_id, master_id, ..Pin::default() };
+        }
         // Snapshots a tombstone this client saw named stay forgotten even if the provider
         // deletes the tombstone (and keeps or brings back the snapshot file).
         let mut missing_tombstones = Vec::new();
-        if !self.first_contact {
+        if !self.first_contact && !followed {
             let mut t = self.tombstones.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             for (id, seq) in &pin.forgotten {
                 if !t.snapshots.contains_key(id) {
@@ -361,6 +383,7 @@ impl Repository {
         if self.first_contact {
             *pin = Pin { repo_id: self.repo_id, master_id, ..Pin::default() };
         } else if pin.master_id != master_id || pin.repo_id != self.repo_id {
+            // (A pin that followed a rotation above holds the new ids already.)
             return Err(Error::RepositoryReplaced {
                 location: self.store.describe(),
                 pinned: pin.fingerprint(),
@@ -450,6 +473,12 @@ impl Repository {
             Some(file) => file.save(&pin),
             None => Ok(()),
         }
+    }
+
+    /// Remembers that a key rotation of this client moves the location to `repo_id` under
+    /// the master `master_id` (see [`Pin::rotating`]).
+    pub(crate) fn pin_rotating(&self, repo_id: [u8; 16], master_id: Id) -> Result<()> {
+        self.update_pin(|pin| pin.rotating = Some((repo_id, master_id)))
     }
 
     /// Remembers a snapshot this client wrote or saw.
@@ -542,6 +571,7 @@ mod tests {
         pin.seen.insert(SnapshotId(Id([3; 32])), 3);
         pin.known_slots.insert("ab".repeat(16));
         pin.revoked_slots.insert("ef".repeat(16));
+        pin.rotating = Some(([8; 16], Id([6; 32])));
         let text = pin.encode();
         let back = Pin::decode(&text).unwrap();
         assert_eq!(back.encode().as_str(), text.as_str());

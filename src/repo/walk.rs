@@ -19,8 +19,8 @@
 //! The walker reads trees through [`TreeSource`], which [`Repository`] implements; the unit
 //! tests give it trees from a map, without a repository.
 
-use crate::error::{Location, Result, ResultExt};
-use crate::format::snapshot::{check_tree_level, Node, NodeContent, SnapshotRecord, Tree};
+use crate::error::{Error, Location, Result, ResultExt};
+use crate::format::snapshot::{check_tree_level, Node, NodeContent, SnapshotRecord, Tree, FOLDER_NESTING};
 use crate::id::TreeId;
 use crate::repo::Repository;
 
@@ -55,6 +55,26 @@ pub(crate) fn level_of(path: &str) -> usize {
 pub(crate) fn enter<S: TreeSource + ?Sized>(source: &S, id: &TreeId, path: &str, level: usize) -> Result<Tree> {
     check_tree_level(level).at(|| location(path))?;
     source.tree(id).at(|| location(path))
+}
+
+/// The error of a walk without the folder's path that [`enter`] put around it, for callers
+/// that name the folder themselves (a check problem's affected paths, a restore's failed
+/// list). Any other error is returned as it is.
+pub(crate) fn unplaced(e: Error) -> Error {
+    match e {
+        Error::At { at: Location::SnapshotPath(_), error } => *error,
+        e => e,
+    }
+}
+
+/// True when `e` is [`enter`]'s refusal of a folder nested past the limit, not a tree that
+/// did not read: the folder's contents may be sound, they are only out of reach.
+pub(crate) fn is_too_deep(e: &Error) -> bool {
+    match e {
+        Error::At { error, .. } => is_too_deep(error),
+        Error::LimitExceeded { what, .. } => *what == FOLDER_NESTING,
+        _ => false,
+    }
 }
 
 /// What a [`TreeWalk`] yields.
@@ -397,6 +417,27 @@ mod tests {
         assert_eq!(rest.len(), MAX_TREE_DEPTH + 1);
         assert_eq!(rest[0], Step::Leave { path: deepest });
         assert_eq!(rest.last(), Some(&Step::Leave { path: "d".into() }));
+    }
+
+    #[test]
+    fn the_depth_refusal_is_told_from_a_tree_that_does_not_read() {
+        let mut t = Trees::default();
+        let leaf = t.add(vec![]);
+        let past = vec!["d"; MAX_TREE_DEPTH + 1].join("/");
+        let deep = TreeWalk::new(&t, leaf, &past).next().unwrap().unwrap_err();
+        assert!(is_too_deep(&deep) && is_too_deep(&deep.duplicate().at(Location::SnapshotPath("x".into()))));
+        let lost = TreeWalk::new(&t, TreeId(Id([0xee; 32])), "a").next().unwrap().unwrap_err();
+        assert!(!is_too_deep(&lost));
+        let big = Error::LimitExceeded { what: "blob size", found: 2, limit: 1 };
+        assert!(!is_too_deep(&big));
+        // unplaced takes off the folder's path, and nothing else.
+        assert_eq!(
+            unplaced(deep).to_string(),
+            format!("folder nesting is {}, above the limit of {MAX_TREE_DEPTH}", MAX_TREE_DEPTH + 1)
+        );
+        assert_eq!(unplaced(lost).to_string(), format!("not found: tree {}", TreeId(Id([0xee; 32])).short()));
+        let elsewhere = Error::NotFound("x".into()).at(Location::Blob(Id([1; 32])));
+        assert!(matches!(unplaced(elsewhere), Error::At { at: Location::Blob(_), .. }));
     }
 
     #[test]

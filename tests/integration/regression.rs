@@ -21,8 +21,8 @@ use packvault::format::lock;
 use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord, Summary, Tree, MAX_TREE_DEPTH};
 use packvault::hazmat::{self, MasterKey};
 use packvault::{
-    CheckOptions, Credentials, ErrorKind, FileKind, FileMeta, Id, MemoryStore, OpenOptions, PackId, RestoreOptions,
-    Store,
+    CheckOptions, Credentials, ErrorKind, FileKind, FileMeta, Id, MemoryStore, OpenOptions, PackId, PruneOptions,
+    RestoreOptions, Store,
 };
 
 use crate::{fast_init, PASS};
@@ -172,6 +172,12 @@ fn review_folders_nested_past_the_limit_are_refused_by_every_reader() {
     let report = repo.check(CheckOptions::default()).unwrap();
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert!(report.problems[0].message.contains("folder nesting"), "{:?}", report.problems);
+
+    // Prune cannot know what the folders past the limit need: it refuses, naming the folder.
+    let err = repo.prune(PruneOptions { dry_run: true, ..PruneOptions::default() }).unwrap_err();
+    names_snapshot(&err);
+    assert!(err.to_string().contains(&format!(" {at_limit}/d: folder nesting")), "{err}");
+    too_deep(err);
 
     // Restore brings back the folders down to the limit and names the one it stopped at.
     let tmp = tempfile::tempdir().unwrap();

@@ -620,7 +620,7 @@ fn lost_packs_and_index_files_are_repaired() {
     let problem = report.problems.iter().find(|pr| pr.pack == Some(victim)).unwrap();
     assert!(problem.message.contains("missing"));
     let e = repo.prune(PruneOptions::default()).unwrap_err();
-    assert!(e.to_string().contains("repair index"), "prune refuses to run over lost data: {e}");
+    assert!(e.to_string().contains("repair the index"), "prune refuses to run over lost data: {e}");
     let (_, bad) = repo.repair_index().unwrap();
     assert!(bad.is_empty());
     let report = repo.check(CheckOptions::default()).unwrap();

@@ -164,4 +164,9 @@ impl Store for FaultyStore {
     fn describe(&self) -> String {
         format!("faulty({})", self.inner.describe())
     }
+
+    /// The wrapped store's: a client's pins for it apply through the wrapper.
+    fn location(&self) -> String {
+        self.inner.location()
+    }
 }

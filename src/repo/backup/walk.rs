@@ -28,7 +28,9 @@ pub(super) struct WalkOptions<'a> {
 }
 
 impl BackupSession<'_> {
-    /// Lists a folder recursively: folders and symlinks go into the tree now, files become jobs.
+    /// Lists a folder and everything below it: folders and symlinks go into the tree now, files
+    /// become jobs. Depth first in name order, with an explicit stack rather than recursion
+    /// (a folder tree nested to the format's limit must not exhaust the thread's stack).
     pub(super) fn walk(
         &mut self,
         dir: &Path,
@@ -38,13 +40,14 @@ impl BackupSession<'_> {
         total: &mut u64,
     ) -> Result<()> {
         self.cancel.check()?;
-        let mut entries: Vec<(Vec<u8>, PathBuf)> = Vec::new();
-        for e in fs::read_dir(dir).at(|| Location::Path(dir.to_path_buf()))? {
-            let e = e.at(|| Location::Path(dir.to_path_buf()))?;
-            entries.push((e.file_name().as_bytes().to_vec(), e.path()));
-        }
-        entries.sort();
-        for (name, path) in entries {
+        // Each frame: the folder's snapshot path and its entries not yet visited.
+        let mut stack = vec![(at.to_vec(), read_sorted(dir)?.into_iter())];
+        while let Some((at, entries)) = stack.last_mut() {
+            let Some((name, path)) = entries.next() else {
+                stack.pop();
+                continue;
+            };
+            let at = at.clone();
             let md = match fs::symlink_metadata(&path) {
                 Ok(md) => md,
                 Err(e) => {
@@ -59,21 +62,23 @@ impl BackupSession<'_> {
             if let Some(e) = too_deep {
                 self.warnings.push((path, e));
             } else if ft.is_dir() {
-                self.dir_at(at)?.insert(name.clone(), Entry::Dir { meta, children: BTreeMap::new() });
+                self.dir_at(&at)?.insert(name.clone(), Entry::Dir { meta, children: BTreeMap::new() });
                 self.summary.dirs += 1;
-                let mut sub = at.to_vec();
-                sub.push(name);
-                if let Err(e) = self.walk(&path, &sub, options, jobs, total) {
-                    if matches!(e.kind(), crate::ErrorKind::Io) {
-                        self.warnings.push((path, e));
-                    } else {
-                        return Err(e);
+                self.cancel.check()?;
+                match read_sorted(&path) {
+                    Ok(children) => {
+                        let mut sub = at;
+                        sub.push(name);
+                        stack.push((sub, children.into_iter()));
                     }
+                    // An unreadable folder stays in the snapshot, empty, with a warning.
+                    Err(e) if matches!(e.kind(), crate::ErrorKind::Io) => self.warnings.push((path, e)),
+                    Err(e) => return Err(e),
                 }
             } else if ft.is_symlink() {
                 match fs::read_link(&path) {
                     Ok(t) => {
-                        self.dir_at(at)?
+                        self.dir_at(&at)?
                             .insert(name, Entry::Symlink { meta, target: t.as_os_str().as_bytes().to_vec() });
                         self.summary.symlinks += 1;
                     }
@@ -86,7 +91,7 @@ impl BackupSession<'_> {
                     cache_key: Some((path.as_os_str().as_bytes().to_vec(), stamp)),
                     ..FileRecord::default()
                 });
-                let mut parts = at.to_vec();
+                let mut parts = at.clone();
                 parts.push(name.clone());
                 let relative = parts[options.root_depth..].join(&b'/');
                 let append = options
@@ -94,7 +99,7 @@ impl BackupSession<'_> {
                     .iter()
                     .any(|g| glob_match(g.as_bytes(), &relative))
                     .then(|| self.old_version(&parts, Some(path.as_os_str().as_bytes())));
-                self.dir_at(at)?.insert(name, Entry::File { meta, file });
+                self.dir_at(&at)?.insert(name, Entry::File { meta, file });
                 *total += md.len();
                 jobs.push(Job {
                     file,
@@ -111,4 +116,15 @@ impl BackupSession<'_> {
         }
         Ok(())
     }
+}
+
+/// A folder's entries (name, path), sorted by name.
+fn read_sorted(dir: &Path) -> Result<Vec<(Vec<u8>, PathBuf)>> {
+    let mut entries: Vec<(Vec<u8>, PathBuf)> = Vec::new();
+    for e in fs::read_dir(dir).at(|| Location::Path(dir.to_path_buf()))? {
+        let e = e.at(|| Location::Path(dir.to_path_buf()))?;
+        entries.push((e.file_name().as_bytes().to_vec(), e.path()));
+    }
+    entries.sort();
+    Ok(entries)
 }

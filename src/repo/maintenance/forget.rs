@@ -64,11 +64,11 @@ impl Repository {
     /// store errors.
     pub fn forget(&self, policy: &ForgetPolicy, dry_run: bool) -> Result<ForgetReport> {
         if policy.ids.is_empty() && !policy.has_keep_rules() {
-            return Err(Error::InvalidArgument("forget needs snapshot ids or at least one --keep rule".into()));
+            return Err(Error::InvalidArgument("forget needs snapshot ids or at least one keep rule".into()));
         }
         let rules = [policy.keep_last, policy.keep_daily, policy.keep_weekly, policy.keep_monthly];
         if rules.contains(&Some(0)) {
-            return Err(Error::InvalidArgument("a --keep rule of 0 keeps nothing: leave the rule out".into()));
+            return Err(Error::InvalidArgument("a keep rule of 0 keeps nothing: leave the rule out".into()));
         }
         let _lock = if dry_run { None } else { Some(self.lock(LockKind::Exclusive, "forget")?) };
         let (snaps, damaged) = self.snapshots_with_errors()?;

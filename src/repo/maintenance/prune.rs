@@ -18,9 +18,10 @@ use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob::{BlobKind, SealedBlob};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::snapshot::NodeContent;
-use crate::id::{Id, IndexId, PackId, TreeId};
+use crate::id::{Id, IndexId, PackId};
 use crate::pack::{BlobLocation, PackReader, PackWriter, WrittenPack};
 use crate::repo::lock::{LockKind, RepoLock};
+use crate::repo::walk::Step;
 use crate::repo::Repository;
 use crate::store::{list_ids, FileKind};
 
@@ -88,28 +89,35 @@ struct Sources {
 }
 
 impl Repository {
-    /// Every blob the snapshots need (data and trees), walking each tree once.
+    /// Every blob the snapshots need (data and trees), walking each tree once: a folder whose
+    /// tree was walked already (in this snapshot or an earlier one) is skipped. Folders nested
+    /// past the limit are refused, as every reader refuses them; errors name the snapshot and
+    /// the folder.
     fn reachable(&self) -> Result<HashSet<Id>> {
         let mut blobs = HashSet::new();
         let (snaps, damaged) = self.snapshots_with_errors()?;
         if let Some((id, e)) = damaged.first() {
             // Its data cannot be told apart from garbage: deleting could lose it.
             return Err(Error::Integrity(format!(
-                "snapshot {} cannot be read ({e}); prune would not know which data it needs. Restore the file, or remove it with `forget {}`, then prune",
+                "snapshot {} cannot be read ({e}); prune would not know which data it needs. Restore the file, or forget snapshot {}, then prune",
                 id.short(),
                 id.to_hex()
             )));
         }
-        let mut stack: Vec<TreeId> = snaps.into_iter().map(|(_, r)| r.root).collect();
-        while let Some(t) = stack.pop() {
-            if !blobs.insert(t.0) {
+        for (sid, rec) in snaps {
+            if !blobs.insert(rec.root.0) {
                 continue;
             }
-            let tree = self.load_tree(&t).at(|| Location::Blob(t.0))?;
-            for n in &tree.nodes {
-                match &n.content {
+            let mut walk = self.walk(rec.root, "");
+            while let Some(step) = walk.next() {
+                let Step::Node { node, .. } = step.at(|| Location::Snapshot(sid))? else { continue };
+                match node.content {
                     NodeContent::File { chunks, .. } => blobs.extend(chunks.iter().map(|c| c.0)),
-                    NodeContent::Dir { tree } => stack.push(*tree),
+                    NodeContent::Dir { tree } => {
+                        if !blobs.insert(tree.0) {
+                            walk.skip_subtree();
+                        }
+                    }
                     NodeContent::Symlink { .. } => {}
                 }
             }
@@ -119,7 +127,8 @@ impl Repository {
 
     /// Removes data no snapshot needs: deletes unused packs, rewrites the least used ones,
     /// replaces every index file by one. Refuses to run when a snapshot's tree cannot be read
-    /// (deleting would then lose data): run `check`, then `repair snapshots`.
+    /// (deleting would then lose data): [`check`](Repository::check), then
+    /// [`repair_snapshots`](Repository::repair_snapshots).
     ///
     /// With `dry_run`, computes the plan ([`PruneReport::plan`]) and changes nothing.
     ///
@@ -224,14 +233,14 @@ impl Repository {
             let whole = || Location::Pack { pack: *pid, offset: None };
             if size > u64::from(p.pack_len) {
                 return Err(Error::Integrity(format!(
-                    "pack is larger than the {} bytes the index says ({size} bytes): run `check --read-data`",
+                    "pack is larger than the {} bytes the index says ({size} bytes): check with read_data",
                     p.pack_len
                 ))
                 .at(whole()));
             }
             if size < u64::from(p.pack_len) {
                 return Err(Error::Integrity(format!(
-                    "pack is {size} bytes, the index says {}: run `check --read-data`",
+                    "pack is {size} bytes, the index says {}: check with read_data",
                     p.pack_len
                 ))
                 .at(whole()));

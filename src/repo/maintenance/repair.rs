@@ -13,6 +13,7 @@ use crate::format::tombstone::{ForgottenSnapshot, TombstoneReason};
 use crate::id::{Id, IndexId, PackId, SnapshotId, TreeId};
 use crate::pack::PackWriter;
 use crate::repo::lock::LockKind;
+use crate::repo::walk::{self, Step};
 use crate::repo::{now, Repository};
 use crate::store::{list_ids, FileKind};
 
@@ -95,7 +96,7 @@ impl Repository {
         self.sync_index()?;
         if !self.adopted.is_empty() {
             return Err(Error::Integrity(
-                "an index file is damaged, so data looks lost that is not: run `repair index` first".into(),
+                "an index file is damaged, so data looks lost that is not: repair the index first".into(),
             ));
         }
         let mut report = RepairReport::default();
@@ -104,7 +105,7 @@ impl Repository {
         for (sid, rec) in self.snapshots()? {
             let mut dropped = Vec::new();
             let new_root =
-                self.repair_tree(rec.root, "", &mut dropped, &mut session_trees).at(|| Location::Snapshot(sid))?;
+                self.repair_tree(rec.root, &mut dropped, &mut session_trees).at(|| Location::Snapshot(sid))?;
             if dropped.is_empty() {
                 continue;
             }
@@ -179,64 +180,105 @@ impl Repository {
         Ok(report)
     }
 
-    /// The repaired version of a tree (`None` when the tree itself is lost), sealing new trees
-    /// into `out`.
+    /// The repaired version of the snapshot tree `root` (`None` when the root tree itself is
+    /// lost), sealing new trees into `out`. Bottom up: a folder's new tree is known when the
+    /// walk leaves it, and goes into its parent's rebuilt entries.
     fn repair_tree(
         &self,
-        id: TreeId,
-        path: &str,
+        root: TreeId,
         dropped: &mut Vec<String>,
         out: &mut Vec<SealedBlob>,
     ) -> Result<Option<TreeId>> {
-        // Too deep to walk is not lost data: stop rather than drop it.
-        snapshot::check_tree_depth(path).at(|| Location::SnapshotPath(path.to_string()))?;
-        let tree = match self.load_tree(&id) {
-            Ok(t) => t,
-            // Only data that is really gone is dropped; a store that cannot be reached right
-            // now stops the repair instead (dropping then would lose what is still there).
-            Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
-            Err(_) => {
-                dropped.push(if path.is_empty() { "/".into() } else { path.to_string() });
-                return Ok(None);
-            }
-        };
-        let mut nodes: Vec<Node> = Vec::with_capacity(tree.nodes.len());
-        let mut changed = false;
-        for n in tree.nodes {
-            let p = crate::repo::join(path, &n.name_lossy());
-            match &n.content {
-                NodeContent::File { chunks, .. } => {
-                    let mut ok = true;
-                    for c in chunks {
-                        if !self.blob_present(&c.0)? {
-                            ok = false;
-                            break;
+        let mut top = Rebuild::new(root);
+        // The folders being rebuilt below the root, the innermost last, with their nodes.
+        let mut open: Vec<(Node, Rebuild)> = Vec::new();
+        // The folder whose tree the walk reads next: an error is about it.
+        let mut entered = String::new();
+        for step in self.walk(root, "") {
+            let here = open.last_mut().map_or(&mut top, |(_, r)| r);
+            match step {
+                Ok(Step::Node { path, node }) => match &node.content {
+                    NodeContent::File { chunks, .. } => {
+                        let mut ok = true;
+                        for c in chunks {
+                            if !self.blob_present(&c.0)? {
+                                ok = false;
+                                break;
+                            }
+                        }
+                        if ok {
+                            here.nodes.push(node);
+                        } else {
+                            dropped.push(path);
+                            here.changed = true;
                         }
                     }
-                    if ok {
-                        nodes.push(n);
-                    } else {
-                        dropped.push(p);
-                        changed = true;
+                    NodeContent::Dir { tree } => {
+                        let tree = *tree;
+                        open.push((node, Rebuild::new(tree)));
+                        entered = path;
+                    }
+                    NodeContent::Symlink { .. } => here.nodes.push(node),
+                },
+                Ok(Step::Leave { .. }) => {
+                    let (node, done) = open.pop().expect("a folder left was entered");
+                    let was = done.id;
+                    let rebuilt = self.rebuilt(done, out)?;
+                    let parent = open.last_mut().map_or(&mut top, |(_, r)| r);
+                    match rebuilt {
+                        Some(new) => {
+                            parent.changed |= new != was;
+                            parent.nodes.push(Node { content: NodeContent::Dir { tree: new }, ..node });
+                        }
+                        None => parent.changed = true,
                     }
                 }
-                NodeContent::Dir { tree: sub } => match self.repair_tree(*sub, &p, dropped, out)? {
-                    Some(new) => {
-                        changed |= new != *sub;
-                        nodes.push(Node { content: NodeContent::Dir { tree: new }, ..n });
-                    }
-                    None => changed = true,
-                },
-                NodeContent::Symlink { .. } => nodes.push(n),
+                // Too deep to walk is not lost data: stop rather than drop it. Nor is what a
+                // store that cannot be reached right now does not give: dropping it then would
+                // lose what is still there.
+                Err(e) if walk::is_too_deep(&e) || e.kind() == crate::ErrorKind::Io => return Err(e),
+                // Only data that is really gone is dropped (with the folder's Leave, next).
+                Err(_) => {
+                    let path = std::mem::take(&mut entered);
+                    dropped.push(if path.is_empty() { "/".into() } else { path });
+                    here.lost = true;
+                }
             }
         }
-        if !changed {
-            return Ok(Some(id));
+        self.rebuilt(top, out)
+    }
+
+    /// A folder's new tree once all its entries are known: the old one when nothing changed,
+    /// `None` when its tree is lost; a new tree is sealed into `out`.
+    fn rebuilt(&self, folder: Rebuild, out: &mut Vec<SealedBlob>) -> Result<Option<TreeId>> {
+        if folder.lost {
+            return Ok(None);
         }
-        let bytes = Tree { nodes }.encode()?;
+        if !folder.changed {
+            return Ok(Some(folder.id));
+        }
+        let bytes = Tree { nodes: folder.nodes }.encode()?;
         let new = self.keys.tree_id(&bytes);
         out.push(blob::seal(&self.keys, BlobKind::Tree, new.0, &bytes, Some(self.settings.zstd_level)));
         Ok(Some(new))
+    }
+}
+
+/// A folder `repair snapshots` is rebuilding.
+struct Rebuild {
+    /// Its tree as the snapshot has it.
+    id: TreeId,
+    /// The entries kept so far (folders with their rebuilt trees).
+    nodes: Vec<Node>,
+    /// An entry was dropped or a folder's tree changed: the folder needs a new tree.
+    changed: bool,
+    /// Its tree did not read: the folder is dropped.
+    lost: bool,
+}
+
+impl Rebuild {
+    fn new(id: TreeId) -> Self {
+        Rebuild { id, nodes: Vec::new(), changed: false, lost: false }
     }
 }
 

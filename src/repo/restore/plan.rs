@@ -6,12 +6,13 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Location, Result, ResultExt};
+use crate::error::{Error, Result};
 use crate::format::blob::BlobKind;
-use crate::format::snapshot::{check_tree_depth, Node, NodeContent, SnapshotRecord, Tree};
+use crate::format::snapshot::{Node, NodeContent, SnapshotRecord, Tree};
 use crate::id::{ChunkId, Id};
 use crate::pack::{BlobLocation, Wanted};
-use crate::repo::{join, Repository};
+use crate::repo::walk::{self, Step, TreeWalk};
+use crate::repo::Repository;
 
 pub(super) struct PlanNode {
     /// Display path inside the snapshot.
@@ -121,15 +122,15 @@ impl Repository {
     /// Lists what to restore. Unreadable subtrees become failures, not errors.
     pub(super) fn plan(&self, snapshot: &SnapshotRecord, include: &[String]) -> Result<Plan> {
         let mut plan = Plan::default();
-        let root = self.load_tree(&snapshot.root).at(|| Location::SnapshotPath("/".into()))?;
+        let root = walk::enter(self, &snapshot.root, "", 0)?;
         if include.is_empty() {
-            self.plan_tree("", Path::new(""), &root, &mut plan);
+            self.plan_tree("", Path::new(""), root, &mut plan);
             return Ok(plan);
         }
         for inc in include {
             let steps = self.follow_path(&root, inc)?;
             let Some(last) = steps.len().checked_sub(1) else {
-                self.plan_tree("", Path::new(""), &root, &mut plan);
+                self.plan_tree("", Path::new(""), root.clone(), &mut plan);
                 continue;
             };
             // The included path's ancestors come with their own metadata.
@@ -137,7 +138,7 @@ impl Repository {
             for (i, step) in steps.into_iter().enumerate() {
                 rel.push(OsStr::from_bytes(&step.node.name));
                 plan.push(step.path.clone(), rel.clone(), step.node);
-                if let (true, Some(tree)) = (i == last, &step.tree) {
+                if let (true, Some(tree)) = (i == last, step.tree) {
                     self.plan_tree(&step.path, &rel, tree, &mut plan);
                 }
             }
@@ -145,24 +146,34 @@ impl Repository {
         Ok(plan)
     }
 
-    fn plan_tree(&self, prefix: &str, prefix_rel: &Path, tree: &Tree, plan: &mut Plan) {
-        for node in &tree.nodes {
-            let path = join(prefix, &node.name_lossy());
-            let rel = prefix_rel.join(OsStr::from_bytes(&node.name));
-            let sub = if let NodeContent::Dir { tree } = &node.content { Some(*tree) } else { None };
-            if !plan.push(path.clone(), rel.clone(), node.clone()) {
-                continue;
-            }
-            if let Some(t) = sub {
-                // The folder itself is restored; what is in it fails with the reason.
-                if let Err(e) = check_tree_depth(&path) {
-                    plan.failed.push((path, e));
-                    continue;
+    /// Plans everything below the folder at `prefix` (restored at `prefix_rel`), whose tree is
+    /// `tree`. An entry planned already (by an earlier include) is not planned again, nor is
+    /// what it holds.
+    fn plan_tree(&self, prefix: &str, prefix_rel: &Path, tree: Tree, plan: &mut Plan) {
+        // The local paths of the open folders, the innermost last: names are restored as
+        // their exact bytes, not as the walk's (lossy) display paths.
+        let mut rels = vec![prefix_rel.to_path_buf()];
+        // The folder whose tree the walk reads next: an error is about it.
+        let mut entered = String::new();
+        let mut walk = TreeWalk::from_tree(self, tree, prefix);
+        while let Some(step) = walk.next() {
+            match step {
+                Ok(Step::Node { path, node }) => {
+                    let rel = rels.last().expect("the start stays open").join(OsStr::from_bytes(&node.name));
+                    let dir = matches!(node.content, NodeContent::Dir { .. });
+                    if !plan.push(path.clone(), rel.clone(), node) {
+                        walk.skip_subtree();
+                    } else if dir {
+                        rels.push(rel);
+                        entered = path;
+                    }
                 }
-                match self.load_tree(&t) {
-                    Ok(subtree) => self.plan_tree(&path, &rel, &subtree, plan),
-                    Err(e) => plan.failed.push((path, e)),
+                Ok(Step::Leave { .. }) => {
+                    rels.pop();
                 }
+                // The folder itself is restored; what is in it fails with the reason (which
+                // the failure's path already places).
+                Err(e) => plan.failed.push((std::mem::take(&mut entered), walk::unplaced(e))),
             }
         }
     }

@@ -244,7 +244,7 @@ pub(crate) fn owners(
     }
     if let Some(missing) = needed.iter().find(|b| !owner.contains_key(b)) {
         return Err(Error::Integrity(format!(
-            "blob {} that a snapshot needs is in no pack: run `check`, then `repair index` and `repair snapshots`, before pruning",
+            "blob {} that a snapshot needs is in no pack: check the repository, then repair the index and the snapshots, before pruning",
             missing.short()
         )));
     }
