@@ -44,7 +44,8 @@
 //!   [`prune`](Repository::prune), [`keys`](Repository::keys) (a [`KeyManager`]),
 //!   [`copy_to`](Repository::copy_to) (snapshots into another repository, [`CopyReport`]) and
 //!   [`rotate_master`](Repository::rotate_master) (a new key domain in place, [`RotateReport`]).
-//! - [`Store`]: where repository files live — [`LocalStore`] (a folder) or [`MemoryStore`].
+//! - [`Store`]: where repository files live — [`LocalStore`] (a folder), [`MemoryStore`], or
+//!   `S3Store` (feature `s3`: any S3-compatible object store).
 //! - [`Credentials`]: what opens a repository — a passphrase, a [`RecoveryCode`], a PIN held by
 //!   a [`PinVault`], or this device's key.
 //! - [`ClientState`]: where this device keeps what it has seen of each repository (pins against

@@ -13,7 +13,7 @@ use packvault::{
     SnapshotInfo,
 };
 
-use crate::{fast_init, open_options, scratch, server, unique, PASS};
+use crate::{fast_init, open_options, scratch, server, PASS};
 
 const SECRET: &str = "WrongSecretValue-4f1c9e8a7b6d5c4b3a29";
 
@@ -43,7 +43,7 @@ fn wrong_credentials_give_a_clear_error_without_the_secret() {
 fn a_missing_bucket_gives_a_clear_error() {
     let Some(s) = server("a_missing_bucket_gives_a_clear_error") else { return };
     let (_t, dir) = scratch();
-    let url = format!("s3:{}/no-such-bucket-{}/p", s.endpoint, unique("b").len());
+    let url = format!("s3:{}/no-such-bucket-for-packvault/p", s.endpoint);
     let store = Arc::new(S3Store::open(&url, S3Options { retries: 1, ..S3Options::default() }).unwrap());
     let e = Repository::init(store.clone(), &Credentials::passphrase(PASS), fast_init(&dir)).unwrap_err();
     eprintln!("init in a missing bucket: {e}");
