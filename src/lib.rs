@@ -124,7 +124,7 @@
 //! - `deterministic-for-tests` (off): adds a hidden `testmode::install` that makes the
 //!   calling process's randomness and time deterministic, for golden CLI tests. Nothing turns it
 //!   on but an explicit call: no environment variable, no file.
-//! - `s3` (off; `packtool` turns it on): [`S3Store`], repositories on S3-compatible object
+//! - `s3` (off; `packtool` turns it on): `S3Store`, repositories on S3-compatible object
 //!   stores (AWS, Garage, MinIO, Ceph RGW) through OpenDAL on a private tokio runtime.
 //!
 //! The format is versioned (`format-spec.md` §6); the API is pre-1.0 and may change in minor
