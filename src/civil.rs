@@ -1,6 +1,6 @@
 //! Calendar arithmetic on Unix times (UTC, proleptic Gregorian), for the day/week/month rules
-//! of `forget`. No time-zone database: everything is UTC. (Printing times is a front end's
-//! job: `packtool` has its own formatter.)
+//! of `forget`, and the one formatter front ends print snapshot times with. No time-zone
+//! database: everything is UTC.
 
 /// (year, month 1–12, day 1–31) of a day number (days since 1970-01-01); H. Hinnant's
 /// civil-from-days.
@@ -15,6 +15,14 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m as u32, d as u32)
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+#[must_use]
+pub fn utc_string(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]

@@ -155,6 +155,7 @@ mod test_noise;
 pub mod testmode;
 mod vault;
 
+pub use civil::utc_string;
 pub use crypto::SecretKey;
 pub use error::{CacheWarning, Error, ErrorKind, Location, Result};
 pub use format::recovery_code::RecoveryCode;

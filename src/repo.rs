@@ -431,6 +431,12 @@ impl Repository {
     /// # Errors
     /// [`Error::NotFound`], [`Error::Integrity`], [`Error::Malformed`].
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<SnapshotRecord> {
+        let bytes = self.snapshot_bytes(id)?;
+        snapshot::decode(self.keys.meta_key(), &bytes).at(|| Location::RepoFile(FileKind::Snapshot.path(&id.to_hex())))
+    }
+
+    /// A snapshot file's bytes (bounded in size), checked against its name.
+    pub(crate) fn snapshot_bytes(&self, id: &SnapshotId) -> Result<Vec<u8>> {
         let name = id.to_hex();
         let loc = || Location::RepoFile(FileKind::Snapshot.path(&name));
         let bytes = crate::store::get_bounded(
@@ -444,7 +450,7 @@ impl Repository {
         if Id::hash_of(&bytes) != id.0 {
             return Err(Error::Integrity("content does not hash to its name".into()).at(loc()));
         }
-        snapshot::decode(self.keys.meta_key(), &bytes).at(loc)
+        Ok(bytes)
     }
 
     /// Finds a snapshot by `latest`, a full id, or a unique prefix of at least 4 hex digits.

@@ -37,22 +37,9 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ` (UTC, proleptic Gregorian; H. Hinnant's
-/// civil-from-days). Printing times is the front end's job, so the library exports no
-/// formatter.
+/// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ` (UTC).
 pub fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let rem = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    packvault::utc_string(secs)
 }
 
 fn node_type(n: &Node) -> &'static str {

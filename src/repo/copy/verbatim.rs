@@ -10,9 +10,9 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::{CopiedSnapshot, CopyReport, Run};
-use crate::error::{Error, Location, Result, ResultExt};
+use crate::error::{Error, Location, Result};
 use crate::format::blob::BlobKind;
-use crate::format::snapshot::{self, NodeContent, SnapshotRecord};
+use crate::format::snapshot::{NodeContent, SnapshotRecord};
 use crate::format::tombstone::{ForgottenSnapshot, TombstoneReason};
 use crate::id::{Id, PackId, SnapshotId};
 use crate::index::PackInfo;
@@ -85,24 +85,6 @@ impl Repository {
     /// The sequence a tombstone of this repository gives a forgotten snapshot.
     fn forgotten_sequence(&self, id: &SnapshotId) -> Option<u64> {
         self.tombstones.read().unwrap_or_else(std::sync::PoisonError::into_inner).snapshots.get(id).copied()
-    }
-
-    /// A snapshot file's bytes, checked against its name.
-    fn snapshot_bytes(&self, id: &SnapshotId) -> Result<Vec<u8>> {
-        let name = id.to_hex();
-        let loc = || Location::RepoFile(FileKind::Snapshot.path(&name));
-        let bytes = crate::store::get_bounded(
-            self.store.as_ref(),
-            FileKind::Snapshot,
-            &name,
-            snapshot::MAX_SNAPSHOT_FILE,
-            "snapshot file length",
-        )
-        .at(loc)?;
-        if Id::hash_of(&bytes) != id.0 {
-            return Err(Error::Integrity("content does not hash to its name".into()).at(loc()));
-        }
-        Ok(bytes)
     }
 
     /// The source packs that hold blobs `todo` reaches and `dest`'s index lacks, data packs
