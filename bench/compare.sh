@@ -8,7 +8,8 @@
 # ../shared/bench/gen_history.py when missing. Peers are installed by
 # ../shared/bench/install-peers.sh where missing (apt, and cargo for rustic and bupstash).
 # Extra environment: TOOLS (default "ref restic rustic borg bupstash project"), DROP_CACHES=1
-# for cold-cache numbers, DAY1_MIB and DAYS for the generated dataset.
+# for cold-cache numbers, DAY1_MIB and DAYS for the generated dataset, INSTALL_PEERS=0 to use
+# only the peers already installed.
 #
 # packvault is set up as an app would run it: `init` with the passphrase (Argon2id, 256 MiB,
 # 3 passes), then a device key (a recovery-code slot, kept in a 0600 file the way a phone
@@ -26,9 +27,9 @@ mkdir -p "$(dirname "$out")"
 if [ ! -d "$data/day1" ]; then
   python3 "$shared/gen_history.py" --out "$data" --day1-mib "${DAY1_MIB:-1024}" --days "${DAYS:-5}" --force
 fi
-bash "$shared/install-peers.sh"
+[ "${INSTALL_PEERS:-1}" = 0 ] || bash "$shared/install-peers.sh"
 cargo build --release --quiet --bin packtool
-pt=$root/target/release/packtool
+pt=${CARGO_TARGET_DIR:-$root/target}/release/packtool
 
 # {repo} is the repository folder the harness gives; the key file and caches sit beside it.
 open="$pt -r {repo} --recovery-code-file {repo}.key --cache-dir {repo}.cache --state-dir {repo}.state"
