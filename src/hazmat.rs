@@ -191,6 +191,13 @@ pub fn open_blob_with_dictionaries(
     blob::open_with(&keys.0, kind, id, codec, raw_len, sealed, &mut Listed(dictionaries))
 }
 
+/// Length of the zstd frame of `data` at `level` without a dictionary, as the codec rule of
+/// format-spec.md §5.4 makes it (for vectors that compare codecs).
+#[must_use]
+pub fn zstd_frame_len(data: &[u8], level: i32) -> usize {
+    zstd::bulk::compress(data, level).map_or(0, |f| f.len())
+}
+
 /// Seals a dictionary object (format-spec.md §5.17): its id and the bytes of `dicts/<id>`.
 ///
 /// # Errors
