@@ -108,8 +108,6 @@ pub(crate) struct Verdict {
     /// Held-out chunks, their raw bytes, their plain frames, their frames with the dictionary
     /// (each chunk's better codec: `min(plain, 32 + dictionary frame)`).
     pub(crate) held_out: (usize, u64, u64, u64),
-    /// Projected saving on the session's eligible chunks.
-    pub(crate) projected_saving: u64,
     /// Whether the rule keeps it.
     pub(crate) keep: bool,
 }
@@ -145,5 +143,5 @@ pub(crate) fn judge(samples: &[&[u8]], eligible_frames: u64, level: i32) -> Opti
         if plain == 0 { 0 } else { (u128::from(saved) * u128::from(eligible_frames) / u128::from(plain)) as u64 };
     let file = dictionary.len() as u64 + 25; // header, marker and tag; padding below 12 %
     let keep = saved * 1000 >= plain * MIN_GAIN_PERMILLE && projected_saving >= PAYBACK * file.min(MAX_DICT_FILE);
-    Some(Verdict { dictionary, held_out: (test.len(), raw, plain, with), projected_saving, keep })
+    Some(Verdict { dictionary, held_out: (test.len(), raw, plain, with), keep })
 }

@@ -112,7 +112,7 @@ fn dictionary_vectors() {
         Codec::ZstdDict,
         raw_len,
         &v.body,
-        &[dict.clone()],
+        std::slice::from_ref(&dict),
     )
     .unwrap();
     assert_eq!(hex(&plain), v.get("plaintext"));
