@@ -37,6 +37,10 @@ pub mod contexts {
     pub const MASTER_ID: &str = "packvault 2026-11-26 v1 master id";
     /// seal key ‖ blob id → per-blob key.
     pub const BLOB_KEY: &str = "packvault 2026-11-26 v1 blob key";
+    /// master → dictionary-id key (format-spec.md §5.17).
+    pub const DICT_ID: &str = "packvault 2026-12-01 v2 dictionary id";
+    /// seal key ‖ dictionary id → the dictionary object's key (format-spec.md §5.17).
+    pub const DICT_KEY: &str = "packvault 2026-12-01 v2 dictionary key";
     /// chunker key → gear table (extended output).
     pub const GEAR: &str = "packvault 2026-11-26 v1 gear table";
     /// keyslot KDF output → key-wrapping key.
@@ -150,6 +154,7 @@ pub(crate) struct KeySet {
     seal: SecretKey,
     chunker: SecretKey,
     meta: SecretKey,
+    dict_id: SecretKey,
 }
 
 impl fmt::Debug for KeySet {
@@ -168,6 +173,7 @@ impl KeySet {
             seal: SecretKey::derive(contexts::SEAL, m),
             chunker: SecretKey::derive(contexts::CHUNKER, m),
             meta: SecretKey::derive(contexts::METADATA, m),
+            dict_id: SecretKey::derive(contexts::DICT_ID, m),
         }
     }
 
@@ -199,6 +205,23 @@ impl KeySet {
         material[..32].copy_from_slice(self.seal.bytes());
         material[32..].copy_from_slice(&id.0);
         let key = SecretKey::derive(contexts::BLOB_KEY, &material);
+        material.zeroize();
+        key
+    }
+
+    /// Id of a compression dictionary: BLAKE3 keyed with the dictionary-id key (format-spec.md
+    /// §5.17). A key of its own, so a dictionary never shares an id (and a key) with a chunk of
+    /// the same bytes.
+    pub(crate) fn dict_id(&self, dictionary: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(self.dict_id.bytes(), dictionary).as_bytes())
+    }
+
+    /// The AEAD key of a dictionary object: `derive_key(DICT_KEY, seal_key ‖ dictionary id)`.
+    pub(crate) fn dict_key(&self, id: &Id) -> SecretKey {
+        let mut material = [0u8; 64];
+        material[..32].copy_from_slice(self.seal.bytes());
+        material[32..].copy_from_slice(&id.0);
+        let key = SecretKey::derive(contexts::DICT_KEY, &material);
         material.zeroize();
         key
     }

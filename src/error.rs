@@ -157,6 +157,18 @@ pub enum Error {
     /// An operating-system I/O error.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A blob is compressed with a dictionary (format-spec.md §5.17) that cannot be had: the
+    /// file `dicts/<id>` is missing, damaged, forged or too large. Every blob that uses the
+    /// dictionary fails this way; blobs that do not are unaffected. [`Error::kind`] is the
+    /// inner error's ([`ErrorKind::NotFound`] for a missing dictionary,
+    /// [`ErrorKind::Integrity`] for a damaged one).
+    #[error("dictionary {dictionary}: {error}")]
+    Dictionary {
+        /// The dictionary's id.
+        dictionary: Id,
+        /// Why it cannot be had.
+        error: Box<Error>,
+    },
     /// Another error, with the place where it happened. The message includes the inner
     /// error's, so the inner error is not repeated as a `source`.
     #[error("{at}: {error}")]
@@ -242,7 +254,7 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Io(_) => ErrorKind::Io,
-            Error::At { error, .. } => error.kind(),
+            Error::At { error, .. } | Error::Dictionary { error, .. } => error.kind(),
         }
     }
 
@@ -283,6 +295,16 @@ impl Error {
                     | Io::ResourceBusy
             ),
             _ => false,
+        }
+    }
+
+    /// The dictionary this error is about, looking through [`Error::At`] wrappers: `Some`
+    /// when a blob failed to open because its dictionary cannot be had.
+    #[must_use]
+    pub fn dictionary(&self) -> Option<Id> {
+        match self.innermost() {
+            Error::Dictionary { dictionary, .. } => Some(*dictionary),
+            _ => None,
         }
     }
 
@@ -356,6 +378,9 @@ impl Error {
             Error::Cancelled => Error::Cancelled,
             Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), e.to_string())),
             Error::At { at, error } => Error::At { at: at.clone(), error: Box::new(error.duplicate()) },
+            Error::Dictionary { dictionary, error } => {
+                Error::Dictionary { dictionary: *dictionary, error: Box::new(error.duplicate()) }
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod blob;
 pub mod config;
+pub mod dict;
 pub(crate) mod encoding;
 pub mod index;
 pub mod keyslot;
@@ -42,6 +43,8 @@ pub const MAGIC_INDEX: [u8; 6] = *b"PVINDX";
 pub const MAGIC_SNAPSHOT: [u8; 6] = *b"PVSNAP";
 /// Magic of a tombstone file.
 pub const MAGIC_TOMBSTONE: [u8; 6] = *b"PVTOMB";
+/// Magic of a compression dictionary file (format-spec.md §5.17).
+pub const MAGIC_DICT: [u8; 6] = *b"PVDICT";
 /// Magic in a blob's associated data (never stored).
 pub const MAGIC_BLOB: [u8; 6] = *b"PVBLOB";
 

@@ -19,7 +19,7 @@ pub use crate::repo::TEMPORARY_IDLE;
 
 use crate::crypto::{self, KeySet, SecretKey};
 use crate::error::Result;
-use crate::format::blob::{self, BlobKind, Codec, SealedBlob};
+use crate::format::blob::{self, BlobKind, Codec, Dictionary, SealedBlob};
 use crate::format::config::{self, ConfigFile};
 use crate::format::index::{self, IndexFile};
 use crate::format::keyslot::{self, NewSlot};
@@ -148,6 +148,70 @@ pub fn encode_config(keys: &Keys, config: &ConfigFile, nonce: &[u8; 12]) -> Resu
 /// When the label is too long or the KDF parameters are out of bounds.
 pub fn encode_keyslot(slot: &NewSlot, master: &MasterKey, kdf_output: &SecretKey, nonce: &[u8; 12]) -> Result<Vec<u8>> {
     keyslot::encode(slot, master, kdf_output, nonce)
+}
+
+/// Seals a data chunk with the codec rule of format-spec.md §5.4, trying `dictionary` (codec 2)
+/// for chunks of at most [`DICT_MAX_CHUNK`](blob::DICT_MAX_CHUNK) bytes.
+#[must_use]
+pub fn seal_data_blob(
+    keys: &Keys,
+    plaintext: &[u8],
+    zstd_level: Option<i32>,
+    dictionary: Option<&Dictionary>,
+) -> SealedBlob {
+    let id = keys.0.chunk_id(plaintext).0;
+    blob::seal_data(&keys.0, id, plaintext, zstd_level, dictionary)
+}
+
+/// Opens a blob (format-spec.md §5.4) whose dictionary, for codec 2, is one of `dictionaries`
+/// (the dictionaries' ids are taken as given: open them with [`open_dictionary`] first).
+///
+/// # Errors
+/// As [`open_blob`]; [`Error::Dictionary`](crate::Error::Dictionary) when the blob names a
+/// dictionary not in the list.
+pub fn open_blob_with_dictionaries(
+    keys: &Keys,
+    kind: BlobKind,
+    id: &Id,
+    codec: Codec,
+    raw_len: u32,
+    sealed: &[u8],
+    dictionaries: &[Dictionary],
+) -> Result<Vec<u8>> {
+    struct Listed<'a>(&'a [Dictionary]);
+    use blob::DictSource;
+    impl DictSource for Listed<'_> {
+        fn dictionary(&mut self, id: &Id) -> Result<&Dictionary> {
+            match self.0.iter().find(|d| d.id == *id) {
+                Some(d) => Ok(d),
+                None => blob::NoDictionaries.dictionary(id).map(|_| unreachable!("never a dictionary")),
+            }
+        }
+    }
+    blob::open_with(&keys.0, kind, id, codec, raw_len, sealed, &mut Listed(dictionaries))
+}
+
+/// Length of the zstd frame of `data` at `level` without a dictionary, as the codec rule of
+/// format-spec.md §5.4 makes it (for vectors that compare codecs).
+#[must_use]
+pub fn zstd_frame_len(data: &[u8], level: i32) -> usize {
+    zstd::bulk::compress(data, level).map_or(0, |f| f.len())
+}
+
+/// Seals a dictionary object (format-spec.md §5.17): its id and the bytes of `dicts/<id>`.
+///
+/// # Errors
+/// [`Error::LimitExceeded`](crate::Error::LimitExceeded) for a dictionary out of bounds.
+pub fn encode_dictionary(keys: &Keys, dictionary: &[u8]) -> Result<(Id, Vec<u8>)> {
+    crate::format::dict::encode(&keys.0, dictionary)
+}
+
+/// Opens the dictionary file `bytes` stored as `dicts/<id>` (format-spec.md §5.17).
+///
+/// # Errors
+/// As the reader of §5.17 must refuse: too long, bad header, failed tag, bad padding, wrong id.
+pub fn open_dictionary(keys: &Keys, id: &Id, bytes: &[u8]) -> Result<Dictionary> {
+    Ok(Dictionary { id: *id, bytes: crate::format::dict::decode(&keys.0, id, bytes)? })
 }
 
 /// Seals an arbitrary, already encoded body (`codec` and `raw_len` are stored as given, not

@@ -136,6 +136,7 @@
 mod chunker;
 mod civil;
 mod crypto;
+mod dict;
 mod error;
 pub mod format;
 #[cfg(feature = "hazmat")]
@@ -170,6 +171,8 @@ pub use repo::{
     RestoreOptions, RestoreReport, RestoreWarning, Stats, MAX_SLOTS_TRIED,
 };
 pub use repo::{FileReader, MemorySink, PackAction, PackPlan, PrunePlan, RestoreSink, SinkOptions};
+// Compression dictionaries (format-spec.md §5.17): what a backup session did about one.
+pub use repo::DictionaryOutcome;
 // Copying snapshots between repositories (same key domain or another).
 pub use repo::{CopiedSnapshot, CopyOptions, CopyReport};
 // Key rotation: a fresh key domain at the same location.

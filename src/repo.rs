@@ -19,7 +19,7 @@ pub use backup::{
     AppendFallback, AppendOutcome, AppendSource, ChunkPolicy, CompressionHint, DirOptions, Sequential, SnapshotInfo,
     StreamOptions,
 };
-pub use backup::{BackupOutcome, BackupSession, FileMeta};
+pub use backup::{BackupOutcome, BackupSession, DictionaryOutcome, FileMeta};
 pub use check::{CheckOptions, CheckReport, DataSubset, Problem};
 pub use copy::{CopiedSnapshot, CopyOptions, CopyReport};
 pub use history::HistoryReport;

@@ -41,6 +41,8 @@ pub enum FileKind {
     Lock,
     /// `tombstones/<id>`.
     Tombstone,
+    /// `dicts/<dictionary id>` (format-spec.md §5.17).
+    Dict,
 }
 
 impl FileKind {
@@ -55,6 +57,7 @@ impl FileKind {
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
             FileKind::Tombstone => "tombstones",
+            FileKind::Dict => "dicts",
         }
     }
 

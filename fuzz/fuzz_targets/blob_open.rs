@@ -1,6 +1,8 @@
 //! Sealed blobs: seal a fuzzed plaintext, apply one fuzzed change (bit flip, truncation,
 //! lying length or codec, decompression bomb), open. Opening succeeds only when nothing was
-//! changed, and then gives back the plaintext exactly.
+//! changed, and then gives back the plaintext exactly. With a fuzzed dictionary (format-spec.md
+//! §5.17), data blobs may be sealed with codec 2; opening them without their dictionary, or
+//! with a damaged dictionary file, fails, naming the dictionary.
 #![no_main]
 
 #[path = "common/mod.rs"]
@@ -20,6 +22,12 @@ enum Change {
     SwapCodec,
     OtherKind,
     Bomb { repeat: u16 },
+    /// Open without any dictionary.
+    NoDictionary,
+    /// Flip a bit of the dictionary file before opening it.
+    DictionaryFlip { at: u16, mask: u8 },
+    /// Hand the reader a dictionary file of a hostile length.
+    DictionaryLength { len: u32 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -28,15 +36,50 @@ struct Input {
     level: Option<i8>,
     tree: bool,
     change: Change,
+    dictionary: Option<Vec<u8>>,
 }
 
 fuzz_target!(|input: Input| {
     let keys = common::keys();
     let kind = if input.tree { BlobKind::Tree } else { BlobKind::Data };
     let level = input.level.map(|l| i32::from(l).clamp(-7, 19));
-    let s = hazmat::seal_blob(&keys, kind, &input.plaintext, level);
+    // A dictionary of 8 B – 4 KiB, for data blobs.
+    let dict_bytes = input.dictionary.as_ref().filter(|d| (8..=4096).contains(&d.len()) && !input.tree);
+    let dict = dict_bytes.map(|d| {
+        let (id, file) = hazmat::encode_dictionary(&keys, d).unwrap();
+        (hazmat::open_dictionary(&keys, &id, &file).unwrap(), file)
+    });
+    let s = match &dict {
+        Some((d, _)) => hazmat::seal_data_blob(&keys, &input.plaintext, level, Some(d)),
+        None => hazmat::seal_blob(&keys, kind, &input.plaintext, level),
+    };
+    let mut dictionaries: Vec<_> = dict.iter().map(|(d, _)| d.clone()).collect();
     let (mut sealed, mut codec, mut raw_len, mut open_kind) = (s.bytes.clone(), s.codec, s.raw_len, kind);
     let changed = match input.change {
+        Change::NoDictionary => {
+            dictionaries.clear();
+            s.codec == Codec::ZstdDict
+        }
+        Change::DictionaryFlip { at, mask } => match &dict {
+            Some((d, file)) => {
+                let mut bad = file.clone();
+                let i = usize::from(at) % bad.len();
+                bad[i] ^= mask;
+                match hazmat::open_dictionary(&keys, &d.id, &bad) {
+                    Ok(opened) => assert!(mask == 0 && opened == *d, "a changed dictionary opened"),
+                    Err(_) => assert!(mask != 0),
+                }
+                false
+            }
+            None => false,
+        },
+        Change::DictionaryLength { len } => {
+            // Any length above the bound is refused before the bytes are looked at.
+            let len = 135_193 + (len as usize % 4096);
+            let err = hazmat::open_dictionary(&keys, &s.id, &vec![0u8; len]).unwrap_err();
+            assert!(err.to_string().contains("above the limit"), "{err}");
+            false
+        }
         Change::None => false,
         Change::Flip { at, mask } => {
             let i = usize::from(at) % sealed.len();
@@ -53,7 +96,11 @@ fuzz_target!(|input: Input| {
             raw_len != s.raw_len
         }
         Change::SwapCodec => {
-            codec = if codec == Codec::Raw { Codec::Zstd } else { Codec::Raw };
+            codec = match codec {
+                Codec::Raw => Codec::Zstd,
+                Codec::Zstd => Codec::ZstdDict,
+                _ => Codec::Raw,
+            };
             true
         }
         Change::OtherKind => {
@@ -72,11 +119,16 @@ fuzz_target!(|input: Input| {
             big != input.plaintext
         }
     };
-    match hazmat::open_blob(&keys, open_kind, &s.id, codec, raw_len, &sealed) {
+    match hazmat::open_blob_with_dictionaries(&keys, open_kind, &s.id, codec, raw_len, &sealed, &dictionaries) {
         Ok(plain) => {
             assert_eq!(plain, input.plaintext);
             assert!(!changed, "a changed blob opened: {:?}", input.change);
         }
-        Err(e) => assert!(changed, "an unchanged blob failed: {e}"),
+        Err(e) => {
+            assert!(changed, "an unchanged blob failed: {e}");
+            if matches!(input.change, Change::NoDictionary) {
+                assert!(e.dictionary().is_some(), "{e}");
+            }
+        }
     }
 });

@@ -265,6 +265,7 @@ fn codec_name(c: packvault::format::blob::Codec) -> &'static str {
     match c {
         packvault::format::blob::Codec::Raw => "raw",
         packvault::format::blob::Codec::Zstd => "zstd",
+        packvault::format::blob::Codec::ZstdDict => "zstd+dict",
     }
 }
 

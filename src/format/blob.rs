@@ -56,6 +56,9 @@ pub enum Codec {
     Raw = 0,
     /// One zstd frame.
     Zstd = 1,
+    /// The 32-byte id of a compression dictionary (format-spec.md §5.17), then one zstd frame
+    /// compressed with that dictionary.
+    ZstdDict = 2,
 }
 
 impl Codec {
@@ -65,6 +68,7 @@ impl Codec {
         match b {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Zstd),
+            2 => Some(Codec::ZstdDict),
             _ => None,
         }
     }
@@ -111,6 +115,89 @@ fn associated_data(kind: BlobKind, codec: Codec, id: &Id, padded_len: u32) -> [u
 thread_local! {
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    /// A compressor with a dictionary loaded, for one (level, dictionary id).
+    static DICT_COMPRESSOR: RefCell<Option<(i32, Id, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// A decompressor with a dictionary loaded, for one dictionary id.
+    static DICT_DECOMPRESSOR: RefCell<Option<(Id, zstd::bulk::Decompressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// Length of the dictionary id at the start of a codec-2 body.
+pub const DICT_REF_LEN: usize = 32;
+
+/// Data chunks up to this length are tried with the session's dictionary (format-spec.md §5.4,
+/// codec rule step 3). Larger chunks have enough context of their own: on the measured data a
+/// dictionary changed their frames by less than the 32-byte reference it costs.
+pub const DICT_MAX_CHUNK: usize = 32 << 10;
+
+/// A compression dictionary as the codec uses it: its id and its bytes (format-spec.md §5.17).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dictionary {
+    /// The dictionary's id, `KEYED(dict_id_key, bytes)`.
+    pub id: Id,
+    /// The zstd dictionary.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Dictionary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dictionary({}, {} bytes)", self.id.short(), self.bytes.len())
+    }
+}
+
+/// Where a reader finds the dictionaries that codec-2 blobs name (the repository's
+/// `dicts/` folder, with a cache). Implementations wrap a failure in
+/// [`Error::Dictionary`] naming the dictionary.
+pub(crate) trait DictSource {
+    /// The dictionary with this id, checked (format-spec.md §5.17).
+    fn dictionary(&mut self, id: &Id) -> Result<&Dictionary>;
+}
+
+/// A source with no dictionaries: every codec-2 blob fails, naming its dictionary.
+pub(crate) struct NoDictionaries;
+
+impl DictSource for NoDictionaries {
+    fn dictionary(&mut self, id: &Id) -> Result<&Dictionary> {
+        Err(Error::Dictionary {
+            dictionary: *id,
+            error: Box::new(Error::NotFound(format!("dictionary {}", id.short()))),
+        })
+    }
+}
+
+/// A zstd frame of `raw` compressed with `dict` at `level`; `None` if zstd fails.
+fn compress_with_dict(raw: &[u8], level: i32, dict: &Dictionary) -> Option<Vec<u8>> {
+    DICT_COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, id, _)| *l != level || *id != dict.id) {
+            *slot = Some((level, dict.id, zstd::bulk::Compressor::with_dictionary(level, &dict.bytes).ok()?));
+        }
+        let (_, _, c) = slot.as_mut()?;
+        let mut out = Vec::with_capacity(DICT_REF_LEN + raw.len() + raw.len() / 8 + TAG_LEN + 1);
+        out.extend_from_slice(&dict.id.0);
+        let mut frame = Vec::with_capacity(raw.len() + raw.len() / 8 + 64);
+        c.compress_to_buffer(raw, &mut frame).ok()?;
+        out.extend_from_slice(&frame);
+        Some(out)
+    })
+}
+
+/// As [`decompress_into`], with a dictionary.
+fn decompress_with_dict_into(body: &[u8], raw_len: usize, dict: &Dictionary, out: &mut Vec<u8>) -> Result<(), String> {
+    DICT_DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(id, _)| *id != dict.id) {
+            let d = zstd::bulk::Decompressor::with_dictionary(&dict.bytes).map_err(|e| e.to_string())?;
+            *slot = Some((dict.id, d));
+        }
+        let (_, d) = slot.as_mut().ok_or("no zstd context")?;
+        out.clear();
+        out.reserve_exact(raw_len);
+        let n = d.decompress_to_buffer(body, out).map_err(|e| e.to_string())?;
+        if n != raw_len {
+            return Err(format!("decompressed to {n} bytes, {raw_len} declared"));
+        }
+        Ok(())
+    })
 }
 
 /// Chunks at least this long are sampled before being compressed.
@@ -183,6 +270,36 @@ pub(crate) fn seal(keys: &KeySet, kind: BlobKind, id: Id, raw: &[u8], level: Opt
     seal_body(keys, kind, id, codec, u32::try_from(raw.len()).expect("blob below MAX_BLOB_RAW"), buf)
 }
 
+/// Seals a data chunk as [`seal`] does, and with `dict` tries the dictionary too (format-spec.md
+/// §5.4, codec rule step 3): a chunk of at most [`DICT_MAX_CHUNK`] bytes that compresses is
+/// stored with codec 2 when `32 + len(dictionary frame)` is shorter than the plain frame.
+/// The id does not depend on the codec: a chunk sealed with another dictionary, or none,
+/// deduplicates all the same.
+pub(crate) fn seal_data(
+    keys: &KeySet,
+    id: Id,
+    raw: &[u8],
+    level: Option<i32>,
+    dict: Option<&Dictionary>,
+) -> SealedBlob {
+    let raw_len = u32::try_from(raw.len()).expect("blob below MAX_BLOB_RAW");
+    let Some(lvl) = level else { return seal(keys, BlobKind::Data, id, raw, level) };
+    let plain = compress(raw, lvl);
+    if let (Some(frame), Some(dict)) = (&plain, dict) {
+        if raw.len() <= DICT_MAX_CHUNK {
+            if let Some(body) = compress_with_dict(raw, lvl, dict) {
+                if body.len() < frame.len() {
+                    return seal_body(keys, BlobKind::Data, id, Codec::ZstdDict, raw_len, body);
+                }
+            }
+        }
+    }
+    match plain {
+        Some(frame) => seal_body(keys, BlobKind::Data, id, Codec::Zstd, raw_len, frame),
+        None => seal(keys, BlobKind::Data, id, raw, None),
+    }
+}
+
 /// Pads and encrypts an encoded body (`raw` or a zstd frame of it).
 pub(crate) fn seal_body(
     keys: &KeySet,
@@ -215,8 +332,24 @@ pub(crate) fn open(
     raw_len: u32,
     sealed: &[u8],
 ) -> Result<Vec<u8>> {
+    open_with(keys, kind, id, codec, raw_len, sealed, &mut NoDictionaries)
+}
+
+/// As [`open`], finding the dictionary of a codec-2 blob in `dicts`.
+///
+/// # Errors
+/// As [`open`]; [`Error::Dictionary`] when the blob's dictionary cannot be had.
+pub(crate) fn open_with(
+    keys: &KeySet,
+    kind: BlobKind,
+    id: &Id,
+    codec: Codec,
+    raw_len: u32,
+    sealed: &[u8],
+    dicts: &mut dyn DictSource,
+) -> Result<Vec<u8>> {
     let (mut scratch, mut out) = (Vec::new(), Vec::new());
-    let plain = open_into(keys, kind, id, codec, raw_len, sealed, &mut scratch, &mut out)?;
+    let plain = open_into(keys, kind, id, codec, raw_len, sealed, &mut scratch, &mut out, dicts)?;
     Ok(plain.to_vec())
 }
 
@@ -233,6 +366,7 @@ pub(crate) fn open_into<'a>(
     sealed: &[u8],
     scratch: &'a mut Vec<u8>,
     out: &'a mut Vec<u8>,
+    dicts: &mut dyn DictSource,
 ) -> Result<&'a [u8]> {
     if raw_len > MAX_BLOB_RAW {
         return Err(Error::LimitExceeded {
@@ -268,6 +402,21 @@ pub(crate) fn open_into<'a>(
         Codec::Zstd => {
             decompress_into(&scratch[..body_len], raw_len as usize, out)
                 .map_err(|e| Error::Integrity(format!("blob {}: zstd: {e}", id.short())))?;
+            &out[..]
+        }
+        Codec::ZstdDict => {
+            let body = &scratch[..body_len];
+            if body.len() <= DICT_REF_LEN {
+                return Err(Error::Integrity(format!(
+                    "blob {}: {body_len} bytes hold no dictionary id and frame",
+                    id.short()
+                )));
+            }
+            let dict_id = Id(body[..DICT_REF_LEN].try_into().expect("32 bytes"));
+            let dict = dicts.dictionary(&dict_id)?;
+            decompress_with_dict_into(&body[DICT_REF_LEN..], raw_len as usize, dict, out).map_err(|e| {
+                Error::Integrity(format!("blob {}: zstd with dictionary {}: {e}", id.short(), dict_id.short()))
+            })?;
             &out[..]
         }
     };

@@ -27,7 +27,11 @@ pub(crate) const CACHE_PACK_LEN: usize = 40;
 pub(crate) const CACHE_ENTRY_LEN: usize = 48;
 /// Where the MAC sits in the header.
 const MAC_AT: usize = 48;
+/// The codec rides in the top two bits of the sealed length (format-spec.md §5.12), which is
+/// below 2^27: bit 31 is codec 1 (zstd), bit 30 codec 2 (zstd with a dictionary).
 const CODEC_BIT: u32 = 1 << 31;
+const DICT_CODEC_BIT: u32 = 1 << 30;
+const CODEC_BITS: u32 = CODEC_BIT | DICT_CODEC_BIT;
 
 /// `KEYED(cache key, bytes[0..48] ‖ bytes[80..])`: every byte of the table but the MAC field.
 fn table_mac(key: &SecretKey, bytes: &[u8]) -> [u8; 32] {
@@ -103,7 +107,7 @@ impl Table {
         let pack = self.packs.get(word(32) as usize).ok_or_else(|| corrupt("pack number out of range"))?;
         let sealed = word(40);
         // The same bounds a pack directory entry has: a damaged cache names no impossible blob.
-        let (sealed_len, raw_len) = (sealed & !CODEC_BIT, word(44));
+        let (sealed_len, raw_len) = (sealed & !CODEC_BITS, word(44));
         if sealed_len as usize <= crate::crypto::TAG_LEN || sealed_len > MAX_BLOB_SEALED || raw_len > MAX_BLOB_RAW {
             return Err(corrupt("impossible blob length"));
         }
@@ -115,7 +119,12 @@ impl Table {
                 offset: word(36),
                 sealed_len,
                 raw_len,
-                codec: if sealed & CODEC_BIT != 0 { Codec::Zstd } else { Codec::Raw },
+                codec: match sealed & CODEC_BITS {
+                    0 => Codec::Raw,
+                    CODEC_BIT => Codec::Zstd,
+                    DICT_CODEC_BIT => Codec::ZstdDict,
+                    _ => return Err(corrupt("unknown codec")),
+                },
             },
         ))
     }
@@ -216,7 +225,11 @@ impl Table {
             out.extend_from_slice(&r.id.0);
             out.extend_from_slice(&r.pack.to_le_bytes());
             out.extend_from_slice(&r.offset.to_le_bytes());
-            let codec = if r.codec == Codec::Zstd { CODEC_BIT } else { 0 };
+            let codec = match r.codec {
+                Codec::Raw => 0,
+                Codec::Zstd => CODEC_BIT,
+                Codec::ZstdDict => DICT_CODEC_BIT,
+            };
             out.extend_from_slice(&(r.sealed_len | codec).to_le_bytes());
             out.extend_from_slice(&r.raw_len.to_le_bytes());
         }

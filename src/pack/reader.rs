@@ -15,6 +15,7 @@
 
 use super::{BlobLocation, ReadRange};
 use crate::crypto::KeySet;
+use crate::dict::DictCache;
 use crate::error::{Error, Location, Result, ResultExt};
 use crate::format::blob;
 use crate::format::pack::{self as pack_format, PackDirectory, Trailer};
@@ -95,12 +96,21 @@ pub(crate) struct PackReader<'a> {
     scratch: Vec<u8>,
     /// The plaintext blob.
     plain: Vec<u8>,
+    /// The dictionaries codec-2 blobs named so far (format-spec.md §5.17).
+    dicts: DictCache<'a>,
 }
 
 impl<'a> PackReader<'a> {
     /// A reader with empty buffers.
     pub fn new(store: &'a dyn Store, keys: &'a KeySet) -> PackReader<'a> {
-        PackReader { store, keys, read: Vec::new(), scratch: Vec::new(), plain: Vec::new() }
+        PackReader {
+            store,
+            keys,
+            read: Vec::new(),
+            scratch: Vec::new(),
+            plain: Vec::new(),
+            dicts: DictCache::new(store, keys),
+        }
     }
 
     /// Reads `first..end` of `pack` (widened by [`window`]) into the read buffer; returns the
@@ -173,7 +183,7 @@ impl<'a> PackReader<'a> {
         let sealed = self.read.get(s..s + loc.sealed_len as usize).ok_or_else(|| {
             Error::malformed("pack", Some(u64::from(loc.offset)), "the store returned a short read").at(at())
         })?;
-        blob::open(self.keys, loc.kind, id, loc.codec, loc.raw_len, sealed).at(at)
+        blob::open_with(self.keys, loc.kind, id, loc.codec, loc.raw_len, sealed, &mut self.dicts).at(at)
     }
 
     /// Reads one planned range (from [`coalesce`](super::coalesce)) of a pack of `pack_len`
@@ -209,6 +219,7 @@ impl<'a> PackReader<'a> {
                 sealed,
                 &mut self.scratch,
                 &mut self.plain,
+                &mut self.dicts,
             );
             match opened {
                 Ok(plain) => each(w, Ok(Opened { sealed, plain })),
@@ -285,6 +296,7 @@ impl<'a> PackReader<'a> {
                 sealed,
                 &mut self.scratch,
                 &mut self.plain,
+                &mut self.dicts,
             ) {
                 Ok(plain) => each(w, Ok(plain)),
                 Err(e) => each(w, Err(e.at(at(Some(offset))))),

@@ -30,12 +30,14 @@
 //! holds the choices.
 
 mod append;
+mod dictionary;
 mod options;
 mod pipeline;
 mod trees;
 mod walk;
 
 pub use append::{AppendFallback, AppendOutcome, AppendSource, Sequential};
+pub use dictionary::DictionaryOutcome;
 pub use options::{ChunkPolicy, CompressionHint, DirOptions, SnapshotInfo, StreamOptions};
 
 use std::collections::{BTreeMap, HashSet};
@@ -137,6 +139,8 @@ pub struct BackupSession<'r> {
     indexed: bool,
     /// The shared lock, held until the session is committed or dropped.
     lock: RepoLock,
+    /// The session's compression dictionary, or its sample to train one.
+    dicts: dictionary::DictHook,
 }
 
 /// What a committed backup did.
@@ -162,6 +166,8 @@ pub struct BackupOutcome {
     /// (files taken unread from the files cache are not listed): resumed, or read in full and
     /// why.
     pub appends: Vec<AppendOutcome>,
+    /// What the session did about a compression dictionary (format-spec.md §5.17).
+    pub dictionary: DictionaryOutcome,
 }
 
 /// Why a session cannot commit.
@@ -198,7 +204,9 @@ impl Repository {
             }
             None => FilesCache::default(),
         };
+        let dicts = dictionary::DictHook::new(self.store.as_ref(), &self.keys, true)?;
         Ok(BackupSession {
+            dicts,
             repo: self,
             root: BTreeMap::new(),
             files: Vec::new(),
@@ -286,6 +294,15 @@ impl BackupSession<'_> {
     /// the next backup's index file and their chunks are reused.
     pub fn set_cancel(&mut self, cancel: CancelToken) {
         self.cancel = cancel;
+    }
+
+    /// Turns compression dictionaries (format-spec.md §5.17) off for this session: no chunk is
+    /// compressed with the repository's dictionary and none is trained. On by default: a
+    /// session uses the repository's dictionary on its chunks of at most 32 KiB, or, when there
+    /// is none, trains one at commit and stores it only when it pays (see
+    /// [`BackupOutcome::dictionary`]). Call before adding files.
+    pub fn disable_dictionaries(&mut self) {
+        self.dicts.disable();
     }
 
     /// Refuses a session that was cancelled or lost data (see [`BackupSession::commit`]).
@@ -469,6 +486,9 @@ impl BackupSession<'_> {
                 self.record_pack(w);
             }
         }
+        // A new dictionary is durable before any index file names a blob that uses it
+        // (format-spec.md §8); this session's blobs do not, later sessions' will.
+        let dictionary = self.dicts.finish(self.repo.store.as_ref(), &self.repo.keys, self.repo.settings.zstd_level)?;
         let root = std::mem::take(&mut self.root);
         let root_id = self.store_tree(root, "")?;
         self.summary.dirs += 1;
@@ -531,6 +551,7 @@ impl BackupSession<'_> {
             files_changed,
             files_unchanged,
             appends: std::mem::take(&mut self.appends),
+            dictionary,
         })
     }
 }

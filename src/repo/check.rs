@@ -136,6 +136,8 @@ pub struct CheckReport {
     pub keyslots: usize,
     /// Blobs opened (with `read_data`).
     pub blobs_read: usize,
+    /// Compression dictionaries (`dicts/`, format-spec.md §5.17) read and verified.
+    pub dictionaries: usize,
     /// Packs in the store that no index names (left by an interrupted backup; prune removes
     /// them). Not a problem.
     pub unreferenced_packs: Vec<PackId>,
@@ -237,8 +239,14 @@ impl<'r> CheckedTrees<'r> {
     }
 }
 
-/// What reading one pack found: (pack, [(damaged blob and its offset, message)], blobs opened).
-type PackFindings = (PackId, Vec<(Option<(Id, u64)>, String)>, usize);
+/// One thing reading a pack found wrong: the damaged blob and its offset (if it is about one),
+/// the message, and the dictionary the blob could not get (if that is why).
+type Finding = (Option<(Id, u64)>, String, Option<Id>);
+/// What reading one pack found: (pack, findings, blobs opened).
+type PackFindings = (PackId, Vec<Finding>, usize);
+
+/// Blobs listed per dictionary problem.
+const DICT_EXAMPLES: usize = 3;
 
 /// Problems keyed by what they break, so the tree walk can attach affected paths.
 #[derive(Default)]
@@ -247,6 +255,8 @@ struct Damage {
     by_pack: HashMap<PackId, usize>,
     by_blob: HashMap<Id, usize>,
     missing_chunks: BTreeMap<Id, usize>,
+    /// Per dictionary that cannot be had: its problem, why, and the blobs that need it.
+    by_dict: BTreeMap<Id, (usize, String, Vec<Id>)>,
 }
 
 impl Damage {
@@ -280,6 +290,39 @@ impl Damage {
                 self.affect(n, here());
             }
         }
+    }
+
+    /// A dictionary that cannot be had (`why`); `blob` needs it. One problem per dictionary,
+    /// whose message counts the blobs and names a few.
+    fn dictionary(&mut self, dict: Id, why: String, blob: Option<Id>) -> usize {
+        let n = match self.by_dict.get(&dict) {
+            Some((n, ..)) => *n,
+            None => {
+                let n = self.add(String::new(), None, None);
+                self.by_dict.insert(dict, (n, why, Vec::new()));
+                n
+            }
+        };
+        let (_, why, blobs) = self.by_dict.get_mut(&dict).expect("inserted above");
+        if let Some(b) = blob {
+            blobs.push(b);
+            self.by_blob.insert(b, n);
+        }
+        let mut msg = format!("dictionary {dict} cannot be used ({why})");
+        if blobs.is_empty() {
+            msg.push_str("; a check that reads data names the blobs compressed with it");
+        } else {
+            let some: Vec<String> = blobs.iter().take(DICT_EXAMPLES).map(Id::short).collect();
+            msg.push_str(&format!(
+                "; {} blob{} compressed with it cannot be opened: {}{}",
+                blobs.len(),
+                if blobs.len() == 1 { "" } else { "s" },
+                some.join(", "),
+                if blobs.len() > DICT_EXAMPLES { ", …" } else { "" }
+            ));
+        }
+        self.problems[n].message = msg;
+        n
     }
 
     fn affect(&mut self, problem: usize, what: String) {
@@ -361,6 +404,18 @@ impl Repository {
                 Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
                 Err(e) => {
                     damage.add(format!("{e} (repair the index)"), None, None);
+                }
+            }
+        }
+
+        // Dictionaries (format-spec.md §5.17): each must read, open and hash to its name.
+        for id in crate::dict::list(self.store.as_ref())? {
+            report.dictionaries += 1;
+            match crate::dict::load(self.store.as_ref(), &self.keys, &id) {
+                Ok(_) => {}
+                Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
+                Err(e) => {
+                    damage.dictionary(id, dict_reason(&e), None);
                 }
             }
         }
@@ -464,15 +519,19 @@ impl Repository {
                     blobs.sort_by_key(|(_, l)| l.offset);
                     let read = reader.read_whole(&p.id, &blobs, |(id, loc), opened| {
                         if let Err(e) = opened {
-                            found.push((Some((*id, u64::from(loc.offset))), e.to_string()));
+                            let (msg, dict) = match e.dictionary() {
+                                Some(d) => (dict_reason(&e), Some(d)),
+                                None => (e.to_string(), None),
+                            };
+                            found.push((Some((*id, u64::from(loc.offset))), msg, dict));
                         }
                     });
                     let whole = match read {
                         Ok(w) => w,
-                        Err(e) => return (p.id, vec![(None, e.to_string())], 0),
+                        Err(e) => return (p.id, vec![(None, e.to_string(), None)], 0),
                     };
                     if !whole.hash_matches {
-                        found.push((None, format!("pack {}: content does not hash to its name", p.id)));
+                        found.push((None, format!("pack {}: content does not hash to its name", p.id), None));
                     }
                     match whole.directory {
                         Ok(dir) => {
@@ -487,13 +546,14 @@ impl Repository {
                                         dir.kind.name(),
                                         p.kind.name()
                                     ),
+                                    None,
                                 ));
                             }
                             if blobs.iter().any(|(id, l)| !listed.contains(&(*id, l.offset, l.sealed_len))) {
-                                found.push((None, format!("pack {}: directory and index disagree", p.id)));
+                                found.push((None, format!("pack {}: directory and index disagree", p.id), None));
                             }
                         }
-                        Err(e) => found.push((None, e.to_string())),
+                        Err(e) => found.push((None, e.to_string(), None)),
                     }
                     let opened = blobs.iter().filter(|(_, l)| l.end() <= whole.len).count();
                     progress.advance(u64::from(p.len), 1);
@@ -503,13 +563,18 @@ impl Repository {
             .collect();
         for (pack, found, opened) in results {
             report.blobs_read += opened;
-            for (blob, message) in found {
-                match blob {
-                    Some((id, offset)) => {
+            for (blob, message, dict) in found {
+                match (blob, dict) {
+                    (Some((id, _)), Some(d)) => {
+                        // Reported once per dictionary, with the blobs it takes down.
+                        let why = damage.by_dict.get(&d).map_or(message, |(_, w, _)| w.clone());
+                        damage.dictionary(d, why, Some(id));
+                    }
+                    (Some((id, offset)), None) => {
                         let n = damage.add(message, Some(pack), Some(offset));
                         damage.by_blob.insert(id, n);
                     }
-                    None => {
+                    (None, _) => {
                         // A damaged pack hash or directory alone does not stop a restore,
                         // which reads blobs through the index: only blobs that fail to open
                         // affect files.
@@ -518,5 +583,18 @@ impl Repository {
                 }
             }
         }
+    }
+}
+
+/// Why a dictionary cannot be used, in a few words: the error inside the
+/// [`Error::Dictionary`](crate::Error::Dictionary) wrapper.
+fn dict_reason(e: &crate::Error) -> String {
+    match e {
+        crate::Error::Dictionary { error, .. } => match error.kind() {
+            crate::ErrorKind::NotFound => format!("missing: {error}"),
+            _ => format!("damaged: {error}"),
+        },
+        crate::Error::At { error, .. } => dict_reason(error),
+        other => other.to_string(),
     }
 }

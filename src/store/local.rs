@@ -36,7 +36,7 @@ const MAX_PENDING_SYNCS: usize = 4;
 /// Prefix of the temporary names files are written under before they are linked into place.
 const TMP_PREFIX: &str = ".tmp-";
 
-const DIRS: [&str; 6] = ["keys", "packs", "index", "snapshots", "locks", "tombstones"];
+const DIRS: [&str; 7] = ["keys", "packs", "index", "snapshots", "locks", "tombstones", "dicts"];
 
 impl LocalStore {
     /// Uses `root` as the repository folder; it must exist.

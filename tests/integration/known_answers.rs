@@ -89,6 +89,49 @@ fn blob_vectors() {
 }
 
 #[test]
+fn dictionary_vectors() {
+    let keys = Keys::derive(&master());
+    let d = committed("dict.txt");
+    let id = Id::from_hex(d.get("dictionary id")).unwrap();
+    let dict = hazmat::open_dictionary(&keys, &id, &d.body).unwrap();
+    assert_eq!(hex(&dict.bytes), d.get("dictionary"));
+    // Independently of the library: the id is KEYED(DERIVE(context, master), D).
+    let m: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let id_key = blake3::derive_key("packvault 2026-12-01 v2 dictionary id", &m);
+    assert_eq!(d.get("dictionary id key"), hex(&id_key));
+    assert_eq!(hex(blake3::keyed_hash(&id_key, &dict.bytes).as_bytes()), id.to_hex());
+    assert_eq!(&d.body[..8], b"PVDICT\x01\x00");
+
+    let v = committed("blob-data-zstd-dict.txt");
+    let bid = Id::from_hex(v.get("id")).unwrap();
+    let raw_len: u32 = v.get("raw length").parse().unwrap();
+    let plain = hazmat::open_blob_with_dictionaries(
+        &keys,
+        BlobKind::Data,
+        &bid,
+        Codec::ZstdDict,
+        raw_len,
+        &v.body,
+        std::slice::from_ref(&dict),
+    )
+    .unwrap();
+    assert_eq!(hex(&plain), v.get("plaintext"));
+    assert_eq!(v.get("dictionary id"), id.to_hex());
+    // Without its dictionary the blob fails with an error naming the dictionary.
+    let err = hazmat::open_blob_with_dictionaries(&keys, BlobKind::Data, &bid, Codec::ZstdDict, raw_len, &v.body, &[])
+        .unwrap_err();
+    assert_eq!(err.dictionary(), Some(id), "{err}");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains(&id.to_hex()), "{err}");
+    // A reader of codec 1 only (or the wrong codec in the entry) fails authentication.
+    assert!(hazmat::open_blob(&keys, BlobKind::Data, &bid, Codec::Zstd, raw_len, &v.body).unwrap_err().is_integrity());
+    // A damaged dictionary file is refused.
+    let mut bad = d.body.clone();
+    bad[20] ^= 1;
+    assert!(hazmat::open_dictionary(&keys, &id, &bad).unwrap_err().is_integrity());
+}
+
+#[test]
 fn pack_index_and_truncation_vectors() {
     let keys = Keys::derive(&master());
     let v = committed("pack.txt");

@@ -85,6 +85,11 @@ pub fn master() -> MasterKey {
 }
 
 pub const TEXT: &[u8] = b"{\"from\":\"ana\",\"text\":\"see you at 8\"}\n{\"from\":\"ben\",\"text\":\"see you at 8!\"}\n{\"from\":\"ana\",\"text\":\"see you at 8\"}\n";
+/// A raw-content zstd dictionary (any bytes zstd does not recognise as a trained dictionary
+/// are its content): chat lines like the ones it compresses.
+pub const DICTIONARY: &[u8] = b"{\"from\":\"ana\",\"text\":\"see you at \"}\n{\"from\":\"ben\",\"text\":\"see you at 8!\"}\n{\"from\":\"ana\",\"text\":\"ok\"}\n{\"from\":\"ben\",\"text\":\"on my way\"}\n";
+/// A chunk that compresses better with [`DICTIONARY`] than without.
+pub const DICT_TEXT: &[u8] = b"{\"from\":\"ben\",\"text\":\"on my way\"}\n{\"from\":\"ana\",\"text\":\"see you at 9\"}\n{\"from\":\"ana\",\"text\":\"ok\"}\n";
 pub const PASSPHRASE: &str = "correct horse battery staple";
 pub const WRONG_PASSPHRASE: &str = "Tr0ub4dor&3";
 pub const REPO_ID: [u8; 16] = [0x0f; 16];
@@ -96,6 +101,14 @@ pub const PIN: &str = "482913";
 pub const VAULT_ID: [u8; 16] = [0x0e; 16];
 pub const VAULT_SECRET: [u8; 32] = [0x0f; 32];
 pub const FAST_KDF: Argon2Params = Argon2Params { m_kib: 8192, t: 1, p: 1 };
+
+fn master_bytes() -> [u8; 32] {
+    std::array::from_fn(|i| i as u8)
+}
+
+fn zstd_len(b: &[u8]) -> usize {
+    hazmat::zstd_frame_len(b, 3)
+}
 
 pub fn random_bytes() -> Vec<u8> {
     noise::noise(40, 0x0123_4567_89ab_cdef)
@@ -274,6 +287,32 @@ pub fn all() -> Vec<Vector> {
         .h("defect", "the last byte of blob-data-zstd.txt with bit 0 flipped");
     v.body = text_blob.bytes.clone();
     *v.body.last_mut().expect("non-empty") ^= 1;
+    out.push(v);
+
+    // A compression dictionary (§5.17) and a blob compressed with it (codec 2).
+    let (dict_id, dict_file) = hazmat::encode_dictionary(&keys, DICTIONARY).expect("dictionary in bounds");
+    let mut v = Vector::new("dict.txt", "success");
+    v.h("master", "keys.txt")
+        .h("dictionary id key", hex(&blake3::derive_key("packvault 2026-12-01 v2 dictionary id", &master_bytes())))
+        .h("dictionary id", dict_id.to_hex())
+        .h("dictionary", hex(DICTIONARY));
+    v.body = dict_file.clone();
+    out.push(v);
+    let dictionary = hazmat::open_dictionary(&keys, &dict_id, &dict_file).expect("opens");
+    let dict_blob = hazmat::seal_data_blob(&keys, DICT_TEXT, Some(3), Some(&dictionary));
+    assert_eq!(dict_blob.codec, Codec::ZstdDict, "the vector shows codec 2");
+    let mut v = Vector::new("blob-data-zstd-dict.txt", "success");
+    v.h("master", "keys.txt")
+        .h("kind", "data")
+        .h("codec", "zstd with dictionary (2)")
+        .h("dictionary", "dict.txt")
+        .h("dictionary id", dict_id.to_hex())
+        .h("raw length", dict_blob.raw_len.to_string())
+        .h("id", dict_blob.id.to_hex())
+        .h("plaintext", hex(DICT_TEXT))
+        .h("plaintext blake3", hex(blake3::hash(DICT_TEXT).as_bytes()))
+        .h("frame without dictionary", format!("{} bytes", zstd_len(DICT_TEXT)));
+    v.body = dict_blob.bytes.clone();
     out.push(v);
 
     // A pack of both blobs (in id order, as the writer orders them).

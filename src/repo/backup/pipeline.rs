@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::chunker::Chunker;
 use crate::crypto::KeySet;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::blob::{self, BlobKind, SealedBlob};
+use crate::format::blob::{BlobKind, SealedBlob};
 use crate::format::snapshot::Summary;
 use crate::id::{ChunkId, Id};
 use crate::index::Index;
@@ -199,7 +199,7 @@ impl BackupSession<'_> {
                 }
                 (Ok(()), packer, written)
             });
-            let shared = Shared { keys, index, seen: &seen, progress: progress.as_ref() };
+            let shared = Shared { keys, index, seen: &seen, progress: progress.as_ref(), dicts: &self.dicts };
             let worked = tally.work(&shared, &msg_rx, &recycle_tx, &blob_tx, &mut failures);
             // Stop the other stages whatever happened here, then collect their results.
             drop(msg_rx);
@@ -265,6 +265,8 @@ struct Shared<'a> {
     index: &'a Index,
     seen: &'a Mutex<HashSet<Id>>,
     progress: &'a dyn Progress,
+    /// Compresses with the session's dictionary, or samples for one (backup/dictionary.rs).
+    dicts: &'a super::dictionary::DictHook,
 }
 
 impl Tally<'_> {
@@ -277,7 +279,7 @@ impl Tally<'_> {
         blobs: &SyncSender<SealedBlob>,
         failures: &mut Vec<(usize, PathBuf, Error)>,
     ) -> Result<()> {
-        let Shared { keys, index, seen, progress } = *sh;
+        let Shared { keys, index, seen, progress, dicts } = *sh;
         // Hash, look up and seal one batch (on the rayon pool).
         let process = |batch: &Batch| -> Sealed {
             batch
@@ -288,7 +290,7 @@ impl Tally<'_> {
                     let id = keys.chunk_id(data);
                     let fresh =
                         !index.contains(&id.0) && seen.lock().unwrap_or_else(PoisonError::into_inner).insert(id.0);
-                    (id, fresh.then(|| blob::seal(keys, BlobKind::Data, id.0, data, cut.level)))
+                    (id, fresh.then(|| dicts.seal(keys, id, data, cut.level)))
                 })
                 .collect()
         };

@@ -330,7 +330,7 @@ fn open_and_seal(
                     Ok(o) if failed.is_none() => {
                         let new = dest.keys.chunk_id(o.plain);
                         let sealed = (!dest.index.contains(&new.0)).then(|| {
-                            let level = (loc.codec == Codec::Zstd).then_some(level);
+                            let level = (loc.codec != Codec::Raw).then_some(level);
                             blob::seal(&dest.keys, BlobKind::Data, new.0, o.plain, level)
                         });
                         out.push(Moved { old: *old, new, raw_len: loc.raw_len, sealed });

@@ -30,6 +30,15 @@ impl Repository {
         run: &Run<'_>,
         report: &mut CopyReport,
     ) -> Result<()> {
+        // Dictionaries first (format-spec.md §8): a copied blob may name one. Same key domain,
+        // so the same dictionary seals to the same file under the same name.
+        let there: HashSet<Id> = crate::dict::list(dest.store.as_ref())?.into_iter().collect();
+        for id in crate::dict::list(self.store.as_ref())? {
+            if !there.contains(&id) {
+                let d = crate::dict::load(self.store.as_ref(), &self.keys, &id)?;
+                crate::dict::save(dest.store.as_ref(), &dest.keys, d.bytes)?;
+            }
+        }
         let held = dest.snapshots_by_identity()?;
         let mut todo = Vec::new();
         for (id, rec) in chosen {
