@@ -36,6 +36,8 @@ mod caches;
 mod copy;
 #[path = "integration/damage.rs"]
 mod damage;
+#[path = "integration/db_chunking.rs"]
+mod db_chunking;
 #[path = "integration/keys.rs"]
 mod keys;
 #[path = "integration/known_answers.rs"]
