@@ -26,9 +26,12 @@
 #[non_exhaustive]
 pub enum ChunkPolicy {
     /// Chosen from the stream's first 64 KiB: a SQLite database or WAL header →
-    /// [`Database`](ChunkPolicy::Database); UTF-8 text → [`Text`](ChunkPolicy::Text); anything
-    /// else (media, archives, unknown binary) → [`Cdc`](ChunkPolicy::Cdc). Append streams are
-    /// cut as text.
+    /// [`Database`](ChunkPolicy::Database); anything else (text, media, unknown binary) →
+    /// [`Cdc`](ChunkPolicy::Cdc). Append streams are cut as [`Text`](ChunkPolicy::Text).
+    /// (Measured on the generated 1 GiB dataset: JSON exports rewritten daily with a shift
+    /// add 17.5–19.6 MB a day in 1 MiB text chunks against 10.0–10.6 MB in 64 KiB ones, which
+    /// outweighs the 3.2 MB text chunks save on day 1; logs that only grow re-store only their
+    /// tail.)
     #[default]
     Auto,
     /// Keyed FastCDC 2020 with the repository's parameters (format-spec.md §5.3, by default
@@ -49,9 +52,11 @@ pub enum ChunkPolicy {
 }
 
 impl ChunkPolicy {
-    /// The policy [`ChunkPolicy::Auto`] chooses for a stream that starts with `head` (its first
-    /// 64 KiB, or all of it when shorter): [`Database`](ChunkPolicy::Database),
-    /// [`Text`](ChunkPolicy::Text) or [`Cdc`](ChunkPolicy::Cdc).
+    /// What the first bytes of a stream (its first 64 KiB, or all of it when shorter) look
+    /// like: [`Database`](ChunkPolicy::Database) (a SQLite database or WAL header),
+    /// [`Text`](ChunkPolicy::Text) (UTF-8 text) or [`Cdc`](ChunkPolicy::Cdc) (anything else).
+    /// [`ChunkPolicy::Auto`] cuts `Database` page-aligned and the others with
+    /// [`Cdc`](ChunkPolicy::Cdc) (append streams as `Text`).
     #[must_use]
     pub fn sniff(head: &[u8]) -> ChunkPolicy {
         use crate::chunker::stream::Cutting;
