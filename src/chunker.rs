@@ -4,6 +4,13 @@
 //! gear table, derived from the repository's chunker key, so cut points differ between
 //! repositories. The same bytes give the same cut points whether they come as one slice
 //! ([`Chunker::cut_points`]) or through a reader ([`ChunkReader`]).
+//!
+//! Rooms: this file is keyed FastCDC; `chunker/pages.rs` cuts SQLite databases and WAL files
+//! at page boundaries; `chunker/stream.rs` chooses a cutter per stream (sniffing its first
+//! bytes) and sizes the text cutter.
+
+pub mod pages;
+pub mod stream;
 
 use std::io::{self, Read};
 
@@ -81,6 +88,20 @@ impl Chunker {
             gear: Box::new(gear),
             gear_ls: Box::new(gear_ls),
         })
+    }
+
+    /// A chunker with the same gear table (the same key) and other parameters.
+    ///
+    /// # Errors
+    /// As [`Chunker::new`].
+    pub fn with_params(&self, params: &ChunkerParams) -> Result<Chunker> {
+        Self::with_gear(params, *self.gear)
+    }
+
+    /// The gear table's first word: a keyed value for cutters that need one (page groups'
+    /// phase, `chunker/pages.rs`).
+    pub(crate) fn gear_word(&self) -> u64 {
+        self.gear[0]
     }
 
     /// Largest chunk this chunker makes.

@@ -38,6 +38,8 @@ mod copy;
 mod damage;
 #[path = "integration/dictionaries.rs"]
 mod dictionaries;
+#[path = "integration/db_chunking.rs"]
+mod db_chunking;
 #[path = "integration/keys.rs"]
 mod keys;
 #[path = "integration/known_answers.rs"]

@@ -379,6 +379,7 @@ impl BackupSession<'_> {
         let walk = walk::WalkOptions {
             root_depth: parts.len(),
             append_only: &options.append_only,
+            chunking: &options.chunking,
             level: options.compression.level(self.repo.settings.zstd_level),
         };
         self.walk(&abs, &parts, &walk, &mut jobs, &mut total)?;

@@ -11,13 +11,21 @@ use std::sync::Arc;
 
 use packvault::format::snapshot::{NodeContent, SnapshotRecord};
 use packvault::{
-    AppendFallback, BackupOutcome, ChunkId, DirOptions, FileMeta, Repository, RestoreOptions, Sequential, SnapshotInfo,
+    AppendFallback, BackupOutcome, ChunkId, ChunkPolicy, DirOptions, FileMeta, Repository, RestoreOptions, Sequential,
+    SnapshotInfo, StreamOptions,
 };
 
 use crate::new_local_repo;
 use crate::vectors::noise::noise;
 
 const MIB: usize = 1 << 20;
+
+/// These tests check append mode's mechanics with the repository's chunker (whose maximum
+/// chunk they bound reads by), so every stream names that policy: by default an append
+/// stream is cut as text and a plain one is sniffed (`db_chunking.rs` tests those).
+const CDC: StreamOptions =
+    StreamOptions { chunking: ChunkPolicy::Cdc, compression: packvault::CompressionHint::Auto, append: false };
+const CDC_APPEND: StreamOptions = StreamOptions { append: true, ..CDC };
 const META: FileMeta = FileMeta { mode: 0o600, mtime_secs: 1_700_000_000, mtime_nanos: 0 };
 
 /// The first `len` bytes of shared data as a seekable source that counts what it hands out.
@@ -86,7 +94,7 @@ pub fn restored(repo: &Repository, record: &SnapshotRecord, path: &str, scratch:
 fn append(repo: &mut Repository, path: &str, data: &Arc<Vec<u8>>, len: usize) -> (BackupOutcome, u64) {
     let (source, handed) = Counted::new(data, len);
     let mut s = repo.backup().unwrap();
-    s.add_append_stream(path, source, META).unwrap();
+    s.add_stream_with(path, source, META, CDC_APPEND).unwrap();
     let out = s.commit(SnapshotInfo::default()).unwrap();
     let handed = handed.load(Ordering::Relaxed);
     assert_eq!(out.record.summary.bytes_read, handed, "the summary counts what the source handed out");
@@ -98,7 +106,7 @@ fn append(repo: &mut Repository, path: &str, data: &Arc<Vec<u8>>, len: usize) ->
 
 fn plain(repo: &mut Repository, path: &str, bytes: &[u8]) -> BackupOutcome {
     let mut s = repo.backup().unwrap();
-    s.add_stream(path, bytes, META).unwrap();
+    s.add_stream_with(path, Sequential::new(bytes), META, CDC).unwrap();
     s.commit(SnapshotInfo::default()).unwrap()
 }
 
@@ -197,7 +205,7 @@ fn unchanged_append_streams_read_only_their_last_chunk() {
     let logs: Vec<Arc<Vec<u8>>> = (0..STREAMS).map(|i| Arc::new(noise(4 * MIB, 100 + i as u64))).collect();
     let mut s = repo.backup().unwrap();
     for (i, log) in logs.iter().enumerate() {
-        s.add_stream(&format!("logs/{i}.log"), &log[..], META).unwrap();
+        s.add_stream_with(&format!("logs/{i}.log"), Sequential::new(&log[..]), META, CDC).unwrap();
     }
     let day1 = s.commit(SnapshotInfo::default()).unwrap();
 
@@ -205,7 +213,7 @@ fn unchanged_append_streams_read_only_their_last_chunk() {
     let mut counters = Vec::new();
     for (i, log) in logs.iter().enumerate() {
         let (source, handed) = Counted::new(log, log.len());
-        s.add_append_stream(&format!("logs/{i}.log"), source, META).unwrap();
+        s.add_stream_with(&format!("logs/{i}.log"), source, META, CDC_APPEND).unwrap();
         counters.push(handed);
     }
     let day2 = s.commit(SnapshotInfo::default()).unwrap();
@@ -237,13 +245,7 @@ fn append_without_an_old_version_or_a_seekable_source_reads_in_full() {
 
     // A reader that cannot seek.
     let mut s = repo.backup().unwrap();
-    s.add_stream_with(
-        "a.log",
-        Sequential::new(&data[..]),
-        META,
-        packvault::StreamOptions { append: true, ..Default::default() },
-    )
-    .unwrap();
+    s.add_stream_with("a.log", Sequential::new(&data[..]), META, CDC_APPEND).unwrap();
     let out = s.commit(SnapshotInfo::default()).unwrap();
     assert_eq!(out.appends[0].fallback, Some(AppendFallback::CannotSeek));
     assert_eq!(out.record.summary.bytes_read, 2 * MIB as u64);
@@ -252,13 +254,13 @@ fn append_without_an_old_version_or_a_seekable_source_reads_in_full() {
     plain(&mut repo, "other", b"something else");
     let (source, handed) = Counted::new(&data, 2 * MIB);
     let mut s = repo.backup().unwrap();
-    s.add_append_stream("a.log", source, META).unwrap();
+    s.add_stream_with("a.log", source, META, CDC_APPEND).unwrap();
     assert_eq!(s.commit(SnapshotInfo::default()).unwrap().appends[0].fallback, Some(AppendFallback::NoOldVersion));
     assert_eq!(handed.load(Ordering::Relaxed), 2 * MIB as u64);
     let (source, handed) = Counted::new(&data, 2 * MIB);
     let mut s = repo.backup().unwrap();
     s.set_parent(first.snapshot).unwrap();
-    s.add_append_stream("a.log", source, META).unwrap();
+    s.add_stream_with("a.log", source, META, CDC_APPEND).unwrap();
     let out = s.commit(SnapshotInfo::default()).unwrap();
     assert!(out.appends[0].resumed(), "{:?}", out.appends[0]);
     assert!(handed.load(Ordering::Relaxed) <= MIB as u64 + repo.settings().chunker.max_size as u64);
@@ -281,7 +283,11 @@ fn append_only_files_of_a_folder_resume_from_the_files_cache_or_the_parent() {
     write(&log, &data[..4 * MIB]);
     write(&other, &data[..2 * MIB]);
     settle();
-    let options = DirOptions { append_only: vec!["**/*.log".into()], ..Default::default() };
+    let options = DirOptions {
+        append_only: vec!["**/*.log".into()],
+        chunking: vec![("**".into(), ChunkPolicy::Cdc)],
+        ..Default::default()
+    };
     let backup_with = |repo: &mut Repository, parent: Option<packvault::SnapshotId>| {
         let mut s = repo.backup().unwrap();
         if let Some(p) = parent {

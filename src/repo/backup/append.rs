@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
 
-use crate::chunker::Chunker;
+use crate::chunker::stream::Cutting;
 use crate::error::Result;
 use crate::format::blob::BlobKind;
 use crate::format::snapshot::{NodeContent, Tree};
@@ -158,6 +158,9 @@ pub enum AppendFallback {
     },
     /// The bytes where the old version's last chunk lay changed: the file was rewritten.
     LastChunkChanged,
+    /// The stream is cut page-aligned ([`ChunkPolicy::Database`](crate::ChunkPolicy::Database)),
+    /// which reads the SQLite header at the file's start.
+    PageAligned,
 }
 
 impl fmt::Display for AppendFallback {
@@ -170,6 +173,7 @@ impl fmt::Display for AppendFallback {
                 write!(f, "shorter than the old version ({new_size} bytes, was {old_size})")
             }
             AppendFallback::LastChunkChanged => f.write_str("the old version's last chunk changed"),
+            AppendFallback::PageAligned => f.write_str("page-aligned chunking reads the file from its start"),
         }
     }
 }
@@ -307,13 +311,15 @@ impl ReadStage<'_> {
         source: &mut dyn AppendSource,
         base: std::result::Result<AppendBase, AppendFallback>,
         path: String,
-        chunker: &Chunker,
+        cutting: Cutting,
         level: Option<i32>,
     ) -> Result<FileRead> {
         let mut read = 0u64;
         let fallback = match base {
             Err(why) => why,
-            Ok(base) => match self.resume(file, source, &base, chunker, level, &mut read)? {
+            // Page groups need the header at the file's start: no resuming.
+            Ok(_) if cutting == Cutting::SniffPages => AppendFallback::PageAligned,
+            Ok(base) => match self.resume(file, source, &base, cutting, level, &mut read)? {
                 Ok((size, reused_chunks)) => {
                     let reused_bytes = base.size - base.last_len;
                     let outcome =
@@ -325,7 +331,8 @@ impl ReadStage<'_> {
         };
         let mut reader = source.read_from(0)?;
         let pos = self.batch_len();
-        let size = self.read_file(file, &mut reader, chunker, level, pos)?;
+        let chunkers = self.chunkers;
+        let size = self.read_file(file, &mut reader, &mut chunkers.cutter(cutting, 0), level, pos)?;
         read += size;
         let outcome =
             AppendOutcome { path, size, bytes_read: read, reused_chunks: 0, reused_bytes: 0, fallback: Some(fallback) };
@@ -341,7 +348,7 @@ impl ReadStage<'_> {
         file: usize,
         source: &mut dyn AppendSource,
         base: &AppendBase,
-        chunker: &Chunker,
+        cutting: Cutting,
         level: Option<i32>,
         read: &mut u64,
     ) -> Result<std::result::Result<(u64, u64), AppendFallback>> {
@@ -379,7 +386,8 @@ impl ReadStage<'_> {
         if !reused.is_empty() {
             self.send(Msg::Reuse { file, chunks: reused.to_vec(), bytes: start })?;
         }
-        let n = self.read_file(file, &mut reader, chunker, level, pos)?;
+        let chunkers = self.chunkers;
+        let n = self.read_file(file, &mut reader, &mut chunkers.cutter(cutting, start), level, pos)?;
         *read += n;
         Ok(Ok((start + got + n, reused_chunks)))
     }

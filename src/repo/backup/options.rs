@@ -10,21 +10,76 @@
 //! however it was compressed (the blob records its codec, format-spec.md §5.4), so restore and
 //! check never need to know them.
 
-/// How a stream is cut into chunks.
+/// How a stream is cut into chunks (format-spec.md §5.3.1).
 ///
-/// New policies arrive as new variants (a frozen algorithm is never changed in place: that
-/// would change every repository's dedup). The pipeline takes the chunker per stream, so a
-/// backup may mix policies. Append mode resumes at the start of the old last chunk with the
-/// policy it is given: a policy whose cuts depend only on the bytes before them (content-
-/// defined or page-aligned cuts do) keeps the promise that resumed streams store the chunks
-/// of a full read; the same stream must keep its policy from day to day.
+/// A writer's choice: readers need nothing to know it, but the same file should keep its
+/// policy from night to night, or the night it changes stores it again. Every policy is keyed
+/// by the repository's chunker key and cuts only where the bytes before the cut decide it, so
+/// cuts are reproducible across nights and devices. New policies arrive as new variants (a
+/// frozen algorithm is never changed in place: that would change every repository's dedup).
+///
+/// Append mode resumes at the start of the old last chunk: [`ChunkPolicy::Auto`] cuts an
+/// append stream as [`ChunkPolicy::Text`] (a log that only grows), without sniffing, so the
+/// resumed cuts are those of a full read; [`ChunkPolicy::Database`] needs the file's header and
+/// reads an append stream in full ([`AppendFallback::PageAligned`](crate::AppendFallback::PageAligned)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ChunkPolicy {
-    /// Keyed FastCDC 2020 with the repository's parameters (format-spec.md §5.3): content
-    /// defined, so an insertion moves only the chunks around it.
+    /// Chosen from the stream's first 64 KiB: a SQLite database or WAL header →
+    /// [`Database`](ChunkPolicy::Database); anything else (text, media, unknown binary) →
+    /// [`Cdc`](ChunkPolicy::Cdc). Append streams are cut as [`Text`](ChunkPolicy::Text).
+    /// (Measured on the generated 1 GiB dataset: JSON exports rewritten daily with a shift
+    /// add 17.5–19.6 MB a day in 1 MiB text chunks against 10.0–10.6 MB in 64 KiB ones, which
+    /// outweighs the 3.2 MB text chunks save on day 1; logs that only grow re-store only their
+    /// tail.)
     #[default]
-    Default,
+    Auto,
+    /// Keyed FastCDC 2020 with the repository's parameters (format-spec.md §5.3, by default
+    /// 16/64/256 KiB): content defined, so an insertion moves only the chunks around it. For
+    /// media and unknown data.
+    Cdc,
+    /// Keyed FastCDC 2020 with large chunks (256 KiB / 1 MiB / 4 MiB): text and logs that only
+    /// grow, where dedup comes from the unchanged prefix and zstd gains from long windows.
+    Text,
+    /// Page-aligned, for SQLite databases and their WAL files (detected by header; another
+    /// stream is cut as [`Cdc`](ChunkPolicy::Cdc)): one chunk per page (WAL: per frame), so a
+    /// page changed in place changes exactly one chunk and appended pages add chunks at the
+    /// end.
+    Database,
+    /// One chunk per file, for small files that always change as a whole; a file over 16 MiB
+    /// is cut as [`Text`](ChunkPolicy::Text).
+    WholeFile,
+}
+
+impl ChunkPolicy {
+    /// What the first bytes of a stream (its first 64 KiB, or all of it when shorter) look
+    /// like: [`Database`](ChunkPolicy::Database) (a SQLite database or WAL header),
+    /// [`Text`](ChunkPolicy::Text) (UTF-8 text) or [`Cdc`](ChunkPolicy::Cdc) (anything else).
+    /// [`ChunkPolicy::Auto`] cuts `Database` page-aligned and the others with
+    /// [`Cdc`](ChunkPolicy::Cdc) (append streams as `Text`).
+    #[must_use]
+    pub fn sniff(head: &[u8]) -> ChunkPolicy {
+        use crate::chunker::stream::Cutting;
+        match Cutting::sniff(head) {
+            Cutting::Pages(_) => ChunkPolicy::Database,
+            Cutting::Text => ChunkPolicy::Text,
+            _ => ChunkPolicy::Cdc,
+        }
+    }
+
+    /// The cutter for a stream under this policy (`append`: the stream resumes, so it is not
+    /// sniffed).
+    pub(crate) fn cutting(self, append: bool) -> crate::chunker::stream::Cutting {
+        use crate::chunker::stream::Cutting;
+        match self {
+            ChunkPolicy::Auto if append => Cutting::Text,
+            ChunkPolicy::Auto => Cutting::Sniff,
+            ChunkPolicy::Cdc => Cutting::Cdc,
+            ChunkPolicy::Text => Cutting::Text,
+            ChunkPolicy::Database => Cutting::SniffPages,
+            ChunkPolicy::WholeFile => Cutting::Whole,
+        }
+    }
 }
 
 /// Whether a stream's chunks are compressed.
@@ -76,6 +131,9 @@ pub struct DirOptions {
     /// matching file that changed since the last backup is treated as an append stream: its
     /// old version comes from the files cache, or else from the parent snapshot.
     pub append_only: Vec<String>,
+    /// Chunking policies by glob (matched like `append_only`; the first match wins). Files
+    /// no glob matches get [`ChunkPolicy::Auto`].
+    pub chunking: Vec<(String, ChunkPolicy)>,
     /// Whether the folder's chunks are compressed.
     pub compression: CompressionHint,
 }

@@ -13,6 +13,7 @@ use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
+use crate::chunker::stream::{ChunkerSet, Cutting, StreamCutter};
 use crate::chunker::Chunker;
 use crate::crypto::KeySet;
 use crate::error::{Error, ErrorKind, Result};
@@ -62,21 +63,20 @@ pub(super) struct Job<'a> {
     pub(super) append: Option<std::result::Result<AppendBase, AppendFallback>>,
 }
 
-/// The chunkers of a run, one per policy: the pipeline asks for a file's chunker by its
+/// The chunkers of a run, one per policy: the pipeline asks for a file's cutter by its
 /// policy, so policies can differ between files of one backup.
 pub(super) struct Chunkers {
-    default: Chunker,
+    set: ChunkerSet,
 }
 
 impl Chunkers {
-    pub(super) fn new(default: Chunker) -> Chunkers {
-        Chunkers { default }
+    pub(super) fn new(default: Chunker) -> Result<Chunkers> {
+        Ok(Chunkers { set: ChunkerSet::new(default)? })
     }
 
-    pub(super) fn get(&self, policy: ChunkPolicy) -> &Chunker {
-        match policy {
-            ChunkPolicy::Default => &self.default,
-        }
+    /// A cutter for a stream whose bytes start at `offset` of the file.
+    pub(super) fn cutter(&self, cutting: Cutting, offset: u64) -> StreamCutter<'_> {
+        self.set.cutter(cutting, offset)
     }
 }
 
@@ -157,7 +157,7 @@ impl BackupSession<'_> {
             counts: &mut self.counts,
             appends: &mut self.appends,
         };
-        let chunkers = Chunkers::new(repo.chunker.clone());
+        let chunkers = Chunkers::new(repo.chunker.clone())?;
         let keys = &repo.keys;
         let index = &repo.index;
         let store = repo.store.as_ref();
@@ -457,7 +457,8 @@ impl ReadStage<'_> {
         for job in jobs {
             self.cancel.check()?;
             let Job { file, source, name, chunking, level, append } = job;
-            let chunker = self.chunkers.get(chunking);
+            let cutting = chunking.cutting(append.is_some());
+            let chunkers = self.chunkers;
             let (mut source, path): (Box<dyn AppendSource + '_>, PathBuf) = match source {
                 Source::Stream(s) => (s, PathBuf::new()),
                 Source::Path(path) => {
@@ -486,10 +487,10 @@ impl ReadStage<'_> {
             let known = !path.as_os_str().is_empty() && self.cache.knows(path.as_os_str().as_bytes());
             self.progress.current(&name);
             let result = match append {
-                Some(base) => self.read_append(file, source.as_mut(), base, name, chunker, level),
+                Some(base) => self.read_append(file, source.as_mut(), base, name, cutting, level),
                 None => source.read_from(0).map_err(Error::from).and_then(|mut r| {
                     let pos = self.batch.data.len();
-                    let read = self.read_file(file, &mut r, chunker, level, pos)?;
+                    let read = self.read_file(file, &mut r, &mut chunkers.cutter(cutting, 0), level, pos)?;
                     Ok(FileRead { size: read, read, append: None })
                 }),
             };
@@ -514,14 +515,14 @@ impl ReadStage<'_> {
         &mut self,
         file: usize,
         reader: &mut dyn std::io::Read,
-        chunker: &Chunker,
+        cutter: &mut StreamCutter<'_>,
         level: Option<i32>,
         mut pos: usize,
     ) -> Result<u64> {
         let mut eof = false;
         let mut total = 0u64;
         loop {
-            while let Some(len) = chunker.next_cut(&self.batch.data[pos..], eof) {
+            while let Some(len) = cutter.next_cut(&self.batch.data[pos..], eof) {
                 if len == 0 {
                     break;
                 }

@@ -23,6 +23,8 @@ pub(super) struct WalkOptions<'a> {
     pub(super) root_depth: usize,
     /// Globs of files that only grow.
     pub(super) append_only: &'a [String],
+    /// Chunking policies by glob, first match wins.
+    pub(super) chunking: &'a [(String, ChunkPolicy)],
     /// The zstd level of the folder's chunks.
     pub(super) level: Option<i32>,
 }
@@ -105,7 +107,11 @@ impl BackupSession<'_> {
                     file,
                     source: Source::Path(path),
                     name: String::from_utf8_lossy(&parts.join(&b'/')).into_owned(),
-                    chunking: ChunkPolicy::Default,
+                    chunking: options
+                        .chunking
+                        .iter()
+                        .find(|(g, _)| glob_match(g.as_bytes(), &relative))
+                        .map_or(ChunkPolicy::Auto, |(_, p)| *p),
                     level: options.level,
                     append,
                 });
