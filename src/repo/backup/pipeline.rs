@@ -22,7 +22,7 @@ use crate::id::{ChunkId, Id};
 use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
 use crate::progress::{CancelToken, Progress};
-use crate::repo::files_cache::{FilesCache, Stamp};
+use crate::repo::files_cache::FilesCache;
 use crate::repo::Repository;
 
 use super::append::{AppendBase, AppendFallback, AppendOutcome, AppendSource};
@@ -162,7 +162,6 @@ impl BackupSession<'_> {
         let index = &repo.index;
         let store = repo.store.as_ref();
         let cache = &self.cache;
-        let started = self.started;
         let progress = self.progress.clone();
         let cancel = self.cancel.clone();
         let probe = &*self.probe;
@@ -179,9 +178,7 @@ impl BackupSession<'_> {
                 let mut stage = ReadStage {
                     chunkers: &chunkers,
                     cache,
-                    index,
                     keys,
-                    started,
                     progress: progress_ref,
                     cancel: &cancel,
                     probe,
@@ -405,15 +402,14 @@ impl Tally<'_> {
     }
 }
 
-/// The reader stage: files cache lookups, then reading and cutting into batches. Checks the
+/// The reader stage: reading and cutting into batches (the walk settled the files the files
+/// cache vouches for). Checks the
 /// cancel token before each file and each read, so a cancellation stops the run within one
 /// read ([`READ_BYTES`]).
 pub(super) struct ReadStage<'a> {
     pub(super) chunkers: &'a Chunkers,
     pub(super) cache: &'a FilesCache,
-    pub(super) index: &'a Index,
     pub(super) keys: &'a KeySet,
-    pub(super) started: (i64, u32),
     pub(super) progress: &'a dyn Progress,
     pub(super) cancel: &'a CancelToken,
     /// Counts the files opened.
