@@ -5,6 +5,7 @@ mod backup;
 mod check;
 mod copy;
 mod files_cache;
+mod folder_cache;
 mod history;
 mod inspect;
 mod keys;

@@ -33,6 +33,8 @@ mod append;
 mod dictionary;
 mod options;
 mod pipeline;
+#[cfg(test)]
+mod tests;
 mod trees;
 mod walk;
 
@@ -57,6 +59,7 @@ use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
 use crate::progress::{CancelToken, NoProgress, Progress};
 use crate::repo::files_cache::{FilesCache, Stamp};
+use crate::repo::folder_cache::FolderCache;
 use crate::repo::lock::{hostname, LockKind, RepoLock};
 use crate::repo::{now, Repository};
 use crate::store::FileKind;
@@ -90,9 +93,38 @@ impl FileMeta {
 }
 
 enum Entry {
-    File { meta: FileMeta, file: usize },
-    Dir { meta: FileMeta, children: BTreeMap<Vec<u8>, Entry> },
-    Symlink { meta: FileMeta, target: Vec<u8> },
+    File {
+        meta: FileMeta,
+        file: usize,
+    },
+    /// `fold`: set by the walk for a folder it listed in full (see [`Fold`]); cleared when
+    /// anything is added to the folder afterwards.
+    Dir {
+        meta: FileMeta,
+        children: BTreeMap<Vec<u8>, Entry>,
+        fold: Option<Box<Fold>>,
+    },
+    Symlink {
+        meta: FileMeta,
+        target: Vec<u8>,
+    },
+}
+
+/// A folder the walk listed in full: its local path and the fingerprint of its entries (the
+/// folder cache's key), and the tree to reuse when every entry came from the caches.
+struct Fold {
+    path: Vec<u8>,
+    fingerprint: [u8; 32],
+    reuse: Option<crate::id::TreeId>,
+}
+
+/// Counts of the work a session did, for tests: files opened by the reader, trees encoded and
+/// trees reused from the folder cache.
+#[derive(Debug, Default)]
+pub(crate) struct Probe {
+    pub(crate) opened: std::sync::atomic::AtomicU64,
+    pub(crate) trees_encoded: std::sync::atomic::AtomicU64,
+    pub(crate) trees_reused: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -123,6 +155,10 @@ pub struct BackupSession<'r> {
     cache_warnings: Vec<CacheWarning>,
     cache: FilesCache,
     new_cache: FilesCache,
+    /// Trees of unchanged folders, from the last backup, and for the next one.
+    folders: FolderCache,
+    new_folders: FolderCache,
+    probe: Arc<Probe>,
     started: (i64, u32),
     progress: Arc<dyn Progress>,
     /// Files new, changed and unchanged (see [`BackupOutcome`]).
@@ -196,13 +232,15 @@ impl Repository {
         }
         let target = self.settings.pack_target_size as usize;
         let mut cache_warnings = self.index.take_cache_warnings();
-        let cache = match &self.cache_dir {
+        let (cache, folders) = match &self.cache_dir {
             Some(d) => {
                 let (cache, warning) = FilesCache::load(d, &self.repo_id, &self.keys.cache_key());
                 cache_warnings.extend(warning);
-                cache
+                let (folders, warning) = FolderCache::load(d, &self.repo_id, &self.keys.cache_key());
+                cache_warnings.extend(warning);
+                (cache, folders)
             }
-            None => FilesCache::default(),
+            None => (FilesCache::default(), FolderCache::default()),
         };
         let dicts = dictionary::DictHook::new(self.store.as_ref(), &self.keys, true)?;
         Ok(BackupSession {
@@ -220,6 +258,9 @@ impl Repository {
             cache_warnings,
             cache,
             new_cache: FilesCache::default(),
+            folders,
+            new_folders: FolderCache::default(),
+            probe: Arc::default(),
             started: now(),
             progress: Arc::new(NoProgress),
             counts: (0, 0, 0),
@@ -316,15 +357,23 @@ impl BackupSession<'_> {
         }
     }
 
-    /// The directory map at `parts` (created with default metadata where missing).
+    /// The directory map at `parts` (created with default metadata where missing). Every
+    /// folder on the way loses its [`Fold`]: what the caller adds changes their trees.
     fn dir_at(&mut self, parts: &[Vec<u8>]) -> Result<&mut BTreeMap<Vec<u8>, Entry>> {
         let mut cur = &mut self.root;
         for p in parts {
-            let e = cur
-                .entry(p.clone())
-                .or_insert_with(|| Entry::Dir { meta: FileMeta::default_dir(), children: BTreeMap::new() });
+            if !cur.contains_key(p) {
+                cur.insert(
+                    p.clone(),
+                    Entry::Dir { meta: FileMeta::default_dir(), children: BTreeMap::new(), fold: None },
+                );
+            }
+            let e = cur.get_mut(p).expect("inserted above");
             match e {
-                Entry::Dir { children, .. } => cur = children,
+                Entry::Dir { children, fold, .. } => {
+                    *fold = None;
+                    cur = children;
+                }
                 _ => {
                     return Err(Error::InvalidArgument(format!(
                         "{} is already a file in this backup",
@@ -364,26 +413,42 @@ impl BackupSession<'_> {
         }
         let abs = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         self.paths.push(abs.display().to_string());
+        // A folder added where another one's entries already are merges with them: its tree is
+        // then not the walk's alone, and the walk must not mark it for reuse.
+        let mut fresh = true;
         if let Some((last, parents)) = parts.split_last() {
             let parent = self.dir_at(parents)?;
-            let e = parent
-                .entry(last.clone())
-                .or_insert_with(|| Entry::Dir { meta: FileMeta::from_fs(&md), children: BTreeMap::new() });
+            fresh = match parent.get_mut(last) {
+                None => true,
+                Some(Entry::Dir { children, fold, .. }) => {
+                    *fold = None;
+                    children.is_empty()
+                }
+                Some(_) => false,
+            };
+            let e = parent.entry(last.clone()).or_insert_with(|| Entry::Dir {
+                meta: FileMeta::from_fs(&md),
+                children: BTreeMap::new(),
+                fold: None,
+            });
             if let Entry::Dir { meta, .. } = e {
                 *meta = FileMeta::from_fs(&md);
             }
         }
         self.summary.dirs += u64::from(!parts.is_empty());
         let mut jobs = Vec::new();
-        let mut total = 0;
+        let mut tally = walk::WalkTally::default();
         let walk = walk::WalkOptions {
             root_depth: parts.len(),
+            fresh,
             append_only: &options.append_only,
             chunking: &options.chunking,
             level: options.compression.level(self.repo.settings.zstd_level),
         };
-        self.walk(&abs, &parts, &walk, &mut jobs, &mut total)?;
-        self.progress.start("backup", total, jobs.len() as u64);
+        self.walk(&abs, &parts, &walk, &mut jobs, &mut tally)?;
+        let files = jobs.len() as u64 + tally.cached_files;
+        self.progress.start("backup", tally.job_bytes + tally.cached_bytes, files);
+        self.progress.advance(tally.cached_bytes, tally.cached_files);
         let result = self.run_jobs(jobs);
         self.progress.finish();
         for (file, path, error) in result? {
@@ -542,6 +607,7 @@ impl BackupSession<'_> {
         if let Some(dir) = &repo.cache_dir {
             // Only a cache: failing to write it costs the next backup time, not data.
             let _ = self.new_cache.save(dir, &repo.repo_id, &repo.keys.cache_key());
+            let _ = self.new_folders.save(dir, &repo.repo_id, &repo.keys.cache_key());
         }
         Ok(BackupOutcome {
             snapshot: id,
