@@ -101,7 +101,7 @@ fn small_file_restore_stays_within_its_syscall_budget() {
     let (calls, many) = traced_restore(tmp.path(), "many");
     let per_file = (many as f64 - one as f64) / (FILES - 1) as f64;
     let mut top = calls;
-    top.sort_by(|a, b| b.1.cmp(&a.1));
+    top.sort_by_key(|c| std::cmp::Reverse(c.1));
     top.truncate(12);
     eprintln!("restore of {FILES} small files: {many} calls, of one file: {one}; {per_file:.2} per file; {top:?}");
     assert!(
