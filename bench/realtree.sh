@@ -153,9 +153,11 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 rm -rf "$WORK/cache-restic" "$WORK/cache-rustic"
 
-python3 - "$OUT" "$tree" <<'PY' | tee "${OUT%.tsv}.md"
+python3 - "$OUT" "$(cat "${OUT%.tsv}.tree")" <<'PY' | tee "${OUT%.tsv}.md"
 import csv, statistics, sys
-rows = [r for r in csv.DictReader(open(sys.argv[1]), delimiter="\t") if r["wall_s"] not in ("-", "")]
+# Rows of failed steps (rc != 0: a full disk, say) are left out of the medians.
+rows = [r for r in csv.DictReader(open(sys.argv[1]), delimiter="\t")
+        if r["wall_s"] not in ("-", "") and r["note"].startswith("rc=0")]
 med = {}
 for step in ("backup", "rebackup", "restore"):
     for tool in sorted({r["tool"] for r in rows}):
