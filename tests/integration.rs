@@ -54,6 +54,8 @@ mod regression;
 mod reliability;
 #[path = "integration/restore_safety.rs"]
 mod restore_safety;
+#[path = "integration/restore_syscalls.rs"]
+mod restore_syscalls;
 #[path = "integration/rotate.rs"]
 mod rotate;
 #[path = "integration/tree_walks.rs"]

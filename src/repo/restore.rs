@@ -15,7 +15,8 @@
 //!   folders 0700; a file gets its final mode (through its open handle) only once all of its
 //!   data is written, and a folder only after everything in it is restored. A user who opens a
 //!   file mid-restore to keep the handle can therefore only do so where they could read the
-//!   complete file anyway.
+//!   complete file anyway. A small file created anonymous (`O_TMPFILE`) has its final mode from
+//!   the start, but no name until it is complete: no other user can open it before.
 //! - **No symlink inside the target is ever followed for writing.** The target is opened once
 //!   (it may itself be a symlink: the caller chose it); below it every folder is created or
 //!   opened from its parent's handle with `O_NOFOLLOW`, and every creation, mode change, time
@@ -23,7 +24,7 @@
 //!   symlink planted at any path inside the target fails that path (reported) and never
 //!   redirects a write, even if it appears during the restore.
 //! - **No reopening by path.** A file is written through the handle that created it
-//!   (`O_CREAT | O_EXCL`, which never opens a planted file). Only a restore with more large files
+//!   (`O_CREAT | O_EXCL`, which never opens a planted file, or `O_TMPFILE`). Only a restore with more large files
 //!   in flight than the descriptor budget closes a handle between two reads and reopens it by
 //!   name in its held folder, refusing anything that is not the same inode (see `fill.rs`).
 //! - **Existing files are never replaced without `overwrite`**, not even one created between
@@ -53,9 +54,14 @@
 //! before the cancel stay under their names, every other file's temporary file is removed, and
 //! nothing partial is ever under a final name.
 //!
-//! Cost: a small file whose data comes in one pack read takes six system calls (`openat`,
-//! `pwrite`, `fchmod`, `futimens`, `renameat2`, `close`), against sixteen before this design
-//! (create, truncate, close, reopen twice by path, `getpid` for every temporary name).
+//! Cost: a small file whose data comes in one pack read takes five system calls: `openat`
+//! (`O_TMPFILE`: an anonymous file, born with its final mode since nobody can open it by name),
+//! `pwrite`, `futimens`, `linkat` (which, like `RENAME_NOREPLACE`, never replaces a name) and
+//! `close`; an `fchmod` only when the umask took bits from the mode. Where anonymous files are
+//! not available, and for files written over several reads, with `overwrite` or with `sync`, a
+//! named temporary file takes six (`openat`, `pwrite`, `fchmod`, `futimens`, `renameat2`,
+//! `close`), against sixteen before this design (create, truncate, close, reopen twice by path,
+//! `getpid` for every temporary name). `tests/integration/restore_syscalls.rs` counts them.
 
 mod file_reader;
 mod fill;
@@ -188,6 +194,9 @@ impl fmt::Display for RestoreWarning {
 pub(crate) struct Budget {
     pub dirs: usize,
     pub files: usize,
+    /// Create files written in one go anonymous (`O_TMPFILE`) where possible; off only in
+    /// tests of the named temporary files.
+    pub anon: bool,
 }
 
 /// True once `cancel` was cancelled.
@@ -217,7 +226,7 @@ impl Repository {
     /// the restore was cancelled ([`Error::Cancelled`]).
     pub fn restore(&self, snapshot: &SnapshotRecord, options: &RestoreOptions) -> Result<RestoreReport> {
         let total = target::descriptor_budget();
-        self.restore_within(snapshot, options, Budget { dirs: total / 2, files: total / 2 })
+        self.restore_within(snapshot, options, Budget { dirs: total / 2, files: total / 2, anon: true })
     }
 
     /// [`Repository::restore`] holding at most `budget` descriptors.
@@ -265,7 +274,7 @@ impl Repository {
             })
             .collect();
         let progress: &dyn crate::Progress = options.progress.as_deref().unwrap_or(&crate::NoProgress);
-        let mut files = Files::new(jobs, &dirs, options, budget.files, progress);
+        let mut files = Files::new(jobs, &dirs, options, budget, progress);
         let prepare = |i: usize| -> Result<Vec<BlobLocation>> {
             let f = &plan.files[i];
             let parent = match &parents[i] {

@@ -1,8 +1,16 @@
 //! Filling the files: each planned file's temporary file is created when its first chunk
 //! arrives, written with positioned writes through the handle created then, and finished (mode,
-//! time, rename) by whichever worker writes its last chunk. A small file whose chunks come in
-//! one pack read therefore costs six system calls: `openat` (create), `pwrite`, `fchmod`,
-//! `futimens`, `renameat2` and `close`.
+//! time, rename) by whichever worker writes its last chunk.
+//!
+//! A file written in one go (a small file: one chunk, or none) is created anonymous
+//! (`O_TMPFILE`) with its final mode, and once written and timed is linked under its final name
+//! (`linkat`, which never replaces a name): five system calls, `openat`, `pwrite`, `futimens`,
+//! `linkat`, `close`, against six with a named temporary file (`fchmod` and `renameat2` in place
+//! of `linkat`), and nothing to remove after a failure or a cancel (the file vanishes with its
+//! handle). Measured on 2,000 files of 0.1–4 KiB (`restore_syscalls.rs`): 5.15 calls per file,
+//! 6.14 with named temporary files. Named temporary files stay for files written over several
+//! reads (they may have to be closed and reopened by name), with `overwrite` (a link cannot
+//! replace) and with `sync` (complete files wait, named, for the flush).
 //!
 //! A file whose chunks span several reads keeps its handle between them. Only when more such
 //! files are open than the descriptor budget allows is a handle closed after a write ("parked")
@@ -20,7 +28,7 @@ use rustix::fs::{Mode, Timestamps};
 
 use super::plan::Need;
 use super::target::{self, Dirs, FileId};
-use super::RestoreOptions;
+use super::{Budget, RestoreOptions};
 use crate::error::{Error, Result};
 use crate::pack::{PackReader, ReadRange};
 use crate::progress::Progress;
@@ -29,8 +37,9 @@ use crate::progress::Progress;
 enum Slot {
     /// Not created yet.
     Pending,
-    /// Created; the handle this restore created it with.
-    Open(Arc<File>),
+    /// Created; the handle this restore created it with, and whether it is anonymous
+    /// (`O_TMPFILE`: no temporary name, never parked).
+    Open(Arc<File>, Anon),
     /// Created; handle closed to stay within the descriptor budget.
     Parked(FileId),
     /// Complete, mode and time set, waiting for the flush before its rename (`sync`).
@@ -39,6 +48,14 @@ enum Slot {
     Done,
     /// Failed (its temporary file, if any, removed), with the first reason.
     Failed(Error),
+}
+
+/// Whether an open file is anonymous (`O_TMPFILE`), and so born with its final mode (then
+/// `chmod` says whether the umask or special bits still call for an `fchmod`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Anon {
+    No,
+    Yes { chmod: bool },
 }
 
 /// One planned file.
@@ -74,6 +91,15 @@ pub(super) struct Files<'p, 'd> {
     budget: usize,
     /// Set once the file system refused `RENAME_NOREPLACE`.
     no_noreplace: AtomicBool,
+    /// Files written in one go are created anonymous (`O_TMPFILE`) and linked into place:
+    /// false with `overwrite` or `sync` (which need a name), without `/proc` to link through,
+    /// or once the file system refused anonymous files.
+    anon: AtomicBool,
+    /// Set once `linkat` with `AT_EMPTY_PATH` was refused (linking goes through `/proc`).
+    proc_only: AtomicBool,
+    /// The process's umask (all bits when unknown): anonymous files are created with their final
+    /// mode, and need an `fchmod` only when the umask took bits from it.
+    umask: u32,
     /// This process's id, part of the temporary names.
     pid: u32,
     /// Told when a file is created (its data starts).
@@ -85,12 +111,28 @@ impl<'p, 'd> Files<'p, 'd> {
         jobs: Vec<FileJob<'p>>,
         dirs: &'d Dirs<'p>,
         options: &'d RestoreOptions,
-        budget: usize,
+        budget: Budget,
         progress: &'d dyn Progress,
     ) -> Self {
         let (open, no_noreplace, pid) = (AtomicUsize::new(0), AtomicBool::new(false), std::process::id());
         let (overwrite, sync) = (options.overwrite, options.sync);
-        Files { jobs, dirs, overwrite, sync, open, budget, no_noreplace, pid, progress }
+        let anon = AtomicBool::new(!overwrite && !sync && budget.anon && target::proc_fd_available());
+        let umask = target::current_umask().unwrap_or(0o7777);
+        let proc_only = AtomicBool::new(false);
+        Files {
+            jobs,
+            dirs,
+            overwrite,
+            sync,
+            open,
+            budget: budget.files,
+            no_noreplace,
+            anon,
+            proc_only,
+            umask,
+            pid,
+            progress,
+        }
     }
 
     /// The name of file `i`'s temporary file, in the same folder (made when needed rather than
@@ -124,7 +166,11 @@ impl<'p, 'd> Files<'p, 'd> {
         let mut slot = self.slot(i);
         match std::mem::replace(&mut *slot, Slot::Failed(why)) {
             Slot::Pending => {}
-            Slot::Open(_) => {
+            // An anonymous file vanishes with its last handle.
+            Slot::Open(_, Anon::Yes { .. }) => {
+                self.open.fetch_sub(1, Ordering::Relaxed);
+            }
+            Slot::Open(_, Anon::No) => {
                 self.open.fetch_sub(1, Ordering::Relaxed);
                 self.remove_temp(i);
             }
@@ -158,33 +204,46 @@ impl<'p, 'd> Files<'p, 'd> {
     fn handle(&self, i: usize) -> Option<Arc<File>> {
         let mut slot = self.slot(i);
         let parked = match &*slot {
-            Slot::Open(f) => return Some(f.clone()),
+            Slot::Open(f, _) => return Some(f.clone()),
             Slot::Pending => None,
             Slot::Parked(id) => Some(*id),
             Slot::Ready | Slot::Done | Slot::Failed(_) => return None,
         };
-        let file = match self.open_file(i, parked) {
-            Ok(f) => Arc::new(f),
+        let (file, anon) = match self.open_file(i, parked) {
+            Ok((f, anon)) => (Arc::new(f), anon),
             Err(why) => {
                 *slot = Slot::Failed(why);
                 return None;
             }
         };
         self.open.fetch_add(1, Ordering::Relaxed);
-        *slot = Slot::Open(file.clone());
+        *slot = Slot::Open(file.clone(), anon);
         Some(file)
     }
 
-    /// Creates file `i`'s temporary file, or reopens it when it was parked as `parked`.
-    fn open_file(&self, i: usize, parked: Option<FileId>) -> Result<File> {
+    /// Creates file `i`'s temporary file, or reopens it when it was parked as `parked`. A file
+    /// written in one go (at most one chunk write still to come) is created anonymous where
+    /// possible.
+    fn open_file(&self, i: usize, parked: Option<FileId>) -> Result<(File, Anon)> {
         let job = &self.jobs[i];
         let dir = self.dirs.get(job.parent).map_err(|e| target::local("cannot open the folder it is in", e))?;
         match parked {
             None => {
                 self.progress.current(job.path);
-                target::create_temp(&dir, &self.tmp(i)).map_err(|e| target::local("cannot create a temporary file", e))
+                if self.anon.load(Ordering::Relaxed) && job.remaining.load(Ordering::Acquire) <= 1 {
+                    let mode = job.mode.as_raw_mode();
+                    let created = target::create_anon(&dir, Mode::from_raw_mode(mode & 0o777))
+                        .map_err(|e| target::local("cannot create a file", e))?;
+                    match created {
+                        Some(f) => return Ok((f, Anon::Yes { chmod: mode & (0o7000 | self.umask) != 0 })),
+                        None => self.anon.store(false, Ordering::Relaxed),
+                    }
+                }
+                let f = target::create_temp(&dir, &self.tmp(i))
+                    .map_err(|e| target::local("cannot create a temporary file", e))?;
+                Ok((f, Anon::No))
             }
-            Some(id) => target::reopen_temp(&dir, &self.tmp(i), id).map_err(|e| {
+            Some(id) => target::reopen_temp(&dir, &self.tmp(i), id).map(|f| (f, Anon::No)).map_err(|e| {
                 target::remove(&dir, &self.tmp(i));
                 target::local("cannot reopen its temporary file", e)
             }),
@@ -203,7 +262,7 @@ impl<'p, 'd> Files<'p, 'd> {
 
     fn park(&self, i: usize) {
         let mut slot = self.slot(i);
-        let Slot::Open(file) = &*slot else { return };
+        let Slot::Open(file, Anon::No) = &*slot else { return };
         let parked = match FileId::of(&**file) {
             Ok(id) => Slot::Parked(id),
             Err(e) => Slot::Failed(target::local("cannot inspect its temporary file", e)),
@@ -223,31 +282,56 @@ impl<'p, 'd> Files<'p, 'd> {
         let job = &self.jobs[i];
         let mut slot = self.slot(i);
         let file = match std::mem::replace(&mut *slot, Slot::Done) {
-            Slot::Open(f) => {
+            Slot::Open(f, anon) => {
                 self.open.fetch_sub(1, Ordering::Relaxed);
-                Ok(f)
+                Ok((f, anon))
             }
-            Slot::Pending => self.open_file(i, None).map(Arc::new),
-            Slot::Parked(id) => self.open_file(i, Some(id)).map(Arc::new),
+            Slot::Pending => self.open_file(i, None).map(|(f, anon)| (Arc::new(f), anon)),
+            Slot::Parked(id) => self.open_file(i, Some(id)).map(|(f, anon)| (Arc::new(f), anon)),
             keep @ (Slot::Ready | Slot::Done | Slot::Failed(_)) => {
                 *slot = keep;
                 return;
             }
         };
-        let file = match file {
+        let (file, anon) = match file {
             Ok(f) => f,
             Err(why) => {
                 *slot = Slot::Failed(why);
                 return;
             }
         };
-        if let Err(e) = target::set_meta(&file, job.mode, &job.times) {
-            self.remove_temp(i);
+        let chmod = match anon {
+            Anon::No | Anon::Yes { chmod: true } => Some(job.mode),
+            Anon::Yes { chmod: false } => None,
+        };
+        if let Err(e) = target::set_meta(&file, chmod, &job.times) {
+            if anon == Anon::No {
+                self.remove_temp(i);
+            }
             *slot = Slot::Failed(target::local("cannot set metadata", e));
             return;
         }
-        drop(file);
-        *slot = if self.sync { Slot::Ready } else { self.place(i) };
+        *slot = match anon {
+            Anon::Yes { .. } => self.link(i, &file),
+            Anon::No if self.sync => Slot::Ready,
+            Anon::No => {
+                drop(file);
+                self.place(i)
+            }
+        };
+    }
+
+    /// Names anonymous file `i` (complete, mode and time set) under its final name.
+    fn link(&self, i: usize, file: &File) -> Slot {
+        let job = &self.jobs[i];
+        let linked = match self.dirs.get(job.parent) {
+            Ok(dir) => target::link_anon(file, dir.as_fd(), job.name, &self.proc_only),
+            Err(e) => Err(target::local("cannot open the folder it is in", e)),
+        };
+        match linked {
+            Ok(()) => Slot::Done,
+            Err(why) => Slot::Failed(why),
+        }
     }
 
     /// Renames file `i` into place.
@@ -284,7 +368,7 @@ impl<'p, 'd> Files<'p, 'd> {
             Slot::Done => return Ok(()),
             Slot::Failed(why) => return Err(why.duplicate()),
             Slot::Ready => Error::Io(std::io::Error::other("not renamed into place")),
-            Slot::Pending | Slot::Open(_) | Slot::Parked(_) => {
+            Slot::Pending | Slot::Open(..) | Slot::Parked(_) => {
                 Error::Io(std::io::Error::other("not all of its data was written"))
             }
         };

@@ -1,8 +1,9 @@
 //! The restore's side of the local file system. Every call here works relative to an open
 //! folder handle and never follows a symlink: the target folder is opened once, each folder
 //! below it is created (`mkdirat`, 0700) or opened (`O_DIRECTORY | O_NOFOLLOW`) from its
-//! parent's handle, files are created `O_CREAT | O_EXCL` (0600) from their folder's handle, and
-//! renames, links and removals name a single component inside a held folder. A symlink planted
+//! parent's handle, files are created `O_CREAT | O_EXCL` (0600) or anonymous (`O_TMPFILE`, no
+//! name at all) from their folder's handle, and renames, links and removals name a single
+//! component inside a held folder. A symlink planted
 //! anywhere inside the target therefore fails the one path it sits on (`ELOOP`/`ENOTDIR`), and
 //! nothing is ever written where it points.
 
@@ -45,6 +46,8 @@ const NEW_FILE: OFlags =
 /// Reopening a temporary file the restore created (only past the descriptor budget).
 /// `NONBLOCK`: a FIFO planted under the name fails at once instead of hanging the restore.
 const REOPEN_FILE: OFlags = OFlags::WRONLY.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC).union(OFlags::NONBLOCK);
+/// A new anonymous file (`O_TMPFILE`): no name until [`link_anon`] gives it its final one.
+const ANON_FILE: OFlags = OFlags::WRONLY.union(OFlags::TMPFILE).union(OFlags::CLOEXEC);
 /// Files are created readable by their owner only; the final mode comes at the end.
 const NEW_FILE_MODE: u32 = 0o600;
 /// Folders are created usable by their owner only; the final mode comes at the end.
@@ -287,6 +290,55 @@ pub(super) fn create_temp(dir: impl AsFd, tmp: &str) -> io::Result<File> {
     Ok(File::from(rfs::openat(dir, tmp, NEW_FILE, Mode::from_raw_mode(NEW_FILE_MODE))?))
 }
 
+/// Creates an anonymous file in `dir` (`O_TMPFILE`) with permission bits `mode` (less the
+/// umask). It has no name, so no other user can open it (only a process allowed to trace this
+/// one, through `/proc`) before [`link_anon`] names it complete; the final mode can therefore
+/// be given at creation. `Ok(None)`: the file system has no anonymous files (use a named
+/// temporary file).
+pub(super) fn create_anon(dir: impl AsFd, mode: Mode) -> io::Result<Option<File>> {
+    match rfs::openat(dir, ".", ANON_FILE, mode) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        // Kernels and file systems without O_TMPFILE say one of these.
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// True when this process can name anonymous files through `/proc/self/fd` (the way
+/// [`link_anon`] uses where `AT_EMPTY_PATH` needs a privilege this process lacks).
+pub(super) fn proc_fd_available() -> bool {
+    rfs::statat(rfs::CWD, "/proc/self/fd", AtFlags::empty()).is_ok()
+}
+
+/// The process's umask, read from `/proc/self/status` without changing it (setting it to read
+/// it would race with other threads creating files); `None` when unknown.
+pub(super) fn current_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
+/// Gives anonymous file `file` its final name `name` in `dir`. Never replaces: a name that is
+/// taken (even one that appeared during the restore) fails with [`EXISTS`]. `linkat` with
+/// `AT_EMPTY_PATH` where allowed (it needs `CAP_DAC_READ_SEARCH` on older kernels), else through
+/// `/proc/self/fd`; `proc_only` remembers that the first way is refused, to save a failing call
+/// per file.
+pub(super) fn link_anon(file: &File, dir: BorrowedFd<'_>, name: &OsStr, proc_only: &AtomicBool) -> Result<()> {
+    let fail = |e: Errno| match e {
+        Errno::EXIST => exists_error(),
+        e => local("cannot link into place", e),
+    };
+    if !proc_only.load(Ordering::Relaxed) {
+        match rfs::linkat(file, "", dir, name, AtFlags::EMPTY_PATH) {
+            Ok(()) => return Ok(()),
+            Err(Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::INVAL) => proc_only.store(true, Ordering::Relaxed),
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+    rfs::linkat(rfs::CWD, path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW).map_err(fail)
+}
+
 /// Reopens temporary file `tmp` in `dir`, which must still be the file `id` this restore
 /// created: a symlink, FIFO or other file planted under the name is refused.
 pub(super) fn reopen_temp(dir: impl AsFd, tmp: &str, id: FileId) -> io::Result<File> {
@@ -297,9 +349,12 @@ pub(super) fn reopen_temp(dir: impl AsFd, tmp: &str, id: FileId) -> io::Result<F
     Ok(file)
 }
 
-/// Sets a file's final mode and modification time through its handle.
-pub(super) fn set_meta(file: &File, mode: Mode, times: &Timestamps) -> io::Result<()> {
-    rfs::fchmod(file, mode)?;
+/// Sets a file's final mode (unless `None`: it was created with it) and
+/// modification time through its handle.
+pub(super) fn set_meta(file: &File, mode: Option<Mode>, times: &Timestamps) -> io::Result<()> {
+    if let Some(mode) = mode {
+        rfs::fchmod(file, mode)?;
+    }
     rfs::futimens(file, times)?;
     Ok(())
 }

@@ -76,15 +76,56 @@ fn restore_without_spare_descriptors_gives_the_same_tree() {
     s.add_dir(&src, "").unwrap();
     let record = s.commit(crate::SnapshotInfo::default()).unwrap().record;
     // No folder held (each reopened from the target), no file handle kept between two writes
-    // (each reopened and checked), one of each, and plenty.
-    for (i, budget) in [(0, 0), (1, 1), (1000, 1000)].into_iter().enumerate() {
+    // (each reopened and checked), one of each, and plenty; small files anonymous or named.
+    let budgets = [(0, 0), (1, 1), (1000, 1000)].into_iter().flat_map(|b| [(b, true), (b, false)]);
+    for (i, (budget, anon)) in budgets.enumerate() {
         let target = tmp.path().join(format!("restored-{i}"));
         let options = RestoreOptions { target: target.clone(), ..Default::default() };
-        let report = repo.restore_within(&record, &options, Budget { dirs: budget.0, files: budget.1 }).unwrap();
+        let budget = Budget { dirs: budget.0, files: budget.1, anon };
+        let report = repo.restore_within(&record, &options, budget).unwrap();
         assert!(report.is_complete(), "{budget:?}: {:?}", report.failed);
         assert_eq!((report.files, report.dirs), (5, 3), "{budget:?}");
         assert_same(&src, &target);
+        assert_no_temporary_names(&target);
     }
+}
+
+/// Panics if a temporary name is left anywhere under `dir`.
+fn assert_no_temporary_names(dir: &Path) {
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        assert!(!e.file_name().to_string_lossy().starts_with(".pv-restore-"), "{:?} left", e.path());
+        if e.file_type().unwrap().is_dir() {
+            assert_no_temporary_names(&e.path());
+        }
+    }
+}
+
+#[test]
+fn anonymous_file_gets_its_name_only_complete_and_never_replaces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, dir) = (tmp.path(), open_dir(tmp.path()));
+    let Some(file) = target::create_anon(&dir, Mode::from_raw_mode(0o640)).unwrap() else {
+        eprintln!("skipped: this file system has no O_TMPFILE");
+        return;
+    };
+    std::io::Write::write_all(&mut &file, b"data").unwrap();
+    assert_eq!(fs::read_dir(p).unwrap().count(), 0, "no name before the link");
+    fs::write(p.join("taken"), b"old").unwrap();
+    for proc_only in [false, true] {
+        let flag = AtomicBool::new(proc_only);
+        assert_eq!(kind(target::link_anon(&file, dir.as_fd(), "taken".as_ref(), &flag)), Err(ErrorKind::AlreadyExists));
+        assert_eq!(fs::read(p.join("taken")).unwrap(), b"old");
+    }
+    assert_eq!(kind(target::link_anon(&file, dir.as_fd(), "new".as_ref(), &AtomicBool::new(true))), Ok(()));
+    assert_eq!(fs::read(p.join("new")).unwrap(), b"data");
+    assert_eq!(fs::metadata(p.join("new")).unwrap().mode() & 0o777, 0o640 & !target::current_umask().unwrap());
+    // Dropped unlinked, an anonymous file leaves nothing behind.
+    let gone = target::create_anon(&dir, Mode::from_raw_mode(0o600)).unwrap().unwrap();
+    drop(gone);
+    let mut names: Vec<_> = fs::read_dir(p).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["new", "taken"]);
 }
 
 #[test]
