@@ -76,6 +76,11 @@ fn traced_restore(dir: &Path, include: &str) -> (Vec<(String, u64)>, u64) {
 #[test]
 fn small_file_restore_stays_within_its_syscall_budget() {
     if !strace_works() {
+        // CI installs strace and sets PACKVAULT_STRACE_REQUIRED=1: there, a skip is a failure.
+        assert!(
+            std::env::var_os("PACKVAULT_STRACE_REQUIRED").is_none(),
+            "strace is required (PACKVAULT_STRACE_REQUIRED) but is not installed or cannot trace"
+        );
         eprintln!("skipped: strace is not installed or cannot trace here (ptrace refused)");
         return;
     }
