@@ -196,7 +196,10 @@ impl<'a> PackReader<'a> {
         let trailer = Trailer::decode(len, self.needed(from, trailer_at, len)).at(at)?;
         let dir_at = trailer.directory_start(len);
         let from = self.fetch(pack, Purpose::Directory, dir_at, trailer_at, Some(len))?;
-        Ok((len, pack_format::decode_directory(self.keys.meta_key(), len, self.needed(from, dir_at, trailer_at)).at(at)?))
+        Ok((
+            len,
+            pack_format::decode_directory(self.keys.meta_key(), len, self.needed(from, dir_at, trailer_at)).at(at)?,
+        ))
     }
 
     /// Reads one blob and opens it (decrypt, decompress, check its id).
