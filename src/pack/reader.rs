@@ -13,7 +13,7 @@
 //! the provider's view by `tests/privacy.rs`). A single-blob read therefore needs the pack's
 //! length; the reader asks the store once per pack and remembers the last few.
 //!
-//! Measured cost (`bench/results/privacy-reads.txt`, 64 KiB chunks of random data): a full
+//! Measured cost (`bench/results/privacy-costs.txt`, `examples/privacy_costs.rs`): a full
 //! restore reads the same bytes (its ranges were aligned already); a tree load of a ~1 KiB tree
 //! reads one 64 KiB block instead of its sealed bytes; a 100-byte `open_file` read reads the
 //! blocks under its chunk (2 blocks for a 64 KiB chunk) instead of the chunk; a directory read

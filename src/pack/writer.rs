@@ -1,12 +1,12 @@
 //! Writing packs: sealed blobs stream to the store, the directory is sealed at the end.
 //!
 //! **Blob order hides the input order** (format-spec.md §5.5). A writer keeps up to
-//! [`POOL_BYTES`] of sealed blobs pending and [`OPEN_PACKS`] packs open; once the pool is full,
+//! [`POOL_BYTES`] (at most a quarter of the pack target) of sealed blobs pending and [`OPEN_PACKS`] packs open; once the pool is full,
 //! each new blob sends out a pending blob picked at random into an open pack picked at random
 //! (restic 0.18 fills several packs at random too). So consecutive chunks of a file neither lie
 //! side by side nor share one pack: a 3 MiB file's chunks end up interleaved with about 4 MiB of
 //! other data, over two packs. The choices come from the operating system's random source
-//! (`shuffle`). Cost, measured (`bench/results/privacy-shuffle.txt`): the pool's memory, and one
+//! (`shuffle`). Cost, measured (`bench/results/privacy-costs.txt`): the pool's memory, and one
 //! more partly filled pack at the end of each writer's life (each open pack is closed then);
 //! hashing and sealing are unchanged. Durability is unchanged too: a blob is in no index until
 //! the pack holding it was written, and everything pending is written by [`PackWriter::flush`].
@@ -26,7 +26,8 @@ use crate::store::{FileKind, Store, Upload};
 
 /// Packs a writer fills at once.
 pub(crate) const OPEN_PACKS: usize = 2;
-/// Sealed bytes a writer holds back before it sends a random one out.
+/// Sealed bytes a writer holds back before it sends a random one out (at most a quarter of
+/// the pack target, so a writer with small packs still writes as it goes).
 pub(crate) const POOL_BYTES: usize = 4 << 20;
 
 /// Streams sealed blobs of one kind into packs until the target size, then seals each
@@ -38,6 +39,8 @@ pub(crate) struct PackWriter {
     open: Vec<OpenPack>,
     pool: Vec<SealedBlob>,
     pool_bytes: usize,
+    /// The pool's bound: [`POOL_BYTES`], or a quarter of the target if that is less.
+    pool_limit: usize,
     picks: Picks,
     /// Packs finished and not handed out yet (a failed call keeps them here).
     done: Vec<WrittenPack>,
@@ -67,6 +70,7 @@ impl PackWriter {
             open: (0..OPEN_PACKS).map(|_| OpenPack::default()).collect(),
             pool: Vec::new(),
             pool_bytes: 0,
+            pool_limit: POOL_BYTES.min(target / 4),
             picks: Picks::new(),
             done: Vec::new(),
         }
@@ -81,7 +85,7 @@ impl PackWriter {
         }
         self.pool_bytes += blob.bytes.len();
         self.pool.push(blob);
-        while self.pool_bytes > POOL_BYTES {
+        while self.pool_bytes > self.pool_limit {
             self.send_one(store, keys)?;
         }
         Ok(std::mem::take(&mut self.done))
