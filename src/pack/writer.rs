@@ -5,7 +5,8 @@
 //! each new blob sends out a pending blob picked at random into an open pack picked at random
 //! (restic 0.18 fills several packs at random too). So consecutive chunks of a file neither lie
 //! side by side nor share one pack: a 3 MiB file's chunks end up interleaved with about 4 MiB of
-//! other data, over two packs. The choices come from the operating system's random source
+//! other data, over two packs (a writer whose blobs all still sit in the pool when it is
+//! flushed, a small backup, writes them to one pack in random order). The choices come from the operating system's random source
 //! (`shuffle`). Cost, measured (`bench/results/privacy-costs.txt`): the pool's memory, and one
 //! more partly filled pack at the end of each writer's life (each open pack is closed then);
 //! hashing and sealing are unchanged. Durability is unchanged too: a blob is in no index until
@@ -93,6 +94,17 @@ impl PackWriter {
 
     /// Writes everything pending and closes every open pack; returns the packs written.
     pub(crate) fn flush(&mut self, store: &dyn Store, keys: &KeySet) -> Result<Vec<WrittenPack>> {
+        if self.open.iter().all(|p| p.upload.is_none()) {
+            // Everything is still in the pool (a small backup): one pack, in random order,
+            // rather than one per open slot (a daily backup of a few messages would otherwise
+            // double its packs).
+            while !self.pool.is_empty() {
+                let i = self.picks.below(self.pool.len())?;
+                let blob = self.pool.swap_remove(i);
+                self.pool_bytes -= blob.bytes.len();
+                self.put(0, store, keys, blob)?;
+            }
+        }
         while !self.pool.is_empty() {
             self.send_one(store, keys)?;
         }
