@@ -62,7 +62,8 @@ pub struct StoreEvent {
     pub name: String,
     /// First byte of a ranged read; 0 otherwise.
     pub offset: u64,
-    /// Bytes put, read or sized, or names listed (see [`StoreOp`]).
+    /// Bytes put, read or sized, or names listed (see [`StoreOp`]); for a ranged read the
+    /// length asked for, even when the read failed; 0 for other failed requests.
     pub len: u64,
     /// Whether the request succeeded (a failed request is seen too).
     pub ok: bool,
@@ -191,13 +192,14 @@ impl Store for RecordingStore {
 
     fn get_range(&self, kind: FileKind, name: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let r = self.inner.get_range(kind, name, offset, len);
-        self.record(StoreOp::Read, kind, name, offset, &r, |_| len as u64);
+        // The range asked for is what the provider sees, whether or not it is served.
+        self.log.push(StoreOp::Read, Some(kind), name, offset, len as u64, r.is_ok());
         r
     }
 
     fn get_range_into(&self, kind: FileKind, name: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
         let r = self.inner.get_range_into(kind, name, offset, len, buf);
-        self.record(StoreOp::Read, kind, name, offset, &r, |()| len as u64);
+        self.log.push(StoreOp::Read, Some(kind), name, offset, len as u64, r.is_ok());
         r
     }
 
