@@ -82,6 +82,16 @@ pub fn key_bytes(key: &SecretKey) -> [u8; 32] {
     *key.bytes()
 }
 
+/// Turns off, for the whole process, what hides the access pattern from the storage provider:
+/// block-aligned reads and shuffled packs (format-spec.md §9). With `true`, every read asks for
+/// the exact bytes needed and blobs go to packs in arrival order, so the provider can see
+/// where blobs begin and end. For the attack tests (`tests/privacy.rs`), which show that the
+/// attack they run succeeds without the defences; never call it in a program that stores data.
+#[doc(hidden)]
+pub fn weaken_provider_privacy(weakened: bool) {
+    crate::pack::weakened::set_weakened(weakened);
+}
+
 /// Seals a blob; the id is computed from the plaintext with the key of `kind`.
 #[must_use]
 pub fn seal_blob(keys: &Keys, kind: BlobKind, plaintext: &[u8], zstd_level: Option<i32>) -> SealedBlob {

@@ -182,7 +182,7 @@ pub use repo::{
     AppendFallback, AppendOutcome, AppendSource, ChunkPolicy, CompressionHint, DirOptions, Sequential, SnapshotInfo,
     StreamOptions,
 };
-pub use store::{FileKind, LocalStore, MemoryStore, Store, Upload};
+pub use store::{FileKind, LocalStore, MemoryStore, RecordingStore, Store, StoreEvent, StoreOp, Upload};
 #[cfg(feature = "s3")]
 pub use store::{S3Credentials, S3Options, S3Store};
 pub use vault::{FileVault, PinVault, MAX_PIN_ATTEMPTS};

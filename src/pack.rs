@@ -16,6 +16,8 @@
 
 mod ranges;
 mod reader;
+mod shuffle;
+pub(crate) mod weakened;
 mod writer;
 
 pub(crate) use ranges::{coalesce, ReadRange};

@@ -11,11 +11,13 @@
 
 mod local;
 mod memory;
+mod recording;
 #[cfg(feature = "s3")]
 mod s3;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use recording::{RecordingStore, StoreEvent, StoreOp};
 #[cfg(feature = "s3")]
 pub use s3::{S3Credentials, S3Options, S3Store};
 

@@ -35,6 +35,10 @@ pub(crate) fn store(g: &Global, create: bool) -> anyhow::Result<Arc<dyn Store>> 
 
 /// The store at `location`, a folder or an `s3:` URL (the S3 options from `g`).
 pub(crate) fn store_at(g: &Global, location: &Path, create: bool) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(crate::trace::wrap(g, untraced_store_at(g, location, create)?))
+}
+
+fn untraced_store_at(g: &Global, location: &Path, create: bool) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = as_s3_url(location) {
         return s3_store(g, url);
     }

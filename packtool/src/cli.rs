@@ -100,6 +100,11 @@ pub(crate) struct Global {
     /// Take no lock for restore and check (for a repository on read-only storage).
     #[arg(long, global = true)]
     pub(crate) no_lock: bool,
+    /// Write what the storage provider sees of this command to FILE: every request (objects
+    /// created and their sizes, reads with offset and length, lists, deletes) with its time,
+    /// one JSON object per line.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) trace_store: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

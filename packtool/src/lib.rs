@@ -15,6 +15,7 @@ mod inspect;
 mod output;
 mod progress;
 mod rotate;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -35,7 +36,12 @@ pub fn main() -> ExitCode {
         }
     };
     let out = Out::new(cli.global.json, cli.global.quiet);
-    match commands::run(&cli, &out) {
+    let result = commands::run(&cli, &out);
+    let result = match trace::finish(&cli.global) {
+        Ok(()) => result,
+        Err(e) => result.and(Err(e)),
+    };
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if e.chain().any(|c| {

@@ -6,13 +6,19 @@
 //! decompressed blob) and reuses them from read to read: a worker thread keeps one reader.
 //!
 //! **Where read ranges are decided.** Every request to the store goes through [`window`]: it
-//! turns the bytes a caller needs into the bytes asked for. Today a planned range (restore,
-//! `restore_to`, repack) is widened to 64 KiB blocks ([`READ_ALIGN`], never past the pack's
-//! end), so the provider does not see where blobs begin and end; single-blob reads (trees,
-//! `open_file`, inspection) and directory reads ask for their exact bytes, as before this
-//! reader existed. Aligning those too (the privacy work), or shaping reads for S3 ranged GETs,
-//! is a change to `window` alone.
-
+//! turns the bytes a caller needs into the bytes asked for. Every read (planned ranges of a
+//! restore, `restore_to` or repack, single blobs of tree loads and `open_file`, trailers and
+//! directories) starts and ends on a multiple of 64 KiB ([`READ_ALIGN`]) or at the pack's end,
+//! so the provider never sees where a blob begins or ends (format-spec.md §9, checked against
+//! the provider's view by `tests/privacy.rs`). A single-blob read therefore needs the pack's
+//! length; the reader asks the store once per pack and remembers the last few.
+//!
+//! Measured cost (`bench/results/privacy-costs.txt`, `examples/privacy_costs.rs`): a full
+//! restore reads the same bytes (its ranges were aligned already); a tree load of a ~1 KiB tree
+//! reads one 64 KiB block instead of its sealed bytes; a 100-byte `open_file` read reads the
+//! blocks under its chunk (2 blocks for a 64 KiB chunk) instead of the chunk; a directory read
+//! reads the blocks under the pack's tail instead of its exact bytes. Shaping reads for S3
+//! ranged GETs is a change to `window` alone.
 use super::{BlobLocation, ReadRange};
 use crate::crypto::KeySet;
 use crate::dict::DictCache;
@@ -57,16 +63,24 @@ pub(crate) enum Purpose {
 
 /// The bytes to request from a pack of `pack_len` bytes (when known) for a read that needs
 /// `first..end`: the one place where read ranges are decided (see the module documentation).
-/// The result always contains `first..end`.
+/// The result always contains `first..end`; it starts on a multiple of [`READ_ALIGN`] and
+/// ends on one or at the pack's end, whatever the purpose (a caller that does not know the
+/// pack's length gets a read that ends at its need). Only the attack tests' switch
+/// ([`weakened`](super::weakened)) makes it return `first..end` itself.
 pub(crate) fn window(purpose: Purpose, first: u64, end: u64, pack_len: Option<u64>) -> (u64, u64) {
-    match purpose {
-        Purpose::Range => {
-            let pack_end = pack_len.unwrap_or(end).max(end);
-            (first - first % READ_ALIGN, end.div_ceil(READ_ALIGN).saturating_mul(READ_ALIGN).min(pack_end))
-        }
-        Purpose::Directory | Purpose::Blob => (first, end),
+    if super::weakened::weakened() {
+        return (first, end);
     }
+    // Every purpose is shaped alike: a trailer, a directory or one blob must not show its
+    // bounds any more than a planned range does.
+    let _ = purpose;
+    let pack_end = pack_len.unwrap_or(end).max(end);
+    (first - first % READ_ALIGN, end.div_ceil(READ_ALIGN).saturating_mul(READ_ALIGN).min(pack_end))
 }
+
+/// Pack lengths a reader remembers (single-blob reads need them to align; `open_file` reads
+/// alternate between a few packs).
+const KNOWN_LENGTHS: usize = 8;
 
 /// A blob opened from a range read: its sealed bytes as stored and its plaintext.
 pub(crate) struct Opened<'b> {
@@ -98,6 +112,8 @@ pub(crate) struct PackReader<'a> {
     plain: Vec<u8>,
     /// The dictionaries codec-2 blobs named so far (format-spec.md §5.17).
     dicts: DictCache<'a>,
+    /// Lengths of the packs read last, newest last.
+    lengths: Vec<(PackId, u64)>,
 }
 
 impl<'a> PackReader<'a> {
@@ -110,6 +126,7 @@ impl<'a> PackReader<'a> {
             scratch: Vec::new(),
             plain: Vec::new(),
             dicts: DictCache::new(store, keys),
+            lengths: Vec::new(),
         }
     }
 
@@ -143,6 +160,27 @@ impl<'a> PackReader<'a> {
         self.store.size(FileKind::Pack, &pack.to_hex()).at(|| Location::Pack { pack: *pack, offset: None })
     }
 
+    /// The bytes `first..end` of the pack out of the last read, which began at `from` (a
+    /// read [`window`] widened holds more than was needed; a short read gives what it has).
+    fn needed(&self, from: u64, first: u64, end: u64) -> &[u8] {
+        let s = usize::try_from(first.saturating_sub(from)).unwrap_or(usize::MAX).min(self.read.len());
+        let e = usize::try_from(end.saturating_sub(from)).unwrap_or(usize::MAX).min(self.read.len());
+        &self.read[s..e.max(s)]
+    }
+
+    /// Length of a pack, remembered for the next reads of it.
+    fn known_len(&mut self, pack: &PackId) -> Result<u64> {
+        if let Some(&(_, len)) = self.lengths.iter().find(|(p, _)| p == pack) {
+            return Ok(len);
+        }
+        let len = self.size(pack)?;
+        if self.lengths.len() == KNOWN_LENGTHS {
+            self.lengths.remove(0);
+        }
+        self.lengths.push((*pack, len));
+        Ok(len)
+    }
+
     /// Reads only the directory of a pack: its size, then the trailer, then the directory.
     ///
     /// # Errors
@@ -165,11 +203,14 @@ impl<'a> PackReader<'a> {
             );
         }
         let trailer_at = len - pack_format::TRAILER_LEN as u64;
-        self.fetch(pack, Purpose::Directory, trailer_at, len, Some(len))?;
-        let trailer = Trailer::decode(len, &self.read).at(at)?;
+        let from = self.fetch(pack, Purpose::Directory, trailer_at, len, Some(len))?;
+        let trailer = Trailer::decode(len, self.needed(from, trailer_at, len)).at(at)?;
         let dir_at = trailer.directory_start(len);
-        self.fetch(pack, Purpose::Directory, dir_at, trailer_at, Some(len))?;
-        Ok((len, pack_format::decode_directory(self.keys.meta_key(), len, &self.read).at(at)?))
+        let from = self.fetch(pack, Purpose::Directory, dir_at, trailer_at, Some(len))?;
+        Ok((
+            len,
+            pack_format::decode_directory(self.keys.meta_key(), len, self.needed(from, dir_at, trailer_at)).at(at)?,
+        ))
     }
 
     /// Reads one blob and opens it (decrypt, decompress, check its id).
@@ -178,7 +219,10 @@ impl<'a> PackReader<'a> {
     /// Store errors and integrity errors, naming the pack and the blob's offset.
     pub fn read_blob(&mut self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
         let at = || Location::Pack { pack: loc.pack, offset: Some(u64::from(loc.offset)) };
-        let from = self.fetch(&loc.pack, Purpose::Blob, u64::from(loc.offset), loc.end(), None)?;
+        // Aligning needs the pack's end (a read must not run past it); the weakened reads of
+        // the attack tests ask for exact bytes and need no length, as before alignment.
+        let pack_len = if super::weakened::weakened() { None } else { Some(self.known_len(&loc.pack)?) };
+        let from = self.fetch(&loc.pack, Purpose::Blob, u64::from(loc.offset), loc.end(), pack_len)?;
         let s = usize::try_from(u64::from(loc.offset) - from).unwrap_or(usize::MAX);
         let sealed = self.read.get(s..s + loc.sealed_len as usize).ok_or_else(|| {
             Error::malformed("pack", Some(u64::from(loc.offset)), "the store returned a short read").at(at())
@@ -311,14 +355,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn planned_ranges_are_aligned_within_the_pack_and_single_reads_are_exact() {
+    fn every_read_is_aligned_within_the_pack() {
         let k = READ_ALIGN;
         assert_eq!(window(Purpose::Range, 10, 20, Some(10 * k)), (0, k));
         assert_eq!(window(Purpose::Range, k + 1, 2 * k + 1, Some(10 * k)), (k, 3 * k));
         assert_eq!(window(Purpose::Range, k, 2 * k, Some(10 * k)), (k, 2 * k), "aligned already");
         assert_eq!(window(Purpose::Range, 9 * k + 5, 9 * k + 50, Some(9 * k + 60)), (9 * k, 9 * k + 60));
         assert_eq!(window(Purpose::Range, 5, 50, None), (0, 50), "an unknown length ends the read at the need");
-        assert_eq!(window(Purpose::Blob, 5, 50, Some(10 * k)), (5, 50));
-        assert_eq!(window(Purpose::Directory, 5, 50, Some(10 * k)), (5, 50));
+        assert_eq!(window(Purpose::Blob, 5, 50, Some(10 * k)), (0, k));
+        assert_eq!(window(Purpose::Blob, k - 1, k + 1, Some(10 * k)), (0, 2 * k), "a blob across a block edge");
+        assert_eq!(window(Purpose::Directory, 10 * k - 12, 10 * k, Some(10 * k)), (9 * k, 10 * k));
+        assert_eq!(window(Purpose::Directory, 5, 50, Some(60)), (0, 60), "a small pack is read whole");
     }
 }

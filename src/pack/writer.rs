@@ -1,5 +1,21 @@
 //! Writing packs: sealed blobs stream to the store, the directory is sealed at the end.
+//!
+//! **Blob order hides the input order** (format-spec.md §5.5). A writer keeps up to
+//! [`POOL_BYTES`] (at most a quarter of the pack target) of sealed blobs pending and [`OPEN_PACKS`] packs open; once the pool is full,
+//! each new blob sends out a pending blob picked at random into an open pack picked at random
+//! (restic 0.18 fills several packs at random too). So consecutive chunks of a file neither lie
+//! side by side nor share one pack: a 3 MiB file's chunks end up interleaved with about 4 MiB of
+//! other data, over two packs (a writer whose blobs all still sit in the pool when it is
+//! flushed, a small backup, writes them to one pack in random order). The choices come from the operating system's random source
+//! (`shuffle`). Cost, measured (`bench/results/privacy-costs.txt`): the pool's memory, and one
+//! more partly filled pack at the end of each writer's life (each open pack is closed then);
+//! hashing and sealing are unchanged. Durability is unchanged too: a blob is in no index until
+//! the pack holding it was written, and everything pending is written by [`PackWriter::flush`].
+//!
+//! Only the attack tests' switch ([`weakened`](super::weakened)) makes a writer fill one pack
+//! in arrival order.
 
+use super::shuffle::Picks;
 use super::PackInfo;
 use crate::crypto::{random_array, KeySet};
 use crate::error::{Error, Location, Result};
@@ -9,16 +25,31 @@ use crate::format::pack::{self as pack_format, BlobEntry};
 use crate::id::{Id, PackId};
 use crate::store::{FileKind, Store, Upload};
 
-/// Streams sealed blobs of one kind into a pack until the target size, then seals the
-/// directory and names the pack. Only the directory entries stay in memory: the blobs go to
-/// the store as they arrive ([`Store::begin`]).
-///
-/// Blob order inside a pack is the order of arrival. The backup pipeline sends each batch's
-/// new blobs (about 1 MiB of input) sorted by id, so the order follows the input only at batch
-/// granularity, and the provider never sees blob boundaries anyway.
+/// Packs a writer fills at once.
+pub(crate) const OPEN_PACKS: usize = 2;
+/// Sealed bytes a writer holds back before it sends a random one out (at most a quarter of
+/// the pack target, so a writer with small packs still writes as it goes).
+pub(crate) const POOL_BYTES: usize = 4 << 20;
+
+/// Streams sealed blobs of one kind into packs until the target size, then seals each
+/// directory and names the pack. The blobs go to the store as they leave the pool
+/// ([`Store::begin`]); only the pool and the directory entries stay in memory.
 pub(crate) struct PackWriter {
     kind: BlobKind,
     target: usize,
+    open: Vec<OpenPack>,
+    pool: Vec<SealedBlob>,
+    pool_bytes: usize,
+    /// The pool's bound: [`POOL_BYTES`], or a quarter of the target if that is less.
+    pool_limit: usize,
+    picks: Picks,
+    /// Packs finished and not handed out yet (a failed call keeps them here).
+    done: Vec<WrittenPack>,
+}
+
+/// One pack being written.
+#[derive(Default)]
+struct OpenPack {
     upload: Option<Box<dyn Upload>>,
     hasher: blake3::Hasher,
     entries: Vec<BlobEntry>,
@@ -34,45 +65,108 @@ pub(crate) struct WrittenPack {
 
 impl PackWriter {
     pub(crate) fn new(kind: BlobKind, target: usize) -> PackWriter {
-        PackWriter { kind, target, upload: None, hasher: blake3::Hasher::new(), entries: Vec::new(), offset: 0 }
+        PackWriter {
+            kind,
+            target,
+            open: (0..OPEN_PACKS).map(|_| OpenPack::default()).collect(),
+            pool: Vec::new(),
+            pool_bytes: 0,
+            pool_limit: POOL_BYTES.min(target / 4),
+            picks: Picks::new(),
+            done: Vec::new(),
+        }
     }
 
-    /// Appends a blob; writes and returns the pack when it reached its target size.
-    pub(crate) fn add(&mut self, store: &dyn Store, keys: &KeySet, blob: SealedBlob) -> Result<Option<WrittenPack>> {
+    /// Takes a blob; returns the packs that reached their target size and were written.
+    pub(crate) fn add(&mut self, store: &dyn Store, keys: &KeySet, blob: SealedBlob) -> Result<Vec<WrittenPack>> {
         debug_assert_eq!(blob.kind, self.kind);
-        if self.upload.is_none() {
-            self.upload = Some(store.begin(FileKind::Pack)?);
-            self.hasher = blake3::Hasher::new();
-            self.entries.clear();
-            self.offset = 0;
+        if super::weakened::weakened() {
+            self.put(0, store, keys, blob)?;
+            return Ok(std::mem::take(&mut self.done));
         }
-        let upload = self.upload.as_mut().expect("started above");
+        self.pool_bytes += blob.bytes.len();
+        self.pool.push(blob);
+        while self.pool_bytes > self.pool_limit {
+            self.send_one(store, keys)?;
+        }
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Writes everything pending and closes every open pack; returns the packs written.
+    pub(crate) fn flush(&mut self, store: &dyn Store, keys: &KeySet) -> Result<Vec<WrittenPack>> {
+        if self.open.iter().all(|p| p.upload.is_none()) {
+            // Everything is still in the pool (a small backup): one pack, in random order,
+            // rather than one per open slot (a daily backup of a few messages would otherwise
+            // double its packs).
+            while !self.pool.is_empty() {
+                let i = self.picks.below(self.pool.len())?;
+                let blob = self.pool.swap_remove(i);
+                self.pool_bytes -= blob.bytes.len();
+                self.put(0, store, keys, blob)?;
+            }
+        }
+        while !self.pool.is_empty() {
+            self.send_one(store, keys)?;
+        }
+        for slot in 0..self.open.len() {
+            self.finish(slot, store, keys)?;
+        }
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Packs written by a call that then failed (they exist in the store: they join the
+    /// index like any other).
+    pub(crate) fn take_written(&mut self) -> Vec<WrittenPack> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// Sends a random pending blob into a random open pack.
+    fn send_one(&mut self, store: &dyn Store, keys: &KeySet) -> Result<()> {
+        let i = self.picks.below(self.pool.len())?;
+        let blob = self.pool.swap_remove(i);
+        self.pool_bytes -= blob.bytes.len();
+        let slot = self.picks.below(self.open.len())?;
+        self.put(slot, store, keys, blob)
+    }
+
+    /// Appends a blob to open pack `slot`; writes the pack when it reached its target size.
+    fn put(&mut self, slot: usize, store: &dyn Store, keys: &KeySet, blob: SealedBlob) -> Result<()> {
+        let p = &mut self.open[slot];
+        if p.upload.is_none() {
+            p.upload = Some(store.begin(FileKind::Pack)?);
+            p.hasher = blake3::Hasher::new();
+            p.entries.clear();
+            p.offset = 0;
+        }
+        let upload = p.upload.as_mut().expect("started above");
         upload.write(&blob.bytes)?;
-        self.hasher.update(&blob.bytes);
+        p.hasher.update(&blob.bytes);
         let sealed_len = u32::try_from(blob.bytes.len()).expect("blob below MAX_BLOB_SEALED");
-        let offset = u32::try_from(self.offset).map_err(|_| Error::LimitExceeded {
+        let offset = u32::try_from(p.offset).map_err(|_| Error::LimitExceeded {
             what: "pack length",
-            found: self.offset,
+            found: p.offset,
             limit: u64::from(u32::MAX),
         })?;
-        self.entries.push(BlobEntry { id: blob.id, offset, sealed_len, raw_len: blob.raw_len, codec: blob.codec });
-        self.offset += u64::from(sealed_len);
-        if self.offset >= self.target as u64 {
-            return self.flush(store, keys);
+        p.entries.push(BlobEntry { id: blob.id, offset, sealed_len, raw_len: blob.raw_len, codec: blob.codec });
+        p.offset += u64::from(sealed_len);
+        if p.offset >= self.target as u64 {
+            self.finish(slot, store, keys)?;
         }
-        Ok(None)
+        Ok(())
     }
 
-    /// Seals the directory and finishes the pack (nothing when no blob is pending).
-    pub(crate) fn flush(&mut self, store: &dyn Store, keys: &KeySet) -> Result<Option<WrittenPack>> {
-        let Some(mut upload) = self.upload.take() else { return Ok(None) };
-        let entries = std::mem::take(&mut self.entries);
+    /// Seals the directory of open pack `slot` and finishes the pack (nothing when it holds
+    /// no blob).
+    fn finish(&mut self, slot: usize, store: &dyn Store, keys: &KeySet) -> Result<()> {
+        let p = &mut self.open[slot];
+        let Some(mut upload) = p.upload.take() else { return Ok(()) };
+        let entries = std::mem::take(&mut p.entries);
         let nonce = random_array()?;
         let tail = pack_format::encode_tail_for(keys.meta_key(), self.kind, &entries, &nonce);
         upload.write(&tail)?;
-        self.hasher.update(&tail);
-        let id = PackId(Id(*self.hasher.finalize().as_bytes()));
-        let total = self.offset + tail.len() as u64;
+        p.hasher.update(&tail);
+        let id = PackId(Id(*p.hasher.finalize().as_bytes()));
+        let total = p.offset + tail.len() as u64;
         // Durable at the store's next flush, which comes before any index names this pack.
         match upload.finish(store, &id.to_hex()) {
             // The name is the hash of the content: an existing file with this name already
@@ -85,9 +179,10 @@ impl PackWriter {
             found: total,
             limit: u64::from(u32::MAX),
         })?;
-        Ok(Some(WrittenPack {
+        self.done.push(WrittenPack {
             info: PackInfo { id, kind: self.kind, len },
             record: IndexPack { pack: id, kind: self.kind, pack_len: len, entries },
-        }))
+        });
+        Ok(())
     }
 }

@@ -548,7 +548,7 @@ impl BackupSession<'_> {
             }
         }
         if let Some(mut packer) = self.data_packs.take() {
-            if let Some(w) = packer.flush(self.repo.store.as_ref(), &self.repo.keys)? {
+            for w in packer.flush(self.repo.store.as_ref(), &self.repo.keys)? {
                 self.record_pack(w);
             }
         }

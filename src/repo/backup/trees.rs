@@ -137,7 +137,7 @@ impl BackupSession<'_> {
             self.summary.new_tree_blobs += 1;
             self.summary.new_raw_bytes += u64::from(s.raw_len);
             self.summary.new_stored_bytes += s.bytes.len() as u64;
-            if let Some(w) = self.tree_packs.add(self.repo.store.as_ref(), &self.repo.keys, s)? {
+            for w in self.tree_packs.add(self.repo.store.as_ref(), &self.repo.keys, s)? {
                 self.record_pack(w);
             }
         }
@@ -145,7 +145,7 @@ impl BackupSession<'_> {
     }
 
     pub(super) fn flush_tree_pack(&mut self) -> Result<()> {
-        if let Some(w) = self.tree_packs.flush(self.repo.store.as_ref(), &self.repo.keys)? {
+        for w in self.tree_packs.flush(self.repo.store.as_ref(), &self.repo.keys)? {
             self.record_pack(w);
         }
         Ok(())

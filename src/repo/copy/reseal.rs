@@ -149,7 +149,7 @@ impl Reseal<'_, '_> {
         }
         for kind in [BlobKind::Data, BlobKind::Tree] {
             let writer = if kind == BlobKind::Data { &mut self.data } else { &mut self.tree_packs };
-            if let Some(w) = writer.flush(self.dest.store.as_ref(), &self.dest.keys)? {
+            for w in writer.flush(self.dest.store.as_ref(), &self.dest.keys)? {
                 self.dest.index.add_pack(w.info, &w.record.entries);
                 self.written.push(w);
             }
@@ -214,7 +214,7 @@ impl Reseal<'_, '_> {
                     None => report.blobs_present += 1,
                     Some(s) => {
                         report.blobs_written += 1;
-                        if let Some(w) = self.data.add(self.dest.store.as_ref(), &self.dest.keys, s)? {
+                        for w in self.data.add(self.dest.store.as_ref(), &self.dest.keys, s)? {
                             self.dest.index.add_pack(w.info, &w.record.entries);
                             self.written.push(w);
                         }
@@ -296,7 +296,7 @@ impl Reseal<'_, '_> {
             let s = blob::seal(&self.dest.keys, BlobKind::Tree, new.0, &bytes, Some(self.dest.settings.zstd_level));
             report.blobs_written += 1;
             self.trees_stored.insert(new);
-            if let Some(w) = self.tree_packs.add(self.dest.store.as_ref(), &self.dest.keys, s)? {
+            for w in self.tree_packs.add(self.dest.store.as_ref(), &self.dest.keys, s)? {
                 self.dest.index.add_pack(w.info, &w.record.entries);
                 self.written.push(w);
             }
