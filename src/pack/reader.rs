@@ -23,6 +23,12 @@ use crate::store::{FileKind, Store};
 
 /// Planned reads start and end on multiples of this (or the pack's end).
 pub(crate) const READ_ALIGN: u64 = 64 << 10;
+/// A directory read asks first for this much of a pack's end (or the whole pack when
+/// shorter): the trailer and, for packs of up to 1 364 blobs, the whole directory, in one
+/// request whose size does not depend on the directory's length. Measured on 16 MiB data
+/// packs (256 blobs of 64 KiB): one request of 64 KiB where version 1 made two (12 bytes,
+/// then the directory with its padding, 12 KiB–512 KiB).
+pub(crate) const DIRECTORY_TAIL: u64 = 64 << 10;
 /// Piece size of [`PackReader::stream_whole`] (a multiple of [`READ_ALIGN`]).
 pub(crate) const STREAM_PIECE: u64 = 8 << 20;
 
@@ -65,6 +71,22 @@ pub(crate) fn window(purpose: Purpose, first: u64, end: u64, pack_len: Option<u6
         }
         Purpose::Directory | Purpose::Blob => (first, end),
     }
+}
+
+/// The lengths of a pack's end that a directory read asks for, from a pack of `pack_len`
+/// bytes whose sealed directory is `dir_len` bytes: the first read (the last
+/// [`DIRECTORY_TAIL`] bytes, or all of a shorter pack), and, when the directory and the
+/// trailer do not fit in it, the smallest `DIRECTORY_TAIL · 2^k` that holds them (capped at
+/// the pack) for the second. The provider thus learns at most the power-of-two size class of
+/// a directory above 64 KiB, never its length.
+pub(crate) fn directory_reads(pack_len: u64, dir_len: u64) -> (u64, u64) {
+    let first = pack_len.min(DIRECTORY_TAIL);
+    let need = dir_len + pack_format::TRAILER_LEN as u64;
+    let mut second = DIRECTORY_TAIL;
+    while second < need {
+        second = second.saturating_mul(2);
+    }
+    (first, second.min(pack_len))
 }
 
 /// A blob opened from a range read: its sealed bytes as stored and its plaintext.
@@ -133,7 +155,8 @@ impl<'a> PackReader<'a> {
         self.store.size(FileKind::Pack, &pack.to_hex()).at(|| Location::Pack { pack: *pack, offset: None })
     }
 
-    /// Reads only the directory of a pack: its size, then the trailer, then the directory.
+    /// Reads only the directory of a pack: its size, then its tail (see
+    /// [`directory_reads`]), then the directory.
     ///
     /// # Errors
     /// Store errors; malformed trailers and directories; a directory that does not
@@ -155,11 +178,30 @@ impl<'a> PackReader<'a> {
             );
         }
         let trailer_at = len - pack_format::TRAILER_LEN as u64;
-        self.fetch(pack, Purpose::Directory, trailer_at, len, Some(len))?;
-        let trailer = Trailer::decode(len, &self.read).at(at)?;
+        // First read: the pack's last DIRECTORY_TAIL bytes, whatever the directory's length.
+        let tail_from = self.fetch(pack, Purpose::Directory, len - directory_reads(len, 0).0, len, Some(len))?;
+        let mut tail = std::mem::take(&mut self.read);
+        let short = || Error::malformed("pack", None, "the store returned a short read").at(at());
+        let t_at = usize::try_from(trailer_at - tail_from).map_err(|_| short())?;
+        let trailer = Trailer::decode(self.keys.meta_key(), len, tail.get(t_at..).ok_or_else(short)?).at(at)?;
         let dir_at = trailer.directory_start(len);
-        self.fetch(pack, Purpose::Directory, dir_at, trailer_at, Some(len))?;
-        Ok((len, pack_format::decode_directory(self.keys.meta_key(), len, &self.read).at(at)?))
+        let mut base = tail_from;
+        if dir_at < tail_from {
+            // Second read, only for directories longer than the first read: the tail grows to
+            // the next power-of-two size class, so the request shows that class, not `D`.
+            let (_, more) = directory_reads(len, u64::from(trailer.dir_len));
+            base = self.fetch(pack, Purpose::Directory, (len - more).min(dir_at), tail_from, Some(len))?;
+            let mut joined = std::mem::take(&mut self.read);
+            joined.truncate(usize::try_from(tail_from - base).map_err(|_| short())?);
+            joined.extend_from_slice(&tail);
+            tail = joined;
+        }
+        let d = usize::try_from(dir_at - base).map_err(|_| short())?;
+        let t = usize::try_from(trailer_at - base).map_err(|_| short())?;
+        let dir = tail.get(d..t).ok_or_else(short)?;
+        let out = pack_format::decode_directory(self.keys.meta_key(), len, &trailer, dir).at(at);
+        self.read = tail;
+        Ok((len, out?))
     }
 
     /// Reads one blob and opens it (decrypt, decompress, check its id).
@@ -308,5 +350,16 @@ mod tests {
         assert_eq!(window(Purpose::Range, 5, 50, None), (0, 50), "an unknown length ends the read at the need");
         assert_eq!(window(Purpose::Blob, 5, 50, Some(10 * k)), (5, 50));
         assert_eq!(window(Purpose::Directory, 5, 50, Some(10 * k)), (5, 50));
+    }
+
+    #[test]
+    fn directory_reads_depend_on_the_size_class_only() {
+        let t = DIRECTORY_TAIL;
+        assert_eq!(directory_reads(1000, 100), (1000, 1000), "a short pack is read whole");
+        assert_eq!(directory_reads(16 << 20, 12_000), (t, t));
+        assert_eq!(directory_reads(16 << 20, t), (t, 2 * t), "the trailer too must fit");
+        assert_eq!(directory_reads(16 << 20, 2 * t + 1), (t, 4 * t));
+        assert_eq!(directory_reads(16 << 20, 3 * t), (t, 4 * t), "one class, one request size");
+        assert_eq!(directory_reads(3 * t, 2 * t + 1), (t, 3 * t), "capped at the pack");
     }
 }
