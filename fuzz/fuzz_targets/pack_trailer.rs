@@ -10,7 +10,8 @@ use libfuzzer_sys::fuzz_target;
 use packvault::format::{pack, padding::padme};
 
 fuzz_target!(|data: &[u8]| {
-    let key = common::keys().meta_key();
+    let keys = common::keys();
+    let key = keys.meta_key();
     if data.len() >= pack::TRAILER_LEN {
         let bytes = &data[data.len() - pack::TRAILER_LEN..];
         let len = data.len() as u64;
