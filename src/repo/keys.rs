@@ -218,7 +218,7 @@ impl KeyManager<'_> {
 
     /// A slot's label and creation time, sealed under the master key (format-spec.md §5.11);
     /// for a slot whose metadata does not open (changed, or made for another master key), the
-    /// label [`UNREADABLE_LABEL`] and time 0 (`check` reports the slot).
+    /// label `(unreadable)` and time 0 (`check` reports the slot).
     #[must_use]
     pub fn metadata(&self, slot: &Keyslot) -> SlotMetadata {
         slot.metadata(&self.repo.master).unwrap_or_else(|_| SlotMetadata { label: UNREADABLE_LABEL.into(), created: 0 })
