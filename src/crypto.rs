@@ -64,6 +64,12 @@ pub mod contexts {
     /// metadata key → key of the MAC over the local caches (format-spec.md §5.12). Not a
     /// repository key: the caches never leave the client.
     pub const CACHE_MAC: &str = "packvault 2026-12-01 v1 local cache mac";
+    /// metadata key → key of the sealed pack trailer (format-spec.md §5.5.1).
+    pub const PACK_TRAILER: &str = "packvault 2026-12-01 v2 pack trailer";
+    /// metadata key ‖ pack nonce → the pack's filler bytes (extended output, §5.5).
+    pub const PACK_FILLER: &str = "packvault 2026-12-01 v2 pack filler";
+    /// master ‖ slot id → key of a keyslot's sealed metadata (label, creation time; §5.11).
+    pub const SLOT_META: &str = "packvault 2026-12-01 v2 keyslot metadata";
 }
 
 /// A 32-byte secret key, wiped on drop, never printed; compared in constant time.

@@ -2,7 +2,7 @@
 //!
 //! - [`PackWriter`] (`writer`) streams sealed blobs of one kind into a pack and seals its
 //!   directory at the end.
-//! - `PackReader` (`reader`) reads a pack's directory (trailer, then directory), one blob, a
+//! - `PackReader` (`reader`) reads a pack's directory (its last 64 KiB: trailer and directory), one blob, a
 //!   planned range of blobs, or a whole pack (check), with buffers reused from read to read.
 //!   Every read's byte range is decided in one function there (`window`), so the S3 store's
 //!   ranged GETs and block-aligned reads (the provider must not learn blob boundaries from

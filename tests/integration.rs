@@ -44,6 +44,8 @@ mod db_chunking;
 mod keys;
 #[path = "integration/known_answers.rs"]
 mod known_answers;
+#[path = "integration/pack_hiding.rs"]
+mod pack_hiding;
 #[path = "integration/primitives.rs"]
 mod primitives;
 #[path = "integration/properties.rs"]

@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn blobs_must_fit_pack() {
         let mut s = sample();
-        s.packs[1].pack_len = 60;
+        s.packs[1].pack_len = 100; // above the smallest pack, below its blob's end and a trailer
         let ks = KeySet::derive(&MasterKey::from_bytes([2; 32]));
         let bytes = encode(ks.meta_key(), &s, &[4; 12]);
         assert!(decode(ks.meta_key(), &bytes).unwrap_err().to_string().contains("beyond"));

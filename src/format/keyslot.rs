@@ -1,26 +1,38 @@
 //! Keyslots (format-spec.md §5.11): the master key wrapped under a key derived from a
-//! credential.
+//! credential, and the slot's metadata sealed under the master key.
 //!
 //! ```text
 //! 0       8   "PVKEYS" ‖ u16 version
 //! 8       16  repository id
 //! 24      16  slot id (the file name is its hex)
 //! 40      1   kind (1 = passphrase, 2 = recovery code, 3 = PIN, 4 = device)
-//! 41      1   label length n (≤ 255)
+//! 41      1   zero
 //! 42      2   kind-data length k (u16)
-//! 44      8   created, seconds since the Unix epoch (i64)
-//! 52      32  master id
-//! 84      n   label (UTF-8)
-//! 84+n    k   kind data (passphrase: u32 m_kib ‖ u32 t ‖ u32 p ‖ salt (32);
+//! 44      32  master id
+//! 76      k   kind data (passphrase: u32 m_kib ‖ u32 t ‖ u32 p ‖ salt (32);
 //!             recovery code and device: salt (32);
 //!             PIN: u32 m_kib ‖ u32 t ‖ u32 p ‖ salt (32) ‖ vault id (16))
-//! H=84+n+k 12 nonce
+//! H=76+k  12  nonce
 //! H+12    48  AES-256-GCM-SIV(wrap_key, nonce, AD = bytes[0..H], master)  (32 + tag 16)
-//! H+60    32  commitment = BLAKE3-keyed(commit_key, bytes[0..H+60])
-//! H+92    32  check = BLAKE3-keyed(check_key, bytes[0..H+92])
+//! H+60    280 AES-256-GCM-SIV(meta_key, 0^12, AD = bytes[0..H],
+//!                             i64 created ‖ u8 n ‖ label (n) ‖ zeros up to 264 bytes)
+//! H+340   32  commitment = BLAKE3-keyed(commit_key, bytes[0..H+340])
+//! H+372   32  check = BLAKE3-keyed(check_key, bytes[0..H+372])
 //! ```
 //! With `K = KDF(credential)`: `wrap_key = derive_key(SLOT_WRAP, K)`,
-//! `commit_key = derive_key(SLOT_COMMIT, K)`; `check_key = derive_key(SLOT_CHECK, master)`.
+//! `commit_key = derive_key(SLOT_COMMIT, K)`; `check_key = derive_key(SLOT_CHECK, master)`;
+//! `meta_key = derive_key(SLOT_META, master ‖ slot id)`, one key per slot (so the zero nonce
+//! is safe, as for blobs).
+//!
+//! Only what opening needs before the master key exists stays readable: the repository id
+//! and slot id (which slot, of which repository), the kind (which derivation to run), the
+//! master id (which master key the client pinned) and the kind data (KDF parameters, salt,
+//! the PIN vault's enrollment id). The label and the creation time are sealed, in a field of
+//! one length whatever the label, so `keys/` shows neither "Alice iPhone 15" nor when a
+//! device was added, nor the label's length: every slot of one kind has one length (524
+//! bytes for a passphrase, 512 for a recovery code or device, 540 for a PIN). Any client that
+//! holds the master key reads every slot's metadata; `key list` runs after unlocking.
+//!
 //! The commitment is checked (in constant time) before decryption, and the unwrapped key's id
 //! must equal the slot's master id. The check tag lets a client holding the master key
 //! (`check`) verify every slot, also the ones it has no credential for; opening does not need
@@ -32,8 +44,17 @@ use crate::format::recovery_code::RecoveryCode;
 use crate::format::{check_header, header, ByteReader, HEADER_LEN, MAGIC_KEYSLOT};
 use crate::id::Id;
 
-/// Fixed part before the label.
-pub const FIXED_LEN: usize = 84;
+/// Fixed part before the kind data.
+pub const FIXED_LEN: usize = 76;
+/// Length of the metadata plaintext: `i64 created ‖ u8 n ‖ label ‖ zeros`.
+pub const META_PLAIN_LEN: usize = 8 + 1 + MAX_LABEL_LEN;
+/// Length of the sealed metadata.
+pub const META_SEALED_LEN: usize = META_PLAIN_LEN + TAG_LEN;
+/// Longest label, in bytes of UTF-8.
+pub const MAX_LABEL_LEN: usize = 255;
+/// Length of everything after the kind data: nonce, wrapped key, sealed metadata,
+/// commitment, check tag.
+pub const TAIL_LEN: usize = NONCE_LEN + 32 + TAG_LEN + META_SEALED_LEN + 32 + 32;
 /// Length of the passphrase kind data.
 pub const PASSPHRASE_DATA_LEN: usize = 44;
 /// Length of the recovery-code kind data.
@@ -204,20 +225,27 @@ pub struct Keyslot {
     pub repo_id: [u8; 16],
     /// Slot id.
     pub slot_id: [u8; 16],
-    /// Label chosen by the user.
-    pub label: String,
-    /// Creation time, seconds since the Unix epoch.
-    pub created: i64,
     /// Id of the wrapped master key.
     pub master_id: Id,
     /// Credential kind and KDF inputs.
     pub kdf: SlotKdf,
     nonce: [u8; NONCE_LEN],
     wrapped: [u8; 32 + TAG_LEN],
+    /// Label and creation time, sealed under the master key ([`Keyslot::metadata`]).
+    sealed_meta: [u8; META_SEALED_LEN],
     commitment: [u8; 32],
     check: [u8; 32],
     /// `bytes[0..H]`: the associated data of the wrapped key.
     authenticated: Vec<u8>,
+}
+
+/// A keyslot's sealed metadata, which only a holder of the master key reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotMetadata {
+    /// Label chosen by the user (at most [`MAX_LABEL_LEN`] bytes).
+    pub label: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: i64,
 }
 
 /// The fields of a new keyslot.
@@ -227,7 +255,7 @@ pub struct NewSlot {
     pub repo_id: [u8; 16],
     /// Slot id.
     pub slot_id: [u8; 16],
-    /// Label (at most 255 bytes).
+    /// Label (at most [`MAX_LABEL_LEN`] bytes).
     pub label: String,
     /// Creation time.
     pub created: i64,
@@ -242,6 +270,17 @@ fn slot_keys(kdf_output: &SecretKey) -> (SecretKey, SecretKey) {
     )
 }
 
+/// The key of a slot's sealed metadata: `DERIVE("packvault 2026-12-01 v2 keyslot metadata",
+/// master ‖ slot id)`.
+fn meta_key(master: &MasterKey, slot_id: &[u8; 16]) -> SecretKey {
+    let mut material = [0u8; 48];
+    material[..32].copy_from_slice(master.bytes());
+    material[32..].copy_from_slice(slot_id);
+    let k = SecretKey::derive(contexts::SLOT_META, &material);
+    zeroize::Zeroize::zeroize(&mut material);
+    k
+}
+
 /// Encodes a keyslot wrapping `master` under `kdf_output` (the credential's KDF output).
 pub(crate) fn encode(
     slot: &NewSlot,
@@ -250,25 +289,31 @@ pub(crate) fn encode(
     nonce: &[u8; NONCE_LEN],
 ) -> Result<Vec<u8>> {
     let label = slot.label.as_bytes();
-    let label_len =
-        u8::try_from(label.len()).map_err(|_| Error::InvalidArgument("keyslot label longer than 255 bytes".into()))?;
-    let mut out = Vec::with_capacity(256);
+    let label_len = u8::try_from(label.len())
+        .map_err(|_| Error::InvalidArgument(format!("keyslot label longer than {MAX_LABEL_LEN} bytes")))?;
+    let kind_data = slot.kdf.encode_data()?;
+    let mut out = Vec::with_capacity(FIXED_LEN + kind_data.len() + TAIL_LEN);
     out.extend_from_slice(&header(MAGIC_KEYSLOT));
     out.extend_from_slice(&slot.repo_id);
     out.extend_from_slice(&slot.slot_id);
     out.push(slot.kdf.kind());
-    out.push(label_len);
-    let kind_data = slot.kdf.encode_data()?;
+    out.push(0);
     out.extend_from_slice(&u16::try_from(kind_data.len()).expect("kind data is small").to_le_bytes());
-    out.extend_from_slice(&slot.created.to_le_bytes());
     out.extend_from_slice(&master.id().0);
-    out.extend_from_slice(label);
     out.extend_from_slice(&kind_data);
+    let authenticated_len = out.len();
     let (wrap_key, commit_key) = slot_keys(kdf_output);
     let mut wrapped = master.bytes().to_vec();
     crypto::aead_seal(&wrap_key, nonce, &out, &mut wrapped);
+    let mut meta = Vec::with_capacity(META_SEALED_LEN);
+    meta.extend_from_slice(&slot.created.to_le_bytes());
+    meta.push(label_len);
+    meta.extend_from_slice(label);
+    meta.resize(META_PLAIN_LEN, 0);
+    crypto::aead_seal(&meta_key(master, &slot.slot_id), &[0; NONCE_LEN], &out[..authenticated_len], &mut meta);
     out.extend_from_slice(nonce);
     out.extend_from_slice(&wrapped);
+    out.extend_from_slice(&meta);
     let commitment = blake3::keyed_hash(commit_key.bytes(), &out);
     out.extend_from_slice(commitment.as_bytes());
     let check = blake3::keyed_hash(check_key(master).bytes(), &out);
@@ -297,23 +342,22 @@ pub fn decode(bytes: &[u8]) -> Result<Keyslot> {
     let repo_id = r.array()?;
     let slot_id = r.array()?;
     let kind = r.u8()?;
-    let label_len = usize::from(r.u8()?);
+    r.zeros(1, "reserved byte")?;
     let data_len = usize::from(r.u16()?);
-    let created = r.i64()?;
     let master_id = Id(r.array()?);
-    let label = String::from_utf8(r.take(label_len)?.to_vec()).map_err(|_| r.err("label is not UTF-8"))?;
     let data_at = r.pos();
     let data = r.take(data_len)?;
     let kdf = SlotKdf::decode_data(kind, data, data_at)?;
     let authenticated = bytes[..r.pos()].to_vec();
     let nonce = r.array()?;
     let wrapped = r.array()?;
+    let sealed_meta = r.array()?;
     let commitment = r.array()?;
     let check = r.array()?;
     if r.remaining() != 0 {
         return Err(r.err(format!("{} trailing bytes", r.remaining())));
     }
-    Ok(Keyslot { repo_id, slot_id, label, created, master_id, kdf, nonce, wrapped, commitment, check, authenticated })
+    Ok(Keyslot { repo_id, slot_id, master_id, kdf, nonce, wrapped, sealed_meta, commitment, check, authenticated })
 }
 
 impl Keyslot {
@@ -330,6 +374,7 @@ impl Keyslot {
         hasher.update(&self.authenticated);
         hasher.update(&self.nonce);
         hasher.update(&self.wrapped);
+        hasher.update(&self.sealed_meta);
         if !crypto::ct_eq(hasher.finalize().as_bytes(), &self.commitment) {
             return Err(Error::WrongPassphrase);
         }
@@ -361,11 +406,32 @@ impl Keyslot {
         hasher.update(&self.authenticated);
         hasher.update(&self.nonce);
         hasher.update(&self.wrapped);
+        hasher.update(&self.sealed_meta);
         hasher.update(&self.commitment);
         if !crypto::ct_eq(hasher.finalize().as_bytes(), &self.check) {
             return Err(Error::Integrity("keyslot check tag does not verify: the slot was changed".into()));
         }
         Ok(())
+    }
+
+    /// Opens the slot's sealed metadata (label, creation time) with the master key it wraps.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] when the metadata does not authenticate (the slot was changed, or
+    /// wraps another master key); [`Error::Malformed`] for a label that is not UTF-8 or
+    /// non-zero padding.
+    pub fn metadata(&self, master: &MasterKey) -> Result<SlotMetadata> {
+        const WHAT: &str = "keyslot metadata";
+        let mut plain = self.sealed_meta.to_vec();
+        crypto::aead_open(&meta_key(master, &self.slot_id), &[0; NONCE_LEN], &self.authenticated, &mut plain)
+            .map_err(|_| Error::Integrity("keyslot metadata: authentication failed".into()))?;
+        let mut r = ByteReader::new(&plain, WHAT);
+        let created = r.i64()?;
+        let n = usize::from(r.u8()?);
+        let label = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| r.err("label is not UTF-8"))?;
+        let rest = r.remaining();
+        r.zeros(rest, "metadata padding")?;
+        Ok(SlotMetadata { label, created })
     }
 
     /// The slot id as 32 hex digits (the file name under `keys/`).
@@ -470,10 +536,53 @@ mod tests {
         let k = argon2id(b"correct horse", &[3; 32], FAST).unwrap();
         let bytes = encode(&s, &m, &k, &[5; 12]).unwrap();
         let parsed = decode(&bytes).unwrap();
-        assert_eq!(parsed.label, "laptop");
+        assert_eq!(parsed.metadata(&m).unwrap(), SlotMetadata { label: "laptop".into(), created: 1_764_000_000 });
+        assert!(parsed.metadata(&MasterKey::from_bytes([9; 32])).is_err(), "only the master key opens it");
         assert_eq!(parsed.unwrap_master(&k).unwrap().bytes(), m.bytes());
         let wrong = argon2id(b"wrong horse", &[3; 32], FAST).unwrap();
         assert!(matches!(parsed.unwrap_master(&wrong), Err(Error::WrongPassphrase)));
+    }
+
+    /// Version 1 kept the label and the creation time in the clear ("Alice iPhone 15" was
+    /// readable in `keys/`) and the slot's length grew with the label.
+    #[test]
+    fn label_and_time_are_sealed_and_the_length_says_nothing() {
+        let (mut s, m) = slot();
+        let k = argon2id(b"pw", &[3; 32], FAST).unwrap();
+        let mut lens = Vec::new();
+        for label in ["", "Alice iPhone 15", &"x".repeat(MAX_LABEL_LEN)] {
+            s.label = label.into();
+            let bytes = encode(&s, &m, &k, &[5; 12]).unwrap();
+            let visible = |needle: &[u8]| !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle);
+            assert!(!visible(label.as_bytes()), "label {label:?} readable");
+            assert!(!visible(&s.created.to_le_bytes()[..5]), "creation time readable");
+            assert!(!visible(&(s.created as u32).to_le_bytes()), "creation time readable");
+            assert_eq!(decode(&bytes).unwrap().metadata(&m).unwrap().label, label);
+            lens.push(bytes.len());
+        }
+        assert_eq!(lens, [FIXED_LEN + PASSPHRASE_DATA_LEN + TAIL_LEN; 3], "one length whatever the label");
+        s.label = "y".repeat(MAX_LABEL_LEN + 1);
+        assert!(encode(&s, &m, &k, &[5; 12]).is_err());
+    }
+
+    #[test]
+    fn metadata_refuses_bad_padding_and_is_bound_to_the_slot() {
+        let (s, m) = slot();
+        let k = argon2id(b"pw", &[3; 32], FAST).unwrap();
+        let slot = decode(&encode(&s, &m, &k, &[5; 12]).unwrap()).unwrap();
+        // A slot whose metadata was sealed for another slot id does not open it.
+        let mut other = slot.clone();
+        other.slot_id = [7; 16];
+        assert!(matches!(other.metadata(&m), Err(Error::Integrity(_))));
+        // Non-zero padding, sealed correctly, is refused.
+        let mut plain = vec![0u8; META_PLAIN_LEN];
+        plain[8] = 1;
+        plain[9] = b'a';
+        plain[20] = 1;
+        crypto::aead_seal(&meta_key(&m, &slot.slot_id), &[0; NONCE_LEN], &slot.authenticated, &mut plain);
+        let mut bad = slot.clone();
+        bad.sealed_meta.copy_from_slice(&plain);
+        assert!(matches!(bad.metadata(&m), Err(Error::Malformed { .. })));
     }
 
     #[test]
@@ -505,7 +614,7 @@ mod tests {
         let (mut s, m) = slot();
         let k = argon2id(b"pw", &[3; 32], FAST).unwrap();
         let mut bytes = encode(&s, &m, &k, &[5; 12]).unwrap();
-        let at = FIXED_LEN + s.label.len();
+        let at = FIXED_LEN;
         bytes[at..at + 4].copy_from_slice(&(100u32 << 20).to_le_bytes()); // 100 GiB
                                                                           // decode() never runs the KDF, so the refusal costs nothing.
         assert!(matches!(decode(&bytes), Err(Error::LimitExceeded { .. })));

@@ -1,31 +1,44 @@
 //! Pack files (format-spec.md §5.5).
 //!
 //! ```text
-//! pack      = blob_0 ‖ … ‖ blob_{n-1} ‖ directory ‖ trailer
-//! directory = nonce (12) ‖ AES-256-GCM-SIV(meta_key, nonce, AD, dir_plain) (incl. 16-byte tag)
-//! AD        = "PVPACK" ‖ u16 version ‖ u64 blobs_len
-//! trailer   = u32 directory length ‖ "PVPACK" ‖ u16 version        (12 bytes)
+//! pack      = blob_0 ‖ … ‖ blob_{n-1} ‖ filler ‖ directory ‖ trailer
+//! filler    = DERIVE_XOF(PACK_FILLER, meta_key ‖ nonce, G)      G: up to the Padmé length
+//! directory = AES-256-GCM-SIV(meta_key, nonce, dir AD, dir_plain)       (D = 24 + 48·N bytes)
+//! dir AD    = "PVPACK" ‖ u16 version ‖ u64 pack_len ‖ u64 blobs_len
+//! trailer   = nonce (12) ‖ AES-256-GCM-SIV(trailer_key, nonce, "PVPACK" ‖ u16 v ‖ u64 pack_len,
+//!                                          u32 blobs_len ‖ u32 D) (24) ‖ "PVPACK" ‖ u16 v   (44)
 //! ```
-//! The directory plaintext is zero-padded so that the whole pack's length is a Padmé length:
-//! the provider sees neither blob boundaries nor the exact amount of data.
+//! Nothing in a pack's plaintext says more than its (Padmé) length: the blob area's length
+//! and the directory's are sealed in the trailer, and the filler that pads the pack to its
+//! Padmé length is a keyed pseudo-random stream, so the provider cannot see where the blobs
+//! end either. Version 1 kept `D` in the clear, which gave the exact total of sealed blob
+//! bytes of every pack (of a pack holding one tree, that tree's sealed length).
+//!
+//! A reader finds the directory from the last [`TRAILER_LEN`] bytes alone, and with the
+//! directory and the trailer at the very end, one read of a pack's last 64 KiB gets both for
+//! every pack of up to 1 364 blobs (`pack::reader`).
 
-use crate::crypto::{self, SecretKey, NONCE_LEN, TAG_LEN};
+use crate::crypto::{self, contexts, SecretKey, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::format::blob::{BlobKind, Codec, SealedBlob, MAX_BLOB_RAW, MAX_BLOB_SEALED};
 use crate::format::padding::padme;
-use crate::format::{check_header, header, ByteReader, MAGIC_PACK};
+use crate::format::{check_header, header, ByteReader, HEADER_LEN, MAGIC_PACK};
 use crate::id::Id;
 
 /// Length of one directory (and index) entry.
 pub const ENTRY_LEN: usize = 48;
-/// Length of the trailer.
-pub const TRAILER_LEN: usize = 12;
+/// Length of the trailer: nonce, sealed lengths (8 bytes and a 16-byte tag), header.
+pub const TRAILER_LEN: usize = NONCE_LEN + SEALED_LENGTHS_LEN + HEADER_LEN;
+/// Length of the trailer's sealed part: `u32 blobs_len ‖ u32 D` and the tag.
+const SEALED_LENGTHS_LEN: usize = 8 + TAG_LEN;
 /// Length of the directory plaintext header.
 pub const DIR_HEADER_LEN: usize = 8;
 /// Largest pack a reader accepts (offsets are `u32`).
 pub const MAX_PACK_LEN: u64 = 1 << 30;
+/// Length of a directory without entries (its header and tag).
+pub const MIN_DIR_LEN: usize = DIR_HEADER_LEN + TAG_LEN;
 /// Smallest possible pack: an empty directory and the trailer.
-pub const MIN_PACK_LEN: u64 = (NONCE_LEN + DIR_HEADER_LEN + TAG_LEN + TRAILER_LEN) as u64;
+pub const MIN_PACK_LEN: u64 = (MIN_DIR_LEN + TRAILER_LEN) as u64;
 
 /// Where one blob sits in a pack, and how to open it (48 bytes on disk, format-spec.md §5.5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,11 +99,50 @@ pub struct PackDirectory {
     pub entries: Vec<BlobEntry>,
 }
 
-fn directory_ad(blobs_len: u64) -> [u8; 16] {
+/// `"PVPACK" ‖ u16 version ‖ u64 pack_len ‖ u64 blobs_len`: the directory's associated data.
+fn directory_ad(pack_len: u64, blobs_len: u64) -> [u8; 24] {
+    let mut ad = [0u8; 24];
+    ad[..8].copy_from_slice(&header(MAGIC_PACK));
+    ad[8..16].copy_from_slice(&pack_len.to_le_bytes());
+    ad[16..].copy_from_slice(&blobs_len.to_le_bytes());
+    ad
+}
+
+/// `"PVPACK" ‖ u16 version ‖ u64 pack_len`: the trailer's associated data.
+fn trailer_ad(pack_len: u64) -> [u8; 16] {
     let mut ad = [0u8; 16];
     ad[..8].copy_from_slice(&header(MAGIC_PACK));
-    ad[8..].copy_from_slice(&blobs_len.to_le_bytes());
+    ad[8..].copy_from_slice(&pack_len.to_le_bytes());
     ad
+}
+
+fn trailer_key(meta_key: &SecretKey) -> SecretKey {
+    SecretKey::derive(contexts::PACK_TRAILER, meta_key.bytes())
+}
+
+/// The filler of a pack whose trailer nonce is `nonce`: `len` bytes of
+/// `DERIVE_XOF("packvault 2026-12-01 v2 pack filler", meta_key ‖ nonce)`. Without the key it
+/// cannot be told from the sealed blobs before it.
+fn filler(meta_key: &SecretKey, nonce: &[u8; NONCE_LEN], len: usize) -> Vec<u8> {
+    let mut h = blake3::Hasher::new_derive_key(contexts::PACK_FILLER);
+    h.update(meta_key.bytes());
+    h.update(nonce);
+    let mut out = vec![0u8; len];
+    h.finalize_xof().fill(&mut out);
+    out
+}
+
+/// The sealed length of a directory of `count` entries.
+#[must_use]
+pub fn directory_len(count: usize) -> usize {
+    MIN_DIR_LEN + count * ENTRY_LEN
+}
+
+/// The length of a pack whose blobs take `blobs_len` bytes and whose directory `dir_len`:
+/// PADME of the unpadded length (format-spec.md §5.5).
+#[must_use]
+pub fn pack_len_for(blobs_len: u64, dir_len: u64) -> u64 {
+    padme(blobs_len + dir_len + TRAILER_LEN as u64)
 }
 
 /// Assembles a pack from sealed blobs, in the order given. Returns the pack bytes and the
@@ -111,8 +163,8 @@ pub(crate) fn encode(
     (pack, entries)
 }
 
-/// The part of a pack after its blobs (directory and trailer), for writers that write the
-/// blobs from where they already are instead of copying them into one buffer.
+/// The part of a pack after its blobs (filler, directory and trailer), for writers that write
+/// the blobs from where they already are instead of copying them into one buffer.
 #[cfg_attr(not(feature = "hazmat"), allow(dead_code))] // used through `hazmat`
 pub(crate) fn encode_tail(
     meta_key: &SecretKey,
@@ -131,29 +183,34 @@ pub(crate) fn encode_tail(
     (encode_tail_for(meta_key, kind, &entries, nonce), entries)
 }
 
-/// The directory and trailer for blobs already written, described by `entries` (which must
-/// tile the blob area from offset 0).
+/// The filler, directory and trailer for blobs already written, described by `entries`
+/// (which must tile the blob area from offset 0). `nonce` is fresh and random.
 pub(crate) fn encode_tail_for(
     meta_key: &SecretKey,
     kind: BlobKind,
     entries: &[BlobEntry],
     nonce: &[u8; NONCE_LEN],
 ) -> Vec<u8> {
-    let blobs_len = entries.last().map_or(0, |e| e.end() as usize);
+    let blobs_len = entries.last().map_or(0, BlobEntry::end);
     let mut dir = encode_directory_plaintext(kind, entries);
-    let unpadded = (blobs_len + NONCE_LEN + dir.len() + TAG_LEN + TRAILER_LEN) as u64;
-    dir.resize(dir.len() + (padme(unpadded) - unpadded) as usize, 0);
-    crypto::aead_seal(meta_key, nonce, &directory_ad(blobs_len as u64), &mut dir);
-    let mut tail = Vec::with_capacity(NONCE_LEN + dir.len() + TRAILER_LEN);
-    tail.extend_from_slice(nonce);
+    let dir_len = (dir.len() + TAG_LEN) as u64;
+    let pack_len = pack_len_for(blobs_len, dir_len);
+    let filler_len = pack_len - blobs_len - dir_len - TRAILER_LEN as u64;
+    crypto::aead_seal(meta_key, nonce, &directory_ad(pack_len, blobs_len), &mut dir);
+    let mut tail = filler(meta_key, nonce, usize::try_from(filler_len).expect("filler below MAX_PACK_LEN"));
+    tail.reserve(dir.len() + TRAILER_LEN);
     tail.extend_from_slice(&dir);
-    let dir_len = u32::try_from(NONCE_LEN + dir.len()).expect("directory below MAX_PACK_LEN");
-    tail.extend_from_slice(&Trailer { dir_len }.encode());
-    debug_assert_eq!((blobs_len + tail.len()) as u64, padme(unpadded));
+    let trailer = Trailer {
+        blobs_len: u32::try_from(blobs_len).expect("blobs below MAX_PACK_LEN"),
+        dir_len: u32::try_from(dir_len).expect("directory below MAX_PACK_LEN"),
+        nonce: *nonce,
+    };
+    tail.extend_from_slice(&trailer.encode(meta_key, pack_len));
+    debug_assert_eq!(blobs_len + tail.len() as u64, pack_len);
     tail
 }
 
-/// Encodes a directory plaintext without its padding (format-spec.md §5.5.2).
+/// Encodes a directory plaintext (format-spec.md §5.5.2).
 #[must_use]
 pub fn encode_directory_plaintext(kind: BlobKind, entries: &[BlobEntry]) -> Vec<u8> {
     let mut dir = Vec::with_capacity(DIR_HEADER_LEN + entries.len() * ENTRY_LEN);
@@ -166,30 +223,40 @@ pub fn encode_directory_plaintext(kind: BlobKind, entries: &[BlobEntry]) -> Vec<
     dir
 }
 
-/// The last [`TRAILER_LEN`] bytes of a pack (format-spec.md §5.5.1): the directory's length,
-/// then the pack magic and the format version.
+/// The last [`TRAILER_LEN`] bytes of a pack (format-spec.md §5.5.1), decoded: where the blobs
+/// end and how long the directory is, both sealed under a key derived from the metadata key,
+/// and the nonce of the pack (trailer, directory and filler).
 ///
 /// ```text
-/// offset 0  u32 LE  directory length D
-/// offset 4  6 bytes "PVPACK"
-/// offset 10 u16 LE  version (1)
+/// offset 0  12 bytes nonce
+/// offset 12 24 bytes AES-256-GCM-SIV(trailer_key, nonce, "PVPACK" ‖ u16 v ‖ u64 pack_len,
+///                                    u32 blobs_len ‖ u32 D)
+/// offset 36 6 bytes "PVPACK"
+/// offset 42 u16 LE  version
 /// ```
 /// [`Trailer::decode`] applies every check a reader must make; [`TrailerFields`] shows the
-/// fields as written, unchecked, for inspection tools.
+/// plaintext fields (magic and version), unchecked, for inspection tools without a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trailer {
-    /// Length of the directory (nonce, ciphertext and tag), the bytes just before the trailer.
+    /// Length of the blob area: the blobs tile `0..blobs_len`.
+    pub blobs_len: u32,
+    /// Length of the sealed directory (ciphertext and tag), the bytes just before the trailer.
     pub dir_len: u32,
+    /// The pack's nonce.
+    pub nonce: [u8; NONCE_LEN],
 }
 
 impl Trailer {
     /// Decodes and checks the trailer of a pack of `pack_len` bytes, given its last
-    /// [`TRAILER_LEN`] bytes.
+    /// [`TRAILER_LEN`] bytes: the length range, then the magic and version (before anything
+    /// the version governs), then the sealed lengths, which must describe exactly a pack of
+    /// `pack_len` bytes (PADME of blobs, directory and trailer; a directory of whole entries).
     ///
     /// # Errors
-    /// [`Error::Malformed`] for a pack length out of range, a bad magic or a directory length
-    /// that does not fit the pack; [`Error::UnsupportedVersion`] for another version.
-    pub fn decode(pack_len: u64, trailer: &[u8]) -> Result<Trailer> {
+    /// [`Error::Malformed`] for a pack length out of range, a bad magic or lengths that do not
+    /// give this pack's length; [`Error::UnsupportedVersion`] for another version;
+    /// [`Error::Integrity`] when the sealed lengths do not authenticate.
+    pub fn decode(meta_key: &SecretKey, pack_len: u64, trailer: &[u8]) -> Result<Trailer> {
         const WHAT: &str = "pack trailer";
         if !(MIN_PACK_LEN..=MAX_PACK_LEN).contains(&pack_len) {
             return Err(Error::malformed(
@@ -198,28 +265,50 @@ impl Trailer {
                 format!("pack length {pack_len} out of range {MIN_PACK_LEN}..={MAX_PACK_LEN}"),
             ));
         }
-        let fields = TrailerFields::parse(trailer).ok_or_else(|| {
-            Error::malformed(WHAT, None, format!("trailer is {} bytes, not {TRAILER_LEN}", trailer.len()))
-        })?;
-        check_header(&trailer[4..], MAGIC_PACK, WHAT)?;
-        let dir_len = fields.dir_len;
-        let min = (NONCE_LEN + DIR_HEADER_LEN + TAG_LEN) as u64;
-        if u64::from(dir_len) < min || u64::from(dir_len) > pack_len - TRAILER_LEN as u64 {
+        if trailer.len() != TRAILER_LEN {
+            return Err(Error::malformed(WHAT, None, format!("trailer is {} bytes, not {TRAILER_LEN}", trailer.len())));
+        }
+        let at = pack_len - TRAILER_LEN as u64;
+        check_header(&trailer[TRAILER_LEN - HEADER_LEN..], MAGIC_PACK, WHAT)?;
+        let nonce: [u8; NONCE_LEN] = trailer[..NONCE_LEN].try_into().expect("length checked");
+        let mut lengths = trailer[NONCE_LEN..NONCE_LEN + SEALED_LENGTHS_LEN].to_vec();
+        crypto::aead_open(&trailer_key(meta_key), &nonce, &trailer_ad(pack_len), &mut lengths)
+            .map_err(|_| Error::Integrity("pack trailer: authentication failed".into()))?;
+        let blobs_len = u32::from_le_bytes(lengths[..4].try_into().expect("8 bytes"));
+        let dir_len = u32::from_le_bytes(lengths[4..8].try_into().expect("8 bytes"));
+        let entries_len = (dir_len as usize).checked_sub(MIN_DIR_LEN);
+        if entries_len.is_none_or(|n| n % ENTRY_LEN != 0) {
             return Err(Error::malformed(
                 WHAT,
-                Some(pack_len - TRAILER_LEN as u64),
-                format!("directory length {dir_len} does not fit a pack of {pack_len} bytes"),
+                Some(at),
+                format!("directory length {dir_len} is not a whole directory"),
             ));
         }
-        Ok(Trailer { dir_len })
+        let canonical = pack_len_for(u64::from(blobs_len), u64::from(dir_len));
+        if canonical != pack_len {
+            return Err(Error::malformed(
+                WHAT,
+                Some(at),
+                format!(
+                    "blobs of {blobs_len} bytes and a directory of {dir_len} make a pack of {canonical} bytes, not {pack_len}"
+                ),
+            ));
+        }
+        Ok(Trailer { blobs_len, dir_len, nonce })
     }
 
-    /// The 12-byte encoding (current magic and version).
+    /// The [`TRAILER_LEN`]-byte encoding for a pack of `pack_len` bytes (current magic and
+    /// version).
     #[must_use]
-    pub fn encode(&self) -> [u8; TRAILER_LEN] {
+    pub fn encode(&self, meta_key: &SecretKey, pack_len: u64) -> [u8; TRAILER_LEN] {
+        let mut lengths = Vec::with_capacity(SEALED_LENGTHS_LEN);
+        lengths.extend_from_slice(&self.blobs_len.to_le_bytes());
+        lengths.extend_from_slice(&self.dir_len.to_le_bytes());
+        crypto::aead_seal(&trailer_key(meta_key), &self.nonce, &trailer_ad(pack_len), &mut lengths);
         let mut out = [0u8; TRAILER_LEN];
-        out[..4].copy_from_slice(&self.dir_len.to_le_bytes());
-        out[4..].copy_from_slice(&header(MAGIC_PACK));
+        out[..NONCE_LEN].copy_from_slice(&self.nonce);
+        out[NONCE_LEN..NONCE_LEN + SEALED_LENGTHS_LEN].copy_from_slice(&lengths);
+        out[TRAILER_LEN - HEADER_LEN..].copy_from_slice(&header(MAGIC_PACK));
         out
     }
 
@@ -229,14 +318,18 @@ impl Trailer {
     pub fn directory_start(&self, pack_len: u64) -> u64 {
         pack_len.saturating_sub(TRAILER_LEN as u64 + u64::from(self.dir_len))
     }
+
+    /// Length of the filler between the blobs and the directory.
+    #[must_use]
+    pub fn filler_len(&self, pack_len: u64) -> u64 {
+        self.directory_start(pack_len).saturating_sub(u64::from(self.blobs_len))
+    }
 }
 
-/// A trailer's fields as written, without any check: what an inspection tool shows of a
-/// trailer that [`Trailer::decode`] refuses.
+/// A trailer's plaintext fields as written, without any check: what an inspection tool without
+/// the key shows (everything else in a pack is ciphertext or indistinguishable from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrailerFields {
-    /// The directory length field.
-    pub dir_len: u32,
     /// The magic field (`"PVPACK"` in a sound pack).
     pub magic: [u8; 6],
     /// The version field.
@@ -244,51 +337,36 @@ pub struct TrailerFields {
 }
 
 impl TrailerFields {
-    /// Splits exactly [`TRAILER_LEN`] bytes into their fields; `None` for any other length.
+    /// Reads the fields from exactly [`TRAILER_LEN`] bytes; `None` for any other length.
     #[must_use]
     pub fn parse(trailer: &[u8]) -> Option<TrailerFields> {
         let t: &[u8; TRAILER_LEN] = trailer.try_into().ok()?;
-        Some(TrailerFields {
-            dir_len: u32::from_le_bytes([t[0], t[1], t[2], t[3]]),
-            magic: [t[4], t[5], t[6], t[7], t[8], t[9]],
-            version: u16::from_le_bytes([t[10], t[11]]),
-        })
+        let h = &t[TRAILER_LEN - HEADER_LEN..];
+        Some(TrailerFields { magic: [h[0], h[1], h[2], h[3], h[4], h[5]], version: u16::from_le_bytes([h[6], h[7]]) })
     }
 }
 
-/// Reads the trailer of a pack of `pack_len` bytes, given its last [`TRAILER_LEN`] bytes.
-/// Returns the directory's length. Same as [`Trailer::decode`].
-///
-/// # Errors
-/// As [`Trailer::decode`].
-pub fn decode_trailer(pack_len: u64, trailer: &[u8]) -> Result<u32> {
-    Trailer::decode(pack_len, trailer).map(|t| t.dir_len)
-}
-
-/// Decrypts and checks the directory of a pack of `pack_len` bytes. `dir` is the directory
-/// (nonce ‖ ciphertext ‖ tag), the `dir_len` bytes before the trailer.
+/// Decrypts and checks the directory of a pack of `pack_len` bytes whose trailer is
+/// `trailer`. `dir` is the sealed directory, the `trailer.dir_len` bytes before the trailer.
 ///
 /// # Errors
 /// [`Error::Integrity`] when authentication fails, [`Error::Malformed`] when the plaintext is
-/// not a valid directory: unknown kind, non-zero reserved bytes or padding, blobs that do not
-/// tile the pack from offset 0 to the directory.
-pub fn decode_directory(meta_key: &SecretKey, pack_len: u64, dir: &[u8]) -> Result<PackDirectory> {
+/// not a valid directory: unknown kind, non-zero reserved bytes, an entry count other than
+/// the directory's length gives, blobs that do not tile `0..blobs_len`.
+pub fn decode_directory(meta_key: &SecretKey, pack_len: u64, trailer: &Trailer, dir: &[u8]) -> Result<PackDirectory> {
     const WHAT: &str = "pack directory";
-    let blobs_len = pack_len
-        .checked_sub(dir.len() as u64 + TRAILER_LEN as u64)
-        .ok_or_else(|| Error::malformed(WHAT, None, "directory longer than the pack"))?;
-    if dir.len() < NONCE_LEN + DIR_HEADER_LEN + TAG_LEN {
-        return Err(Error::malformed(WHAT, None, format!("{} bytes is too short", dir.len())));
+    if dir.len() != trailer.dir_len as usize {
+        return Err(Error::malformed(WHAT, None, format!("{} bytes, the trailer says {}", dir.len(), trailer.dir_len)));
     }
-    let (nonce, body) = dir.split_at(NONCE_LEN);
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| Error::malformed(WHAT, None, "nonce"))?;
-    let mut plain = body.to_vec();
-    crypto::aead_open(meta_key, &nonce, &directory_ad(blobs_len), &mut plain)
+    let blobs_len = u64::from(trailer.blobs_len);
+    let mut plain = dir.to_vec();
+    crypto::aead_open(meta_key, &trailer.nonce, &directory_ad(pack_len, blobs_len), &mut plain)
         .map_err(|_| Error::Integrity("pack directory: authentication failed".into()))?;
     decode_directory_plaintext(&plain, blobs_len)
 }
 
-/// Decodes a decrypted directory for a pack whose blobs take `blobs_len` bytes.
+/// Decodes a decrypted directory for a pack whose blobs take `blobs_len` bytes. The plaintext
+/// holds exactly the header and the entries: no padding (the filler pads the pack).
 ///
 /// # Errors
 /// [`Error::Malformed`] as for [`decode_directory`].
@@ -298,16 +376,14 @@ pub fn decode_directory_plaintext(plain: &[u8], blobs_len: u64) -> Result<PackDi
     let kind = BlobKind::from_u8(kind_byte).ok_or_else(|| r.err(format!("unknown blob kind {kind_byte}")))?;
     r.zeros(3, "reserved bytes")?;
     let count = r.u32()? as usize;
-    if count > r.remaining() / ENTRY_LEN {
-        return Err(r.err(format!("{count} entries do not fit in {} bytes", r.remaining())));
+    if r.remaining() % ENTRY_LEN != 0 || count != r.remaining() / ENTRY_LEN {
+        return Err(r.err(format!("{count} entries do not fill {} bytes exactly", r.remaining())));
     }
     let entries = decode_entries(&mut r, count)?;
     let end = entries.last().map_or(0, BlobEntry::end);
     if end != blobs_len {
         return Err(r.err(format!("blobs cover {end} bytes but the pack holds {blobs_len}")));
     }
-    let rest = r.remaining();
-    r.zeros(rest, "directory padding")?;
     Ok(PackDirectory { kind, entries })
 }
 
@@ -331,114 +407,28 @@ pub(crate) fn decode_entries(r: &mut ByteReader<'_>, count: usize) -> Result<Vec
     Ok(entries)
 }
 
-/// Reads and checks the header fields of a whole pack in memory: trailer, then directory.
+/// Reads and checks a whole pack in memory: trailer, directory, and the filler (which must be
+/// exactly the pack's keyed stream: a canonical pack has one form).
 ///
 /// # Errors
-/// As [`decode_trailer`] and [`decode_directory`].
+/// As [`Trailer::decode`] and [`decode_directory`]; [`Error::Malformed`] for a filler that is
+/// not the pack's.
 pub fn decode_pack(meta_key: &SecretKey, pack: &[u8]) -> Result<PackDirectory> {
     let len = pack.len() as u64;
     if len < MIN_PACK_LEN {
         return Err(Error::malformed("pack", None, format!("{len} bytes is shorter than the smallest pack")));
     }
-    let dir_len = Trailer::decode(len, &pack[pack.len() - TRAILER_LEN..])?.dir_len as usize;
-    let dir_start = pack.len() - TRAILER_LEN - dir_len;
-    decode_directory(meta_key, len, &pack[dir_start..pack.len() - TRAILER_LEN])
+    let trailer_at = pack.len() - TRAILER_LEN;
+    let trailer = Trailer::decode(meta_key, len, &pack[trailer_at..])?;
+    let dir_start = trailer_at - trailer.dir_len as usize;
+    let dir = decode_directory(meta_key, len, &trailer, &pack[dir_start..trailer_at])?;
+    let fill = &pack[trailer.blobs_len as usize..dir_start];
+    // The filler is public (it lies in the pack): a plain comparison leaks nothing.
+    if fill != filler(meta_key, &trailer.nonce, fill.len()) {
+        return Err(Error::malformed("pack", Some(u64::from(trailer.blobs_len)), "the filler is not the pack's"));
+    }
+    Ok(dir)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crypto::{KeySet, MasterKey};
-    use crate::format::blob;
-
-    fn sample() -> (KeySet, Vec<u8>, Vec<BlobEntry>) {
-        let ks = KeySet::derive(&MasterKey::from_bytes([5; 32]));
-        let blobs: Vec<SealedBlob> = (0..5u8)
-            .map(|i| {
-                let data = vec![i; 1000 + usize::from(i) * 37];
-                blob::seal(&ks, BlobKind::Data, ks.chunk_id(&data).0, &data, Some(3))
-            })
-            .collect();
-        let (pack, entries) = encode(ks.meta_key(), BlobKind::Data, &blobs, &[1; 12]);
-        (ks, pack, entries)
-    }
-
-    #[test]
-    fn round_trip_and_padded_length() {
-        let (ks, pack, entries) = sample();
-        assert_eq!(pack.len() as u64, padme(pack.len() as u64));
-        let dir = decode_pack(ks.meta_key(), &pack).unwrap();
-        assert_eq!(dir.kind, BlobKind::Data);
-        assert_eq!(dir.entries, entries);
-        for e in &dir.entries {
-            let sealed = &pack[e.offset as usize..e.end() as usize];
-            blob::open(&ks, BlobKind::Data, &e.id, e.codec, e.raw_len, sealed).unwrap();
-        }
-    }
-
-    #[test]
-    fn trailer_round_trip_and_fields() {
-        let (_, pack, _) = sample();
-        let len = pack.len() as u64;
-        let bytes = &pack[pack.len() - TRAILER_LEN..];
-        let t = Trailer::decode(len, bytes).unwrap();
-        assert_eq!(t.encode().as_slice(), bytes);
-        assert!(t.directory_start(len) < len);
-        let f = TrailerFields::parse(bytes).unwrap();
-        assert_eq!((f.dir_len, &f.magic, f.version), (t.dir_len, b"PVPACK", 1));
-        assert!(TrailerFields::parse(&bytes[1..]).is_none());
-        let mut other = t.encode();
-        other[10] = 2;
-        assert!(matches!(Trailer::decode(len, &other), Err(Error::UnsupportedVersion { found: 2, .. })));
-        assert_eq!(TrailerFields::parse(&other).unwrap().version, 2, "the fields show what is written");
-        let too_long = Trailer { dir_len: u32::try_from(len).unwrap() }.encode();
-        assert!(Trailer::decode(len, &too_long).is_err());
-    }
-
-    #[test]
-    fn every_truncation_is_rejected() {
-        let (ks, pack, _) = sample();
-        for n in 0..pack.len() {
-            assert!(decode_pack(ks.meta_key(), &pack[..n]).is_err(), "prefix of {n} bytes accepted");
-            assert!(decode_pack(ks.meta_key(), &pack[pack.len() - n..]).is_err(), "suffix of {n} bytes accepted");
-        }
-    }
-
-    #[test]
-    fn directory_and_trailer_flips_are_rejected() {
-        let (ks, pack, entries) = sample();
-        let blobs_end = entries.last().unwrap().end() as usize;
-        for i in blobs_end..pack.len() {
-            let mut bad = pack.clone();
-            bad[i] ^= 0x01;
-            assert!(decode_pack(ks.meta_key(), &bad).is_err(), "flip at {i} accepted");
-        }
-    }
-
-    #[test]
-    fn plaintext_checks() {
-        // Entries that overlap, leave a gap, or overrun are refused.
-        let e = |offset, sealed_len| BlobEntry { id: Id([1; 32]), offset, sealed_len, raw_len: 10, codec: Codec::Raw };
-        let build = |es: &[BlobEntry], kind: u8| {
-            let mut p = vec![kind, 0, 0, 0];
-            p.extend_from_slice(&(es.len() as u32).to_le_bytes());
-            for x in es {
-                x.encode(&mut p);
-            }
-            p
-        };
-        assert!(decode_directory_plaintext(&build(&[e(0, 40), e(40, 40)], 0), 80).is_ok());
-        assert!(decode_directory_plaintext(&build(&[e(0, 40), e(39, 41)], 0), 80).is_err());
-        assert!(decode_directory_plaintext(&build(&[e(0, 40), e(41, 39)], 0), 80).is_err());
-        assert!(decode_directory_plaintext(&build(&[e(0, 40)], 0), 80).is_err());
-        assert!(decode_directory_plaintext(&build(&[e(0, 40)], 2), 40).is_err());
-        assert!(decode_directory_plaintext(&build(&[e(0, 16)], 0), 16).is_err());
-        let mut padded = build(&[e(0, 40)], 0);
-        padded.extend_from_slice(&[0, 0, 1]);
-        assert!(decode_directory_plaintext(&padded, 40).is_err());
-        // A count that cannot fit is refused before any allocation.
-        let mut huge = vec![0, 0, 0, 0];
-        huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_directory_plaintext(&huge, 0).is_err());
-    }
-}
+mod tests;

@@ -30,6 +30,12 @@ use crate::store::{FileKind, Store};
 
 /// Planned reads start and end on multiples of this (or the pack's end).
 pub(crate) const READ_ALIGN: u64 = 64 << 10;
+/// A directory read asks first for this much of a pack's end (or the whole pack when
+/// shorter): the trailer and, for packs of up to 1 364 blobs, the whole directory, in one
+/// request whose size does not depend on the directory's length. Measured on 16 MiB data
+/// packs (256 blobs of 64 KiB): one request of 64 KiB where version 1 made two (12 bytes,
+/// then the directory with its padding, 12 KiB–512 KiB).
+pub(crate) const DIRECTORY_TAIL: u64 = 64 << 10;
 /// Piece size of [`PackReader::stream_whole`] (a multiple of [`READ_ALIGN`]).
 pub(crate) const STREAM_PIECE: u64 = 8 << 20;
 
@@ -81,6 +87,22 @@ pub(crate) fn window(purpose: Purpose, first: u64, end: u64, pack_len: Option<u6
 /// Pack lengths a reader remembers (single-blob reads need them to align; `open_file` reads
 /// alternate between a few packs).
 const KNOWN_LENGTHS: usize = 8;
+
+/// The lengths of a pack's end that a directory read asks for, from a pack of `pack_len`
+/// bytes whose sealed directory is `dir_len` bytes: the first read (the last
+/// [`DIRECTORY_TAIL`] bytes, or all of a shorter pack), and, when the directory and the
+/// trailer do not fit in it, the smallest `DIRECTORY_TAIL · 2^k` that holds them (capped at
+/// the pack) for the second. The provider thus learns at most the power-of-two size class of
+/// a directory above 64 KiB, never its length.
+pub(crate) fn directory_reads(pack_len: u64, dir_len: u64) -> (u64, u64) {
+    let first = pack_len.min(DIRECTORY_TAIL);
+    let need = dir_len + pack_format::TRAILER_LEN as u64;
+    let mut second = DIRECTORY_TAIL;
+    while second < need {
+        second = second.saturating_mul(2);
+    }
+    (first, second.min(pack_len))
+}
 
 /// A blob opened from a range read: its sealed bytes as stored and its plaintext.
 pub(crate) struct Opened<'b> {
@@ -160,14 +182,6 @@ impl<'a> PackReader<'a> {
         self.store.size(FileKind::Pack, &pack.to_hex()).at(|| Location::Pack { pack: *pack, offset: None })
     }
 
-    /// The bytes `first..end` of the pack out of the last read, which began at `from` (a
-    /// read [`window`] widened holds more than was needed; a short read gives what it has).
-    fn needed(&self, from: u64, first: u64, end: u64) -> &[u8] {
-        let s = usize::try_from(first.saturating_sub(from)).unwrap_or(usize::MAX).min(self.read.len());
-        let e = usize::try_from(end.saturating_sub(from)).unwrap_or(usize::MAX).min(self.read.len());
-        &self.read[s..e.max(s)]
-    }
-
     /// Length of a pack, remembered for the next reads of it.
     fn known_len(&mut self, pack: &PackId) -> Result<u64> {
         if let Some(&(_, len)) = self.lengths.iter().find(|(p, _)| p == pack) {
@@ -181,7 +195,8 @@ impl<'a> PackReader<'a> {
         Ok(len)
     }
 
-    /// Reads only the directory of a pack: its size, then the trailer, then the directory.
+    /// Reads only the directory of a pack: its size, then its tail (see
+    /// [`directory_reads`]), then the directory.
     ///
     /// # Errors
     /// Store errors; malformed trailers and directories; a directory that does not
@@ -203,14 +218,30 @@ impl<'a> PackReader<'a> {
             );
         }
         let trailer_at = len - pack_format::TRAILER_LEN as u64;
-        let from = self.fetch(pack, Purpose::Directory, trailer_at, len, Some(len))?;
-        let trailer = Trailer::decode(len, self.needed(from, trailer_at, len)).at(at)?;
+        // First read: the pack's last DIRECTORY_TAIL bytes, whatever the directory's length.
+        let tail_from = self.fetch(pack, Purpose::Directory, len - directory_reads(len, 0).0, len, Some(len))?;
+        let mut tail = std::mem::take(&mut self.read);
+        let short = || Error::malformed("pack", None, "the store returned a short read").at(at());
+        let t_at = usize::try_from(trailer_at - tail_from).map_err(|_| short())?;
+        let trailer = Trailer::decode(self.keys.meta_key(), len, tail.get(t_at..).ok_or_else(short)?).at(at)?;
         let dir_at = trailer.directory_start(len);
-        let from = self.fetch(pack, Purpose::Directory, dir_at, trailer_at, Some(len))?;
-        Ok((
-            len,
-            pack_format::decode_directory(self.keys.meta_key(), len, self.needed(from, dir_at, trailer_at)).at(at)?,
-        ))
+        let mut base = tail_from;
+        if dir_at < tail_from {
+            // Second read, only for directories longer than the first read: the tail grows to
+            // the next power-of-two size class, so the request shows that class, not `D`.
+            let (_, more) = directory_reads(len, u64::from(trailer.dir_len));
+            base = self.fetch(pack, Purpose::Directory, (len - more).min(dir_at), tail_from, Some(len))?;
+            let mut joined = std::mem::take(&mut self.read);
+            joined.truncate(usize::try_from(tail_from - base).map_err(|_| short())?);
+            joined.extend_from_slice(&tail);
+            tail = joined;
+        }
+        let d = usize::try_from(dir_at - base).map_err(|_| short())?;
+        let t = usize::try_from(trailer_at - base).map_err(|_| short())?;
+        let dir = tail.get(d..t).ok_or_else(short)?;
+        let out = pack_format::decode_directory(self.keys.meta_key(), len, &trailer, dir).at(at);
+        self.read = tail;
+        Ok((len, out?))
     }
 
     /// Reads one blob and opens it (decrypt, decompress, check its id).
@@ -224,7 +255,7 @@ impl<'a> PackReader<'a> {
         let pack_len = if super::weakened::weakened() { None } else { Some(self.known_len(&loc.pack)?) };
         let from = self.fetch(&loc.pack, Purpose::Blob, u64::from(loc.offset), loc.end(), pack_len)?;
         let s = usize::try_from(u64::from(loc.offset) - from).unwrap_or(usize::MAX);
-        let sealed = self.read.get(s..s + loc.sealed_len as usize).ok_or_else(|| {
+        let sealed = self.read.get(s..s.saturating_add(loc.sealed_len as usize)).ok_or_else(|| {
             Error::malformed("pack", Some(u64::from(loc.offset)), "the store returned a short read").at(at())
         })?;
         blob::open_with(self.keys, loc.kind, id, loc.codec, loc.raw_len, sealed, &mut self.dicts).at(at)
@@ -366,5 +397,16 @@ mod tests {
         assert_eq!(window(Purpose::Blob, k - 1, k + 1, Some(10 * k)), (0, 2 * k), "a blob across a block edge");
         assert_eq!(window(Purpose::Directory, 10 * k - 12, 10 * k, Some(10 * k)), (9 * k, 10 * k));
         assert_eq!(window(Purpose::Directory, 5, 50, Some(60)), (0, 60), "a small pack is read whole");
+    }
+
+    #[test]
+    fn directory_reads_depend_on_the_size_class_only() {
+        let t = DIRECTORY_TAIL;
+        assert_eq!(directory_reads(1000, 100), (1000, 1000), "a short pack is read whole");
+        assert_eq!(directory_reads(16 << 20, 12_000), (t, t));
+        assert_eq!(directory_reads(16 << 20, t), (t, 2 * t), "the trailer too must fit");
+        assert_eq!(directory_reads(16 << 20, 2 * t + 1), (t, 4 * t));
+        assert_eq!(directory_reads(16 << 20, 3 * t), (t, 4 * t), "one class, one request size");
+        assert_eq!(directory_reads(3 * t, 2 * t + 1), (t, 3 * t), "capped at the pack");
     }
 }

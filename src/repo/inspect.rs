@@ -357,7 +357,8 @@ impl Repository {
         Ok(())
     }
 
-    /// The decrypted directory of a pack, read with two ranged reads (trailer, directory).
+    /// The decrypted directory of a pack, read with one ranged read of its last 64 KiB (a
+    /// second for a directory that does not fit).
     ///
     /// # Errors
     /// [`Error::NotFound`], and integrity errors naming the pack.

@@ -2,24 +2,32 @@
 //! [`PinVault`]); list, add, remove and rotate slots. None of this re-encrypts data: every slot
 //! wraps the same master key.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{random_array, MasterKey, SecretKey};
+use crate::crypto::{random_array, SecretKey};
 use crate::error::{Error, Location, Result};
-use crate::format::keyslot::{self, Argon2Params, Keyslot, NewSlot, SlotKdf};
+use crate::format::keyslot::{Argon2Params, Keyslot, SlotKdf, SlotMetadata};
 use crate::format::recovery_code::RecoveryCode;
 use crate::format::tombstone::TombstoneReason;
 use crate::id::SlotId;
-use crate::repo::{now_secs, Repository};
+use crate::repo::Repository;
 use crate::store::{FileKind, Store};
 use crate::vault::PinVault;
 
 /// Most keyslots tried when opening (each costs one KDF run).
 pub const MAX_SLOTS_TRIED: usize = 32;
+
+mod slots;
+mod unlock;
+
+pub(crate) use slots::{
+    at_least_default, fingerprints_of_slots, load_slots, load_slots_any_repo, load_slots_each, slot_names, write_slot,
+    NewCredential,
+};
+pub(crate) use unlock::{unlock, SlotFilter};
 
 /// A passphrase or PIN, wiped from memory on drop and never printed.
 #[derive(Clone)]
@@ -161,311 +169,8 @@ pub struct KeyslotInfo {
     pub revoked: bool,
 }
 
-/// What a new slot is made from.
-pub(crate) enum NewCredential<'a> {
-    Passphrase(&'a Passphrase, Argon2Params),
-    Device(&'a SecretKey),
-    RecoveryCode(&'a RecoveryCode),
-    Pin(&'a Passphrase, &'a dyn PinVault, Argon2Params),
-}
-
-/// Writes a new keyslot wrapping `master`; returns its id.
-pub(crate) fn write_slot(
-    store: &dyn Store,
-    repo_id: &[u8; 16],
-    master: &MasterKey,
-    cred: NewCredential<'_>,
-    label: &str,
-) -> Result<SlotId> {
-    let salt = random_array()?;
-    let (kdf, kdf_out) = match cred {
-        NewCredential::Passphrase(pass, params) => {
-            check_passphrase_strength(pass)?;
-            (SlotKdf::Passphrase { params, salt }, keyslot::argon2id(pass.as_bytes(), &salt, params)?)
-        }
-        NewCredential::RecoveryCode(code) => (SlotKdf::RecoveryCode { salt }, keyslot::recovery_kdf(code, &salt)),
-        NewCredential::Device(secret) => (SlotKdf::Device { salt }, keyslot::device_kdf(secret, &salt)),
-        NewCredential::Pin(pin, vault, params) => {
-            check_pin(pin)?;
-            let h = keyslot::argon2id(pin.as_bytes(), &salt, params)?;
-            let (vault_id, secret) = vault.enroll(&keyslot::pin_binding(&salt, params), &keyslot::pin_auth(&h))?;
-            (SlotKdf::Pin { params, salt, vault_id }, keyslot::pin_kdf(&h, &secret))
-        }
-    };
-    let slot =
-        NewSlot { repo_id: *repo_id, slot_id: random_array()?, label: label.to_string(), created: now_secs(), kdf };
-    let bytes = keyslot::encode(&slot, master, &kdf_out, &random_array()?)?;
-    let id = SlotId::from_bytes(slot.slot_id);
-    store.put(FileKind::Key, &id.to_string(), &bytes)?;
-    Ok(id)
-}
-
-/// Loads every keyslot of the repository `repo_id`; unreadable ones are skipped and the first
-/// error is kept for reporting.
-pub(crate) fn load_slots(store: &dyn Store, repo_id: &[u8; 16]) -> Result<(Vec<Keyslot>, Option<Error>)> {
-    Ok(split_slots(load_slots_each(store, repo_id)?))
-}
-
-/// The readable slots of [`load_slots_each`]'s answer, and its first error.
-fn split_slots(each: Vec<(String, Result<Keyslot>)>) -> (Vec<Keyslot>, Option<Error>) {
-    let mut slots = Vec::new();
-    let mut first_err = None;
-    for (_, r) in each {
-        match r {
-            Ok(s) => slots.push(s),
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    (slots, first_err)
-}
-
-/// The names of the keyslot files, sorted: 32 hex digits; anything else (temporary files) is
-/// ignored. A listing only: no slot is read.
-pub(crate) fn slot_names(store: &dyn Store) -> Result<Vec<String>> {
-    let mut names: Vec<String> = store
-        .list(FileKind::Key)?
-        .into_iter()
-        .filter(|n| n.len() == 32 && n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-/// Every keyslot file by name, each decoded or with why it is refused (errors name the file).
-pub(crate) fn load_slots_each(store: &dyn Store, repo_id: &[u8; 16]) -> Result<Vec<(String, Result<Keyslot>)>> {
-    let mut out = Vec::new();
-    for name in slot_names(store)? {
-        let loc = || Location::RepoFile(FileKind::Key.path(&name));
-        let bytes =
-            crate::store::get_bounded(store, FileKind::Key, &name, keyslot::MAX_KEYSLOT_FILE as u64, "keyslot length");
-        let r = match bytes.and_then(|b| keyslot::decode(&b)) {
-            Ok(s) if s.id_hex() != name => {
-                Err(Error::malformed("keyslot", Some(24), "slot id does not match the file name").at(loc()))
-            }
-            Ok(s) if s.repo_id != *repo_id => {
-                Err(Error::malformed("keyslot", Some(8), "belongs to another repository").at(loc()))
-            }
-            Ok(s) => Ok(s),
-            Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e.at(loc())),
-            Err(e) => Err(e.at(loc())),
-        };
-        out.push((name, r));
-    }
-    Ok(out)
-}
-
-/// Every keyslot file that decodes, whatever repository id it names (a key rotation's
-/// slots name the repository id it switches to), with its file name.
-pub(crate) fn load_slots_any_repo(store: &dyn Store) -> Result<Vec<Keyslot>> {
-    let mut out = Vec::new();
-    for name in slot_names(store)? {
-        let bytes =
-            crate::store::get_bounded(store, FileKind::Key, &name, keyslot::MAX_KEYSLOT_FILE as u64, "keyslot length");
-        match bytes.and_then(|b| keyslot::decode(&b)) {
-            Ok(s) if s.id_hex() == name => out.push(s),
-            Err(e) if e.kind() == crate::ErrorKind::Io => {
-                return Err(e.at(Location::RepoFile(FileKind::Key.path(&name))))
-            }
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
-/// Which keyslots an open may try, from what this client trusts (its pin, an expected
-/// fingerprint). Slots outside it are never given to a key derivation.
-#[derive(Default)]
-pub(crate) struct SlotFilter {
-    /// Only slots that wrap this master key (their plaintext master id).
-    pub master_id: Option<crate::id::Id>,
-    /// Only slots whose (repository id, master id) has this fingerprint.
-    pub fingerprint: Option<String>,
-    /// Tried first: the slot this client opened with last.
-    pub prefer: Option<String>,
-    /// Removed slots: tried only after every other, and only to say so when one opens.
-    pub revoked: std::collections::BTreeSet<String>,
-    /// The device key this client holds: (slot id, secret).
-    pub device: Option<(String, SecretKey)>,
-}
-
-impl SlotFilter {
-    fn admits(&self, slot: &Keyslot) -> bool {
-        self.master_id.is_none_or(|m| slot.master_id == m)
-            && self.fingerprint.as_ref().is_none_or(|f| {
-                crate::repo::trust::same_fingerprint(
-                    f,
-                    &crate::repo::trust::fingerprint_of(&slot.repo_id, &slot.master_id),
-                )
-            })
-    }
-}
-
-/// The KDF output `credentials` give for `slot`, if the slot is of their kind.
-fn kdf_output(slot: &Keyslot, credentials: &Credentials, filter: &SlotFilter) -> Option<Result<SecretKey>> {
-    match (&slot.kdf, credentials) {
-        (SlotKdf::Passphrase { params, salt }, Credentials::Passphrase(p)) => {
-            Some(keyslot::argon2id(p.as_bytes(), salt, *params))
-        }
-        (SlotKdf::RecoveryCode { salt }, Credentials::RecoveryCode(code)) => {
-            Some(Ok(keyslot::recovery_kdf(code, salt)))
-        }
-        (SlotKdf::Pin { params, salt, vault_id }, Credentials::Pin { pin, vault }) => Some((|| {
-            let h = keyslot::argon2id(pin.as_bytes(), salt, *params)?;
-            let secret = vault.release(vault_id, &keyslot::pin_binding(salt, *params), &keyslot::pin_auth(&h))?;
-            Ok(keyslot::pin_kdf(&h, &secret))
-        })()),
-        (SlotKdf::Device { salt }, Credentials::DeviceKey) => match &filter.device {
-            Some((id, secret)) if *id == slot.id_hex() => Some(Ok(keyslot::device_kdf(secret, salt))),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Unwraps the master key with `credentials`, trying only the slots `filter` admits; returns
-/// it and the id of the slot that opened.
-pub(crate) fn unlock(
-    store: &dyn Store,
-    repo_id: &[u8; 16],
-    credentials: &Credentials,
-    filter: &SlotFilter,
-) -> Result<(MasterKey, String)> {
-    if matches!(credentials, Credentials::DeviceKey) && filter.device.is_none() {
-        return Err(Error::NotFound("this client holds no device key for the repository at this location".into()));
-    }
-    let each = load_slots_each(store, repo_id)?;
-    let foreign = |r: &Result<Keyslot>| matches!(r, Err(e) if e.to_string().contains("belongs to another repository"));
-    if !each.is_empty() && each.iter().all(|(_, r)| foreign(r)) {
-        // Not one slot names the config's repository id: the id in the config is the likely
-        // damage (or the keyslots come from another repository).
-        return Err(Error::Integrity(format!(
-            "its repository id {} matches none of the {} keyslots (the config is damaged, or the keyslots belong to another repository)",
-            crate::id::hex_encode(repo_id),
-            each.len()
-        ))
-        .at(Location::RepoFile("config".into())));
-    }
-    let (slots, slot_err) = split_slots(each);
-    let admitted: Vec<&Keyslot> = slots.iter().filter(|s| filter.admits(s)).collect();
-    if admitted.is_empty() && !slots.is_empty() {
-        if let Some(f) = &filter.fingerprint {
-            let found: BTreeSet<String> =
-                slots.iter().map(|s| crate::repo::trust::fingerprint_of(&s.repo_id, &s.master_id)).collect();
-            return Err(Error::FingerprintMismatch {
-                expected: f.clone(),
-                found: found.into_iter().collect::<Vec<_>>().join(", "),
-            });
-        }
-        return Err(Error::NotFound(
-            "no keyslot wraps the master key this client pinned for the repository (the provider may have replaced them)".into(),
-        ));
-    }
-    // Slots of the credential's kind: the preferred one, then the cheapest KDF first, so that
-    // slots planted with huge parameters cannot delay or crowd out the real one; removed ones
-    // last. The total KDF work is bounded too.
-    let mut candidates: Vec<&Keyslot> = admitted.into_iter().filter(|s| kind_matches(s, credentials)).collect();
-    candidates.sort_by_key(|s| {
-        let id = s.id_hex();
-        (filter.revoked.contains(&id), filter.prefer.as_deref() != Some(id.as_str()), kdf_cost(s), id)
-    });
-    let mut tried = 0;
-    let mut budget = MAX_KDF_WORK;
-    let mut kind_err: Option<Error> = None;
-    for slot in candidates.into_iter().take(MAX_SLOTS_TRIED) {
-        let cost = kdf_cost(slot);
-        if cost > budget {
-            kind_err.get_or_insert(Error::LimitExceeded {
-                what: "Argon2 work of the keyslots tried (MiB × passes)",
-                found: (MAX_KDF_WORK - budget + cost) >> 10,
-                limit: MAX_KDF_WORK >> 10,
-            });
-            break;
-        }
-        budget -= cost;
-        let Some(k) = kdf_output(slot, credentials, filter) else { continue };
-        tried += 1;
-        let loc = || Location::RepoFile(FileKind::Key.path(&slot.id_hex()));
-        match k.and_then(|k| slot.unwrap_master(&k)) {
-            // A removed slot that was put back: it opens, and is refused.
-            Ok(_) if filter.revoked.contains(&slot.id_hex()) => {
-                return Err(Error::KeyslotRevoked(SlotId::from_bytes(slot.slot_id)))
-            }
-            Ok(m) => return Ok((m, slot.id_hex())),
-            // Not this slot: try the next.
-            Err(Error::WrongPassphrase) => {}
-            // A vault that does not know the enrollment (another device's vault), or a slot
-            // whose binding the vault refuses (altered; no attempt was counted): try the next.
-            Err(e @ (Error::NotFound(_) | Error::Integrity(_))) if matches!(credentials, Credentials::Pin { .. }) => {
-                if matches!(e, Error::Integrity(_)) {
-                    kind_err.get_or_insert(e.at(loc()));
-                }
-            }
-            // A wrong or destroyed PIN: stop, so that copies of the slot cannot spend more
-            // attempts on the same wrong PIN.
-            Err(e @ (Error::WrongPin { .. } | Error::PinDestroyed)) => return Err(e),
-            // A tampered slot: remember, keep trying the others.
-            Err(e) => {
-                let e = if matches!(e.kind(), crate::ErrorKind::Integrity | crate::ErrorKind::Malformed) {
-                    e.at(loc())
-                } else {
-                    e
-                };
-                kind_err.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = kind_err {
-        return Err(e);
-    }
-    if tried == 0 {
-        if let Credentials::DeviceKey = credentials {
-            return Err(Error::NotFound(
-                "this client's device keyslot is gone from the repository (removed?); open with another credential"
-                    .into(),
-            ));
-        }
-        if let Some(e) = slot_err {
-            return Err(e);
-        }
-        if let Credentials::Pin { .. } = credentials {
-            return Err(Error::NotFound("the repository has no PIN keyslot".into()));
-        }
-    }
-    Err(match credentials {
-        Credentials::Passphrase(_) => Error::WrongPassphrase,
-        Credentials::RecoveryCode(_) => Error::WrongRecoveryCode,
-        Credentials::Pin { .. } => {
-            Error::NotFound("no PIN keyslot of this repository is enrolled in this vault".into())
-        }
-        Credentials::DeviceKey => Error::Integrity("this client's device key does not open its keyslot".into()),
-    })
-}
-
-/// Most Argon2 work (KiB × passes, summed over the slots tried) one open may spend: enough for
-/// several slots at the maximum parameters (4 GiB × 10), not for dozens.
-pub const MAX_KDF_WORK: u64 = 3 * 4 * 1024 * 1024 * 10;
-
-fn kind_matches(slot: &Keyslot, credentials: &Credentials) -> bool {
-    matches!(
-        (&slot.kdf, credentials),
-        (SlotKdf::Passphrase { .. }, Credentials::Passphrase(_))
-            | (SlotKdf::RecoveryCode { .. }, Credentials::RecoveryCode(_))
-            | (SlotKdf::Pin { .. }, Credentials::Pin { .. })
-            | (SlotKdf::Device { .. }, Credentials::DeviceKey)
-    )
-}
-
-/// Argon2 work of a slot in KiB × passes (0 for recovery codes).
-fn kdf_cost(slot: &Keyslot) -> u64 {
-    match &slot.kdf {
-        SlotKdf::Passphrase { params, .. } | SlotKdf::Pin { params, .. } => {
-            u64::from(params.m_kib) * u64::from(params.t)
-        }
-        SlotKdf::RecoveryCode { .. } | SlotKdf::Device { .. } => 0,
-    }
-}
+/// The label listed for a slot whose sealed metadata does not open.
+pub const UNREADABLE_LABEL: &str = "(unreadable)";
 
 /// Lists, adds, removes and rotates keyslots. Get one with [`Repository::keys`].
 pub struct KeyManager<'r> {
@@ -497,17 +202,26 @@ impl KeyManager<'_> {
         let (slots, _) = load_slots(self.store(), &self.repo.repo_id)?;
         let mut out: Vec<KeyslotInfo> = slots
             .iter()
-            .map(|s| KeyslotInfo {
+            .map(|s| (s, self.metadata(s)))
+            .map(|(s, meta)| KeyslotInfo {
                 id: SlotId::from_bytes(s.slot_id),
                 kind: s.kdf.kind_name(),
-                label: s.label.clone(),
-                created: s.created,
+                label: meta.label,
+                created: meta.created,
                 in_use: s.id_hex() == self.repo.opened_slot,
                 revoked: self.repo.is_revoked_slot(&s.id_hex()),
             })
             .collect();
         out.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         Ok(out)
+    }
+
+    /// A slot's label and creation time, sealed under the master key (format-spec.md §5.11);
+    /// for a slot whose metadata does not open (changed, or made for another master key), the
+    /// label `(unreadable)` and time 0 (`check` reports the slot).
+    #[must_use]
+    pub fn metadata(&self, slot: &Keyslot) -> SlotMetadata {
+        slot.metadata(&self.repo.master).unwrap_or_else(|_| SlotMetadata { label: UNREADABLE_LABEL.into(), created: 0 })
     }
 
     /// Adds a passphrase slot.
@@ -651,7 +365,7 @@ impl KeyManager<'_> {
         };
         slot.verify(&self.repo.master).map_err(|e| e.at(Location::RepoFile(FileKind::Key.path(&slot.id_hex()))))?;
         let params = params.unwrap_or_else(|| at_least_default(old));
-        let new_id = self.add(NewCredential::Passphrase(new, params), &slot.label)?;
+        let new_id = self.add(NewCredential::Passphrase(new, params), &self.metadata(&slot).label)?;
         self.retire(&slot)?;
         Ok(new_id)
     }
@@ -670,7 +384,8 @@ impl KeyManager<'_> {
             )));
         };
         slot.verify(&self.repo.master).map_err(|e| e.at(Location::RepoFile(FileKind::Key.path(&slot.id_hex()))))?;
-        let new_id = self.add(NewCredential::Pin(new_pin, vault, at_least_default(params)), &slot.label)?;
+        let new_id =
+            self.add(NewCredential::Pin(new_pin, vault, at_least_default(params)), &self.metadata(&slot).label)?;
         self.retire(&slot)?;
         // The old enrollment may live in another vault; forgetting it is best effort.
         let _ = vault.remove(&vault_id);
@@ -690,27 +405,8 @@ impl KeyManager<'_> {
                 slot.kdf.kind_name()
             )));
         }
-        let (new_id, code) = self.add_recovery_code(&slot.label)?;
+        let (new_id, code) = self.add_recovery_code(&self.metadata(&slot).label)?;
         self.retire(&slot)?;
         Ok((new_id, code))
-    }
-}
-
-/// `params`, raised field by field to at least [`Argon2Params::default`].
-pub(crate) fn at_least_default(params: Argon2Params) -> Argon2Params {
-    let d = Argon2Params::default();
-    Argon2Params { m_kib: params.m_kib.max(d.m_kib), t: params.t.max(d.t), p: params.p.max(d.p) }
-}
-
-/// The fingerprints the repository's readable keyslots name, for an error message (the
-/// config says nothing about the master key before it is decrypted).
-pub(crate) fn fingerprints_of_slots(store: &dyn Store, repo_id: &[u8; 16]) -> String {
-    let found: BTreeSet<String> = load_slots(store, repo_id)
-        .map(|(slots, _)| slots.iter().map(|s| crate::repo::trust::fingerprint_of(&s.repo_id, &s.master_id)).collect())
-        .unwrap_or_default();
-    if found.is_empty() {
-        format!("unknown (repository id {}, no readable keyslot)", crate::id::hex_encode(repo_id))
-    } else {
-        found.into_iter().collect::<Vec<_>>().join(" or ")
     }
 }

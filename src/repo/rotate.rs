@@ -333,7 +333,7 @@ impl Repository {
             .parse::<SlotId>()
             .ok()
             .and_then(|id| self.keys().slot(&id).ok())
-            .map_or_else(|| "rotated".into(), |s| s.label)
+            .map_or_else(|| "rotated".into(), |s| self.keys().metadata(&s).label)
     }
 
     /// The new config's bytes: those of a `keys/next-config` this rotation wrote before it was

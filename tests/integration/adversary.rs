@@ -225,8 +225,7 @@ fn key_passwd_never_copies_lowered_kdf_parameters() {
     // The provider lowers the slot's Argon2 parameters to the minimum (in the plaintext part).
     let path = FileKind::Key.path(&id.to_string());
     let mut bytes = store.snapshot_files()[&path].clone();
-    let label_len = usize::from(bytes[41]);
-    let at = 84 + label_len;
+    let at = keyslot::FIXED_LEN; // the kind data: m, t, p first
     bytes[at..at + 4].copy_from_slice(&(8u32 * 1024).to_le_bytes());
     bytes[at + 4..at + 8].copy_from_slice(&1u32.to_le_bytes());
     store.overwrite(&path, bytes);

@@ -146,6 +146,31 @@ fn pack_index_and_truncation_vectors() {
         let sealed = &v.body[e.offset as usize..e.end() as usize];
         hazmat::open_blob(&keys, BlobKind::Data, &e.id, e.codec, e.raw_len, sealed).unwrap();
     }
+    // The trailer from the spec's primitives alone (§5.5.1): the sealed lengths open under
+    // DERIVE("… pack trailer", meta_key), bound to the pack's length, and the filler is the
+    // keyed stream of §5.5.
+    let body = &v.body;
+    let len = body.len() as u64;
+    let tr = &body[body.len() - pack::TRAILER_LEN..];
+    let meta = hazmat::key_bytes(keys.meta_key());
+    let trailer_key = blake3::derive_key("packvault 2026-12-01 v2 pack trailer", &meta);
+    let mut ad = b"PVPACK".to_vec();
+    ad.extend_from_slice(&tr[42..44]);
+    ad.extend_from_slice(&len.to_le_bytes());
+    let nonce: [u8; 12] = tr[..12].try_into().unwrap();
+    assert_eq!(hex(&nonce), v.get("pack nonce"));
+    let lengths = hazmat::aes256_gcm_siv_open(&trailer_key, &nonce, &ad, &tr[12..36]).expect("trailer opens");
+    let blobs_len = u32::from_le_bytes(lengths[..4].try_into().unwrap());
+    let dir_len = u32::from_le_bytes(lengths[4..].try_into().unwrap());
+    assert_eq!(blobs_len.to_string(), v.get("blobs length"));
+    assert_eq!(dir_len.to_string(), v.get("directory length"));
+    let dir_at = body.len() - pack::TRAILER_LEN - dir_len as usize;
+    let mut filler = vec![0u8; dir_at - blobs_len as usize];
+    assert_eq!(filler.len().to_string(), v.get("filler length"));
+    let mut h = blake3::Hasher::new_derive_key("packvault 2026-12-01 v2 pack filler");
+    h.update(&meta).update(&nonce);
+    h.finalize_xof().fill(&mut filler);
+    assert_eq!(&body[blobs_len as usize..dir_at], &filler[..]);
     let t = committed("pack-truncated.txt");
     assert_eq!(pack::decode_pack(keys.meta_key(), &t.body).unwrap_err().kind(), ErrorKind::Malformed);
 
@@ -214,6 +239,21 @@ fn keyslot_vectors() {
     let m = slot.unwrap_master(&k).unwrap();
     assert_eq!(m.id(), master().id());
     assert_eq!(unhex(v.get("salt")).len(), 32);
+    // The sealed metadata from the spec's primitives alone (§5.11): at H + 60, 280 bytes,
+    // under DERIVE("… keyslot metadata", master ‖ slot id), zero nonce, AD = bytes[0..H].
+    let h = keyslot::FIXED_LEN + keyslot::PASSPHRASE_DATA_LEN;
+    let mut material = vectors::master_bytes().to_vec();
+    material.extend_from_slice(&slot.slot_id);
+    let meta_key = blake3::derive_key("packvault 2026-12-01 v2 keyslot metadata", &material);
+    let plain = hazmat::aes256_gcm_siv_open(&meta_key, &[0; 12], &v.body[..h], &v.body[h + 60..h + 340]).unwrap();
+    let created: i64 = v.get("created").parse().unwrap();
+    let mut want = created.to_le_bytes().to_vec();
+    want.push(6);
+    want.extend_from_slice(v.get("label").as_bytes());
+    want.resize(264, 0);
+    assert_eq!(plain, want);
+    assert_eq!(slot.metadata(&m).unwrap().label, v.get("label"));
+    assert_eq!(v.body.len(), h + keyslot::TAIL_LEN);
 
     let w = committed("keyslot-wrong-passphrase.txt");
     let slot = keyslot::decode(&w.body).unwrap();

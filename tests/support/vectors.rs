@@ -15,6 +15,7 @@ use packvault::format::config::{ChunkerParams, ConfigFile, Settings};
 use packvault::format::index::{IndexFile, IndexPack};
 use packvault::format::keyslot::{self, Argon2Params, NewSlot, SlotKdf};
 use packvault::format::lock::{self, LockKind, LockRecord};
+use packvault::format::pack;
 use packvault::format::snapshot::{Node, NodeContent, SnapshotRecord, Summary, Tree};
 use packvault::hazmat::{self, gear_table, Chunker, Keys, MasterKey};
 use packvault::{PackId, RecoveryCode, SecretKey, SnapshotId};
@@ -81,7 +82,12 @@ pub fn unhex(s: &str) -> Vec<u8> {
 }
 
 pub fn master() -> MasterKey {
-    MasterKey::from_bytes(std::array::from_fn(|i| i as u8))
+    MasterKey::from_bytes(master_bytes())
+}
+
+/// The vector master key's bytes: 0, 1, …, 31.
+pub fn master_bytes() -> [u8; 32] {
+    std::array::from_fn(|i| i as u8)
 }
 
 pub const TEXT: &[u8] = b"{\"from\":\"ana\",\"text\":\"see you at 8\"}\n{\"from\":\"ben\",\"text\":\"see you at 8!\"}\n{\"from\":\"ana\",\"text\":\"see you at 8\"}\n";
@@ -101,10 +107,6 @@ pub const PIN: &str = "482913";
 pub const VAULT_ID: [u8; 16] = [0x0e; 16];
 pub const VAULT_SECRET: [u8; 32] = [0x0f; 32];
 pub const FAST_KDF: Argon2Params = Argon2Params { m_kib: 8192, t: 1, p: 1 };
-
-fn master_bytes() -> [u8; 32] {
-    std::array::from_fn(|i| i as u8)
-}
 
 fn zstd_len(b: &[u8]) -> usize {
     hazmat::zstd_frame_len(b, 3)
@@ -321,7 +323,12 @@ pub fn all() -> Vec<Vector> {
     let (pack, entries) = hazmat::encode_pack(&keys, BlobKind::Data, &blobs, &[0x01; 12]);
     let pack_id = PackId::from_bytes(*blake3::hash(&pack).as_bytes());
     let mut v = Vector::new("pack.txt", "success");
-    v.h("master", "keys.txt").h("kind", "data").h("directory nonce", hex(&[0x01; 12])).h("pack id", pack_id.to_hex());
+    let blobs_len = entries.last().map_or(0, |e| e.end());
+    let dir_len = pack::directory_len(entries.len()) as u64;
+    v.h("master", "keys.txt").h("kind", "data").h("pack nonce", hex(&[0x01; 12])).h("pack id", pack_id.to_hex());
+    v.h("blobs length", blobs_len.to_string())
+        .h("directory length", dir_len.to_string())
+        .h("filler length", (pack.len() as u64 - blobs_len - dir_len - pack::TRAILER_LEN as u64).to_string());
     for e in &entries {
         v.h(
             "blob",
@@ -331,7 +338,7 @@ pub fn all() -> Vec<Vector> {
     v.body = pack.clone();
     out.push(v);
     let mut v = Vector::new("pack-truncated.txt", "malformed");
-    v.h("master", "keys.txt").h("defect", "pack.txt without its last byte (the trailer's version)");
+    v.h("master", "keys.txt").h("defect", "pack.txt without its last byte (the trailer's version): its length is no Padmé length, and its last 44 bytes no trailer");
     v.body = pack[..pack.len() - 1].to_vec();
     out.push(v);
 
@@ -411,7 +418,9 @@ pub fn all() -> Vec<Vector> {
         .h("argon2id", "m=8192 t=1 p=1")
         .h("salt", hex(&salt))
         .h("kdf output", hex(&hazmat::key_bytes(&kdf_out)))
-        .h("nonce", hex(&[0x07; 12]));
+        .h("nonce", hex(&[0x07; 12]))
+        .h("label", "vector")
+        .h("created", "1764115200");
     v.body = slot_bytes.clone();
     out.push(v);
     let mut v = Vector::new("keyslot-wrong-passphrase.txt", "wrong passphrase");
