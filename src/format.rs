@@ -26,7 +26,7 @@ use crate::crypto::{self, SecretKey, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 
 /// The format version this build writes and reads (format-spec.md §6).
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Length of the magic-and-version header.
 pub const HEADER_LEN: usize = 8;

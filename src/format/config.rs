@@ -211,9 +211,9 @@ mod tests {
         other_repo[10] ^= 1;
         assert!(decode(ks.meta_key(), &other_repo).unwrap_err().is_integrity());
         assert!(matches!(decode_prefix(b"hello world, not a repository"), Err(Error::NotARepository(_))));
-        let mut v2 = bytes.clone();
-        v2[6] = 2;
-        assert!(matches!(decode(ks.meta_key(), &v2), Err(Error::UnsupportedVersion { found: 2, .. })));
+        let mut v3 = bytes.clone();
+        v3[6] = 3;
+        assert!(matches!(decode(ks.meta_key(), &v3), Err(Error::UnsupportedVersion { found: 3, .. })));
 
         let mut bad = cfg.settings.clone();
         bad.chunker.min_size = 17;

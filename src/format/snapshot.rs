@@ -429,10 +429,10 @@ mod tests {
         let ks = KeySet::derive(&MasterKey::from_bytes([3; 32]));
         let mut big = vec![0u8; MAX_SNAPSHOT_FILE as usize + 1];
         big[..6].copy_from_slice(&MAGIC_SNAPSHOT);
-        big[6..8].copy_from_slice(&2u16.to_le_bytes());
+        big[6..8].copy_from_slice(&3u16.to_le_bytes());
         let err = decode(ks.meta_key(), &big).unwrap_err();
-        assert!(matches!(err, Error::UnsupportedVersion { found: 2, .. }), "{err}");
-        big[6..8].copy_from_slice(&1u16.to_le_bytes());
+        assert!(matches!(err, Error::UnsupportedVersion { found: 3, .. }), "{err}");
+        big[6..8].copy_from_slice(&2u16.to_le_bytes());
         assert!(matches!(decode(ks.meta_key(), &big), Err(Error::LimitExceeded { .. })));
     }
 

@@ -413,9 +413,15 @@ fn passphrase_nfc_vector() {
 }
 
 /// `bytes` with the u16 version at `at` set to 2.
-fn version_2(bytes: &[u8], at: usize) -> Vec<u8> {
+/// `bytes` with the version field at `at` set to the next version (3), which this reader does
+/// not implement.
+fn newer_version(bytes: &[u8], at: usize) -> Vec<u8> {
+    with_version(bytes, at, packvault::format::FORMAT_VERSION + 1)
+}
+
+fn with_version(bytes: &[u8], at: usize, version: u16) -> Vec<u8> {
     let mut out = bytes.to_vec();
-    out[at..at + 2].copy_from_slice(&2u16.to_le_bytes());
+    out[at..at + 2].copy_from_slice(&version.to_le_bytes());
     out
 }
 
@@ -427,21 +433,24 @@ fn every_versioned_structure_reports_a_newer_version_as_unsupported() {
         assert_eq!(e.kind(), ErrorKind::UnsupportedVersion, "{what}: {e}");
         assert!(!e.is_integrity(), "{what}: a newer version is not damage");
     };
-    // The header is checked before anything else, so a version-2 file is never "damaged" for
-    // failing a check of version 1 (here, its authentication tag no longer verifies).
+    // The header is checked before anything else, so a version-3 file is never "damaged" for
+    // failing a check of version 2 (here, its authentication tag no longer verifies).
     let s = committed("snapshot.txt").body;
-    unsupported("snapshot", snapshot::decode(keys.meta_key(), &version_2(&s, 6)).map(drop));
+    unsupported("snapshot", snapshot::decode(keys.meta_key(), &newer_version(&s, 6)).map(drop));
     let i = committed("index.txt").body;
-    unsupported("index", index::decode(keys.meta_key(), &version_2(&i, 6)).map(drop));
+    unsupported("index", index::decode(keys.meta_key(), &newer_version(&i, 6)).map(drop));
     let c = committed("config.txt").body;
-    unsupported("config prefix", config::decode_prefix(&version_2(&c, 6)).map(drop));
-    unsupported("config", config::decode(keys.meta_key(), &version_2(&c, 6)).map(drop));
+    unsupported("config prefix", config::decode_prefix(&newer_version(&c, 6)).map(drop));
+    unsupported("config", config::decode(keys.meta_key(), &newer_version(&c, 6)).map(drop));
     let l = committed("lock.txt").body;
-    unsupported("lock", lock::decode(keys.meta_key(), &version_2(&l, 6)).map(drop));
+    unsupported("lock", lock::decode(keys.meta_key(), &newer_version(&l, 6)).map(drop));
     let p = committed("pack.txt").body;
-    unsupported("pack", pack::decode_pack(keys.meta_key(), &version_2(&p, p.len() - 2)).map(drop));
+    unsupported("pack", pack::decode_pack(keys.meta_key(), &newer_version(&p, p.len() - 2)).map(drop));
     let k = committed("keyslot-passphrase.txt").body;
-    unsupported("keyslot", keyslot::decode(&version_2(&k, 6)).map(drop));
+    unsupported("keyslot", keyslot::decode(&newer_version(&k, 6)).map(drop));
+    // Version 1 (packvault 0.1, never released) is not read either: unsupported, not damaged.
+    unsupported("version-1 snapshot", snapshot::decode(keys.meta_key(), &with_version(&s, 6, 1)).map(drop));
+    unsupported("version-1 pack", pack::decode_pack(keys.meta_key(), &with_version(&p, p.len() - 2, 1)).map(drop));
 }
 
 #[test]
@@ -452,8 +461,8 @@ fn a_snapshot_of_a_newer_version_is_listed_as_unsupported_not_damaged() {
     let mut b = repo.backup().unwrap();
     b.add_stream("a.txt", &b"a"[..], meta).unwrap();
     let first = b.commit(packvault::SnapshotInfo::default()).unwrap().snapshot;
-    // What a newer packvault could have written beside it: a sound name, version 2.
-    let newer = version_2(&store.get(FileKind::Snapshot, &first.to_hex()).unwrap(), 6);
+    // What a newer packvault could have written beside it: a sound name, version 3.
+    let newer = newer_version(&store.get(FileKind::Snapshot, &first.to_hex()).unwrap(), 6);
     let newer_id = Id::hash_of(&newer);
     store.put(FileKind::Snapshot, &newer_id.to_hex(), &newer).unwrap();
     let repo = crate::reopen(store.clone(), Some(&dir.path().join("cache")));
@@ -463,7 +472,7 @@ fn a_snapshot_of_a_newer_version_is_listed_as_unsupported_not_damaged() {
     assert_eq!(bad[0].0 .0, newer_id);
     assert_eq!(bad[0].1.kind(), ErrorKind::UnsupportedVersion, "{}", bad[0].1);
     assert!(!bad[0].1.is_integrity());
-    assert!(bad[0].1.to_string().contains("unsupported snapshot version 2"), "{}", bad[0].1);
+    assert!(bad[0].1.to_string().contains("unsupported snapshot version 3"), "{}", bad[0].1);
 }
 
 #[test]

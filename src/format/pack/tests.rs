@@ -77,13 +77,13 @@ fn trailer_round_trip_and_fields() {
     assert!(t.directory_start(len) < len);
     assert_eq!(t.filler_len(len), t.directory_start(len) - u64::from(t.blobs_len));
     let f = TrailerFields::parse(bytes).unwrap();
-    assert_eq!((&f.magic, f.version), (b"PVPACK", 1));
+    assert_eq!((&f.magic, f.version), (b"PVPACK", 2));
     assert!(TrailerFields::parse(&bytes[1..]).is_none());
     let mut other = t.encode(key, len);
-    other[TRAILER_LEN - 2] = 2;
+    other[TRAILER_LEN - 2] = 3;
     // A newer version is reported as unsupported, before its tag is looked at.
-    assert!(matches!(Trailer::decode(key, len, &other), Err(Error::UnsupportedVersion { found: 2, .. })));
-    assert_eq!(TrailerFields::parse(&other).unwrap().version, 2, "the fields show what is written");
+    assert!(matches!(Trailer::decode(key, len, &other), Err(Error::UnsupportedVersion { found: 3, .. })));
+    assert_eq!(TrailerFields::parse(&other).unwrap().version, 3, "the fields show what is written");
     // The sealed lengths are bound to the pack's length.
     assert!(matches!(Trailer::decode(key, len + 8, bytes), Err(Error::Integrity(_))));
     // Sealed lengths that do not give this pack's Padmé length are refused by the trailer;
