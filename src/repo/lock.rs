@@ -416,7 +416,7 @@ mod tests {
             operation: "backup".into(),
         };
         let mut bytes = encode(r.keys.meta_key(), &rec, &[3; 12]).unwrap();
-        bytes[6] = 2;
+        bytes[6] = 3;
         store.put(FileKind::Lock, &Id::hash_of(&bytes).to_hex(), &bytes).unwrap();
         let e = r.lock(LockKind::Shared, "backup").unwrap_err();
         assert!(e.to_string().contains("newer version"), "{e}");

@@ -100,7 +100,7 @@ fn dictionary_vectors() {
     let id_key = blake3::derive_key("packvault 2026-12-01 v2 dictionary id", &m);
     assert_eq!(d.get("dictionary id key"), hex(&id_key));
     assert_eq!(hex(blake3::keyed_hash(&id_key, &dict.bytes).as_bytes()), id.to_hex());
-    assert_eq!(&d.body[..8], b"PVDICT\x01\x00");
+    assert_eq!(&d.body[..8], b"PVDICT\x02\x00");
 
     let v = committed("blob-data-zstd-dict.txt");
     let bid = Id::from_hex(v.get("id")).unwrap();
