@@ -153,8 +153,10 @@ pub(crate) trait DictSource {
 }
 
 /// A source with no dictionaries: every codec-2 blob fails, naming its dictionary.
+#[cfg(any(test, feature = "hazmat"))]
 pub(crate) struct NoDictionaries;
 
+#[cfg(any(test, feature = "hazmat"))]
 impl DictSource for NoDictionaries {
     fn dictionary(&mut self, id: &Id) -> Result<&Dictionary> {
         Err(Error::Dictionary {
@@ -324,6 +326,7 @@ pub(crate) fn seal_body(
 /// # Errors
 /// [`Error::Malformed`] for impossible lengths, [`Error::Integrity`] when the tag, the padding,
 /// the decompressed length or the recomputed id does not match.
+#[cfg(any(test, feature = "hazmat"))]
 pub(crate) fn open(
     keys: &KeySet,
     kind: BlobKind,

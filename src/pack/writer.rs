@@ -4,7 +4,7 @@
 //! [`POOL_BYTES`] (at most a quarter of the pack target) of sealed blobs pending and [`OPEN_PACKS`] packs open; once the pool is full,
 //! each new blob sends out a pending blob picked at random into an open pack picked at random
 //! (restic 0.18 fills several packs at random too). So consecutive chunks of a file neither lie
-//! side by side nor share one pack: a 3 MiB file's chunks end up interleaved with about 4 MiB of
+//! side by side nor share one pack: a 3 MiB file's chunks end up interleaved with about 2 MiB of
 //! other data, over two packs (a writer whose blobs all still sit in the pool when it is
 //! flushed, a small backup, writes them to one pack in random order). The choices come from the operating system's random source
 //! (`shuffle`). Cost, measured (`bench/results/privacy-costs.txt`): the pool's memory, and one
@@ -28,8 +28,10 @@ use crate::store::{FileKind, Store, Upload};
 /// Packs a writer fills at once.
 pub(crate) const OPEN_PACKS: usize = 2;
 /// Sealed bytes a writer holds back before it sends a random one out (at most a quarter of
-/// the pack target, so a writer with small packs still writes as it goes).
-pub(crate) const POOL_BYTES: usize = 4 << 20;
+/// the pack target, so a writer with small packs still writes as it goes). 2 MiB, not 4: on
+/// the 1 GiB day-1 backup each MiB of pool costs about 2.7 MB of peak memory (two writers),
+/// and the attack tests (`tests/privacy.rs`) find no advantage at 2 MiB either.
+pub(crate) const POOL_BYTES: usize = 2 << 20;
 
 /// Streams sealed blobs of one kind into packs until the target size, then seals each
 /// directory and names the pack. The blobs go to the store as they leave the pool
