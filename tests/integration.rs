@@ -36,10 +36,10 @@ mod caches;
 mod copy;
 #[path = "integration/damage.rs"]
 mod damage;
-#[path = "integration/dictionaries.rs"]
-mod dictionaries;
 #[path = "integration/db_chunking.rs"]
 mod db_chunking;
+#[path = "integration/dictionaries.rs"]
+mod dictionaries;
 #[path = "integration/keys.rs"]
 mod keys;
 #[path = "integration/known_answers.rs"]

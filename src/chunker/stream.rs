@@ -16,8 +16,9 @@
 //! "Chunking policies"): with text sniffed and cut at 1 MiB the JSON exports' day 1 shrank from
 //! 35.77 to 32.61 MB, but each day then added 17.5–19.6 MB instead of 10.0–10.6 MB. So a
 //! stream read in full is cut as text only when the caller says so; sniffed text, like
-//! anything else that is not SQLite, is cut by the repository's FastCDC. Append streams, where
-//! only the tail is re-stored, are cut as text.
+//! anything else that is not SQLite, is cut by the repository's FastCDC. Append streams are cut
+//! by it too, unsniffed: their last chunk is read and stored again each night, so it should
+//! be small (`repo/backup/options.rs` has the measurement).
 
 use super::pages::{PageFile, GROUP_PAGES};
 use super::Chunker;

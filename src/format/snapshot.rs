@@ -267,7 +267,7 @@ pub struct SnapshotRecord {
     /// Bit 0: the snapshot was repaired (references to lost data were dropped). Other bits
     /// are zero.
     pub flags: u32,
-    /// The program that wrote the snapshot, e.g. `packvault 0.1.0`.
+    /// The program that wrote the snapshot, e.g. `packvault 0.2.0`.
     pub program: String,
 }
 

@@ -22,7 +22,7 @@ const MIB: usize = 1 << 20;
 
 /// These tests check append mode's mechanics with the repository's chunker (whose maximum
 /// chunk they bound reads by), so every stream names that policy: by default an append
-/// stream is cut as text and a plain one is sniffed (`db_chunking.rs` tests those).
+/// stream is cut by it unsniffed and a plain one is sniffed (`db_chunking.rs` tests those).
 const CDC: StreamOptions =
     StreamOptions { chunking: ChunkPolicy::Cdc, compression: packvault::CompressionHint::Auto, append: false };
 const CDC_APPEND: StreamOptions = StreamOptions { append: true, ..CDC };

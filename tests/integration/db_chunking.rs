@@ -172,13 +172,16 @@ fn a_wal_database_restores_bit_exact_with_its_wal_and_new_frames_store_only_them
 }
 
 #[test]
-fn an_appended_text_log_is_cut_in_large_chunks_and_restores_at_most_its_last_chunk() {
+fn an_appended_log_cut_as_text_is_cut_in_large_chunks_and_restores_at_most_its_last_chunk() {
+    // An append stream the caller asks to cut as text (by default append streams get the
+    // repository's FastCDC: `append::` tests that).
+    let as_text = StreamOptions { chunking: ChunkPolicy::Text, append: true, ..Default::default() };
     let tmp = tempfile::tempdir().unwrap();
     let (_store, mut repo) = new_local_repo(tmp.path());
     let log = chat_text(8 << 20, 5);
     let day1_len = 6 << 20;
     let mut s = repo.backup().unwrap();
-    s.add_append_stream("chat.log", Cursor::new(log[..day1_len].to_vec()), META).unwrap();
+    s.add_stream_with("chat.log", Cursor::new(log[..day1_len].to_vec()), META, as_text.clone()).unwrap();
     let day1 = s.commit(SnapshotInfo::default()).unwrap();
     let (_, old) = file_chunks(&repo, &day1.record, "chat.log");
     // Text chunks: 256 KiB to 4 MiB (about 1 MiB), not the repository's 64 KiB.
@@ -187,7 +190,7 @@ fn an_appended_text_log_is_cut_in_large_chunks_and_restores_at_most_its_last_chu
 
     let grown = day1_len + 300_000;
     let mut s = repo.backup().unwrap();
-    s.add_append_stream("chat.log", Cursor::new(log[..grown].to_vec()), META).unwrap();
+    s.add_stream_with("chat.log", Cursor::new(log[..grown].to_vec()), META, as_text.clone()).unwrap();
     let day2 = s.commit(SnapshotInfo::default()).unwrap();
     assert!(day2.appends[0].resumed(), "{:?}", day2.appends[0]);
     let new_raw = new_bytes(&repo, &day1.record, &day2.record, "chat.log");
