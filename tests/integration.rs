@@ -54,6 +54,8 @@ mod properties;
 mod regression;
 #[path = "integration/reliability.rs"]
 mod reliability;
+#[path = "integration/repository_damage.rs"]
+mod repository_damage;
 #[path = "integration/restore_safety.rs"]
 mod restore_safety;
 #[path = "integration/restore_syscalls.rs"]

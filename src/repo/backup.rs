@@ -27,10 +27,11 @@
 //! methods and `commit`); `backup/pipeline.rs` runs the three stages; `backup/walk.rs` lists
 //! the folders of `add_dir`; `backup/trees.rs` seals the folders into trees at commit;
 //! `backup/append.rs` resumes streams that grew; `backup/options.rs`
-//! holds the choices.
+//! holds the choices; `backup/entries.rs` the folder tree a session builds before commit.
 
 mod append;
 mod dictionary;
+mod entries;
 mod options;
 mod pipeline;
 #[cfg(test)]
@@ -40,12 +41,12 @@ mod walk;
 
 pub use append::{AppendFallback, AppendOutcome, AppendSource, Sequential};
 pub use dictionary::DictionaryOutcome;
+pub use entries::FileMeta;
 pub use options::{ChunkPolicy, CompressionHint, DirOptions, SnapshotInfo, StreamOptions};
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,89 +54,21 @@ use crate::crypto::random_array;
 use crate::error::{CacheWarning, Error, Location, Result, ResultExt};
 use crate::format::blob::BlobKind;
 use crate::format::index::IndexFile;
-use crate::format::snapshot::{self, valid_name, SnapshotRecord, Summary, MAX_TREE_DEPTH, MODE_MASK};
-use crate::id::{ChunkId, Id, IndexId, SnapshotId};
+use crate::format::snapshot::{self, valid_name, SnapshotRecord, Summary, MAX_TREE_DEPTH};
+use crate::id::{Id, IndexId, SnapshotId};
 use crate::index::Index;
 use crate::pack::{PackWriter, WrittenPack};
 use crate::progress::{CancelToken, NoProgress, Progress};
-use crate::repo::files_cache::{FilesCache, Stamp};
+use crate::repo::files_cache::FilesCache;
 use crate::repo::folder_cache::FolderCache;
 use crate::repo::lock::{hostname, LockKind, RepoLock};
 use crate::repo::{now, Repository};
 use crate::store::FileKind;
 
 use append::ParentTrees;
+pub(crate) use entries::Probe;
+use entries::{Entry, FileRecord, Fold};
 use pipeline::{Job, Source};
-
-/// Metadata of a file or directory added to a backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileMeta {
-    /// Permission bits.
-    pub mode: u32,
-    /// Modification time, seconds since the Unix epoch.
-    pub mtime_secs: i64,
-    /// Nanoseconds part.
-    pub mtime_nanos: u32,
-}
-
-impl FileMeta {
-    fn from_fs(md: &fs::Metadata) -> FileMeta {
-        FileMeta {
-            mode: md.permissions().mode() & MODE_MASK,
-            mtime_secs: md.mtime(),
-            mtime_nanos: u32::try_from(md.mtime_nsec()).unwrap_or(0),
-        }
-    }
-
-    fn default_dir() -> FileMeta {
-        FileMeta { mode: 0o755, mtime_secs: 0, mtime_nanos: 0 }
-    }
-}
-
-enum Entry {
-    File {
-        meta: FileMeta,
-        file: usize,
-    },
-    /// `fold`: set by the walk for a folder it listed in full (see [`Fold`]); cleared when
-    /// anything is added to the folder afterwards.
-    Dir {
-        meta: FileMeta,
-        children: BTreeMap<Vec<u8>, Entry>,
-        fold: Option<Box<Fold>>,
-    },
-    Symlink {
-        meta: FileMeta,
-        target: Vec<u8>,
-    },
-}
-
-/// A folder the walk listed in full: its local path and the fingerprint of its entries (the
-/// folder cache's key), and the tree to reuse when every entry came from the caches.
-struct Fold {
-    path: Vec<u8>,
-    fingerprint: [u8; 32],
-    reuse: Option<crate::id::TreeId>,
-}
-
-/// Counts of the work a session did, for tests: files opened by the reader, trees encoded and
-/// trees reused from the folder cache.
-#[derive(Debug, Default)]
-pub(crate) struct Probe {
-    pub(crate) opened: std::sync::atomic::AtomicU64,
-    pub(crate) trees_encoded: std::sync::atomic::AtomicU64,
-    pub(crate) trees_reused: std::sync::atomic::AtomicU64,
-}
-
-#[derive(Default)]
-struct FileRecord {
-    size: u64,
-    chunks: Vec<ChunkId>,
-    /// Set when reading failed: the file is left out of the snapshot.
-    failed: bool,
-    /// Absolute path and stamp, for the files cache.
-    cache_key: Option<(Vec<u8>, Stamp)>,
-}
 
 /// A backup in progress. Add sources, then [`commit`](BackupSession::commit). Dropping a
 /// session without committing (or cancelling it) writes no snapshot and leaves only packs that
