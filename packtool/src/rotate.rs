@@ -75,6 +75,7 @@ fn print_report(out: &Out, r: &RotateReport) -> std::io::Result<()> {
                 "index_files": r.retired.index_files,
                 "tombstones": r.retired.tombstones,
                 "keyslots": r.retired.keyslots,
+                "dictionaries": r.retired.dictionaries,
             },
             "old_packs": r.old_packs,
         }));
@@ -94,8 +95,8 @@ fn print_report(out: &Out, r: &RotateReport) -> std::io::Result<()> {
         ))?;
     }
     out.line(&format!(
-        "retired the old key's {} snapshots, {} index files, {} tombstones and {} keyslots",
-        r.retired.snapshots, r.retired.index_files, r.retired.tombstones, r.retired.keyslots
+        "retired the old key's {} snapshots, {} index files, {} tombstones, {} keyslots and {} dictionaries",
+        r.retired.snapshots, r.retired.index_files, r.retired.tombstones, r.retired.keyslots, r.retired.dictionaries
     ))?;
     if let Some(slot) = &r.new_slot {
         out.line(&format!("the new key opens with one keyslot, {slot}"))?;

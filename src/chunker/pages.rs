@@ -40,6 +40,18 @@
 /// Pages per chunk (chosen by measurement, module docs).
 pub const GROUP_PAGES: u64 = 1;
 
+/// Units (pages or frames) of a file cut in groups of [`GROUP_PAGES`]; the units after them
+/// are cut in groups of [`TAIL_GROUP_BYTES`]. A file's chunk list lives in its folder's tree
+/// (32 bytes a chunk, a tree at most 64 MiB), so one chunk per page would make a folder
+/// holding an 8 GiB database (or a 1 GiB one with 512-byte pages) impossible to commit. With
+/// the first 2^18 units (1 GiB of 4 KiB pages) one chunk each and 64 KiB after them, a file
+/// reaches that bound only at about 110 GiB, as with 64 KiB FastCDC chunks. Both bounds are
+/// positions, so cuts stay the same night after night.
+pub const SMALL_GROUP_UNITS: u64 = 1 << 18;
+/// Bytes of whole units per chunk after the first [`SMALL_GROUP_UNITS`] units (at least one
+/// unit).
+pub const TAIL_GROUP_BYTES: u64 = 64 << 10;
+
 /// The layout of a SQLite file, read from its header: where its pages (or frames) are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageFile {
@@ -102,15 +114,23 @@ impl PageFile {
 
     /// Length of the chunk that starts at absolute offset `offset` with bytes `data`, or
     /// `None` when more input is needed (`eof`: `data` is all that remains). Chunks end after
-    /// unit `b` (counting from 1) where `(b + phase) % group == 0`; a WAL's header goes with
+    /// unit `b` (counting from 1) where `(b + phase) % group == 0`, and after unit
+    /// [`SMALL_GROUP_UNITS`]; after that unit, they end after unit `SMALL_GROUP_UNITS + k·t`
+    /// (k ≥ 1) where `t` = max(1, [`TAIL_GROUP_BYTES`] / unit bytes); a WAL's header goes with
     /// its first frames; the file's last chunk is whatever remains (a partial unit too).
     #[must_use]
     pub fn next_cut(self, group: u64, phase: u64, offset: u64, data: &[u8], eof: bool) -> Option<usize> {
         let group = group.max(1);
         let (head, unit) = self.units();
         let done = offset.saturating_sub(head) / unit;
-        let mut b = done + 1;
-        b += (group - (b + phase) % group) % group;
+        let b = if done < SMALL_GROUP_UNITS {
+            let b = done + 1;
+            (b + (group - (b + phase) % group) % group).min(SMALL_GROUP_UNITS)
+        } else {
+            let tail = (TAIL_GROUP_BYTES / unit).max(1);
+            let rel = done - SMALL_GROUP_UNITS + 1;
+            SMALL_GROUP_UNITS + rel + (tail - rel % tail) % tail
+        };
         let len = usize::try_from(head + b * unit - offset).unwrap_or(usize::MAX);
         if data.len() >= len {
             Some(len)
@@ -131,6 +151,33 @@ mod tests {
         h[..16].copy_from_slice(DB_MAGIC);
         h[16..18].copy_from_slice(&page.to_be_bytes());
         h
+    }
+
+    #[test]
+    fn units_past_the_first_2_pow_18_are_cut_in_64_kib_groups() {
+        let db = PageFile::Database { page: 4096 };
+        let data = vec![0u8; 1 << 20];
+        let edge = SMALL_GROUP_UNITS * 4096;
+        assert_eq!(db.next_cut(1, 0, edge - 4096, &data, false), Some(4096), "the last single page");
+        assert_eq!(db.next_cut(1, 0, edge, &data, false), Some(64 << 10), "then 16 pages a chunk");
+        assert_eq!(db.next_cut(1, 0, edge + (64 << 10), &data, false), Some(64 << 10));
+        // Resuming in the middle of a group (append mode) ends where a full read ends.
+        assert_eq!(db.next_cut(1, 0, edge + 3 * 4096, &data, false), Some(13 * 4096));
+        // 512-byte pages: 128 pages a chunk after the first 2^18.
+        let small = PageFile::Database { page: 512 };
+        assert_eq!(small.next_cut(1, 0, SMALL_GROUP_UNITS * 512, &data, false), Some(64 << 10));
+        // A WAL: as many whole frames of 24 + 16384 bytes as fit in 64 KiB (3) after its
+        // first 2^18 frames; a frame bigger than 64 KiB goes alone.
+        let wal = PageFile::Wal { page: 16384 };
+        let at = WAL_HEADER + SMALL_GROUP_UNITS * (WAL_FRAME_HEADER + 16384);
+        assert_eq!(wal.next_cut(1, 0, at, &data, false), Some(3 * (24 + 16384)));
+        let big = PageFile::Wal { page: 65536 };
+        let at = WAL_HEADER + SMALL_GROUP_UNITS * (WAL_FRAME_HEADER + 65536);
+        assert_eq!(big.next_cut(1, 0, at, &data, false), Some(24 + 65536));
+        // The chunks of a 10 GiB database stay far below a tree's 2 million chunk ids.
+        let units = (10u64 << 30) / 4096;
+        let chunks = SMALL_GROUP_UNITS + (units - SMALL_GROUP_UNITS).div_ceil(16);
+        assert!(chunks < 1_000_000, "{chunks}");
     }
 
     #[test]

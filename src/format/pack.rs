@@ -16,7 +16,7 @@
 //!
 //! A reader finds the directory from the last [`TRAILER_LEN`] bytes alone, and with the
 //! directory and the trailer at the very end, one read of a pack's last 64 KiB gets both for
-//! every pack of up to 1 364 blobs (`pack::reader`).
+//! every pack of up to 1 363 blobs (`pack::reader`).
 
 use crate::crypto::{self, contexts, SecretKey, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};

@@ -31,7 +31,7 @@ use crate::store::{FileKind, Store};
 /// Planned reads start and end on multiples of this (or the pack's end).
 pub(crate) const READ_ALIGN: u64 = 64 << 10;
 /// A directory read asks first for this much of a pack's end (or the whole pack when
-/// shorter): the trailer and, for packs of up to 1 364 blobs, the whole directory, in one
+/// shorter): the trailer and, for packs of up to 1 363 blobs, the whole directory, in one
 /// request whose size does not depend on the directory's length. Measured on 16 MiB data
 /// packs (256 blobs of 64 KiB): one request of 64 KiB where version 1 made two (12 bytes,
 /// then the directory with its padding, 12 KiB–512 KiB).

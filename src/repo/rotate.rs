@@ -114,6 +114,9 @@ pub struct Retired {
     pub tombstones: u64,
     /// Its keyslots (and those of abandoned rotations).
     pub keyslots: u64,
+    /// Its compression dictionaries (format-spec.md §5.17): the new domain's blobs were
+    /// compressed again without them.
+    pub dictionaries: u64,
 }
 
 /// What a key rotation did.
@@ -424,6 +427,19 @@ impl Repository {
             if slot.repo_id != self.repo_id {
                 delete(FileKind::Key, &slot.id_hex())?;
                 report.retired.keyslots += 1;
+            }
+        }
+        // Dictionaries that do not open under the new keys are the old domain's: no blob of
+        // the new one names them (the copy compressed codec-2 blobs again without them), and
+        // left behind they would read as damage to every check.
+        for id in crate::dict::list(self.store.as_ref())? {
+            match crate::dict::load(self.store.as_ref(), &self.keys, &id) {
+                Err(e) if e.kind() == crate::ErrorKind::Integrity => {
+                    delete(FileKind::Dict, &id.to_hex())?;
+                    report.retired.dictionaries += 1;
+                }
+                Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e),
+                _ => {}
             }
         }
         // 10. Done: `config` is all a reader needs.

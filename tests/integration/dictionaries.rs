@@ -226,3 +226,23 @@ fn hostile_dictionary_sizes_are_refused_before_reading() {
     let out = backup(&mut repo, &small_json(10, 9), true);
     assert_ne!(out.dictionary, DictionaryOutcome::Used(f.dict));
 }
+
+#[test]
+fn a_key_rotation_retires_the_old_domains_dictionary_and_check_stays_clean() {
+    let mut f = two_nights();
+    let rotate = packvault::RotateOptions {
+        kdf: Some(packvault::format::keyslot::Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 }),
+        ..packvault::RotateOptions::default()
+    };
+    let report = f.repo.rotate_master(&packvault::Credentials::passphrase(crate::PASS), rotate).unwrap();
+    // The copy compressed the codec-2 blobs again without the old dictionary, which no key of
+    // the new domain opens: left behind, every check would call it damaged.
+    assert_eq!(report.retired.dictionaries, 1, "{report:?}");
+    assert!(f.store.list(FileKind::Dict).unwrap().is_empty());
+    let checked = f.repo.check(CheckOptions { read_data: true, ..CheckOptions::default() }).unwrap();
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    for (snap, _) in f.repo.snapshots().unwrap() {
+        let out = f.dir.join(format!("after-rotation-{}", snap.to_hex()));
+        assert!(restore_all(&f.repo, &snap, &out).is_complete());
+    }
+}

@@ -35,8 +35,16 @@ impl Repository {
         let there: HashSet<Id> = crate::dict::list(dest.store.as_ref())?.into_iter().collect();
         for id in crate::dict::list(self.store.as_ref())? {
             if !there.contains(&id) {
-                let d = crate::dict::load(self.store.as_ref(), &self.keys, &id)?;
-                crate::dict::save(dest.store.as_ref(), &dest.keys, d.bytes)?;
+                match crate::dict::load(self.store.as_ref(), &self.keys, &id) {
+                    Ok(d) => {
+                        crate::dict::save(dest.store.as_ref(), &dest.keys, d.bytes)?;
+                    }
+                    // Damaged or another domain's (left by an old rotation): no blob this copy
+                    // can read names it, so it is not worth a failed copy; the blobs that did
+                    // name a damaged one fail below, each naming it.
+                    Err(e) if e.kind() == crate::ErrorKind::Integrity => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         let held = dest.snapshots_by_identity()?;

@@ -267,7 +267,8 @@ impl Repository {
                     (e.id, loc)
                 })
                 .collect();
-            // In pack order: one pack's blobs stay together, in the order they had.
+            // Read in pack order (coalesced ranges); the writer then scatters them over its
+            // open packs like any other blobs (pack/writer.rs).
             let (kept, ranges) = crate::pack::coalesce(kept);
             for r in &ranges {
                 let mut sealed_blobs = Vec::with_capacity(r.blobs.len());
